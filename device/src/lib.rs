@@ -1,0 +1,3 @@
+//! TumorXAI scanner-side runtime.
+
+pub mod input;

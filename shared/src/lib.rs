@@ -1,0 +1,19 @@
+//! What the workstation (host) and the scanner-side box (device) must agree on,
+//! bit for bit: the preprocessing contract and the class list.
+//!
+//! This crate has no libtorch, no tract and no file or port I/O: it works on
+//! bytes and slices, so it builds for `aarch64-unknown-linux-gnu` unchanged and
+//! both sides call exactly the same code.
+
+pub mod classes;
+pub mod decode;
+pub mod error;
+pub mod preprocess;
+pub mod resize;
+pub mod spec;
+
+pub use classes::{ClassInfo, Family, Sequence, CLASS_NAMES};
+pub use decode::{decode_luminance, DecodeLimits, Luminance};
+pub use error::PreprocessError;
+pub use preprocess::{preprocess_bytes, preprocess_luminance, Preprocessed};
+pub use spec::{AspectPolicy, BrainCrop, PreprocessSpec, ResizeFilter};
