@@ -1,4 +1,8 @@
-//! TumorXAI workstation library: phantom MRI generation, dataset splits, and
-//! the bridge from the shared preprocessing contract to libtorch tensors.
+//! TumorXAI workstation library: phantom MRI generation, ImageFolder datasets
+//! and splits, and the bridge from the shared preprocessing contract to
+//! libtorch tensors.
 
+pub mod dataset;
+pub mod split;
+pub mod synth;
 pub mod tensor;

@@ -1,0 +1,215 @@
+//! `tumorxai split`: a stratified, seeded, near-duplicate-aware train/val/test
+//! split of any ImageFolder dataset, persisted as JSON with relative paths and
+//! content hashes, plus nested label-fraction subsets of the training side.
+
+pub mod assign;
+pub mod phash;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tumorxai_shared::{decode_luminance, DecodeLimits};
+
+pub use assign::{Side, LABEL_PERCENTS};
+
+use crate::dataset::ImageFolder;
+
+pub const SPLIT_FORMAT: &str = "tumorxai-split/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitItem {
+    /// '/'-separated path relative to the dataset root (NFC).
+    pub path: String,
+    pub class: usize,
+    pub sha256: String,
+    /// Perceptual hash, 16 hex digits.
+    pub phash: String,
+    /// Near-duplicate group: index (in `items`) of the group's first member.
+    pub group: usize,
+    pub side: Side,
+    /// Smallest label percent (1, 10, 25, 50, 100) whose training subset holds
+    /// this item; absent for val/test.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub label_percent: Option<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitSettings {
+    pub seed: u64,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    /// pHash Hamming distance at or below which two slices are near duplicates.
+    pub duplicate_threshold: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitFile {
+    pub format: String,
+    pub settings: SplitSettings,
+    pub classes: Vec<String>,
+    pub items: Vec<SplitItem>,
+    /// Files that could not be decoded, with the reason (left out of the split).
+    pub unreadable: Vec<(String, String)>,
+}
+
+impl SplitFile {
+    pub fn on(&self, side: Side) -> impl Iterator<Item = &SplitItem> {
+        self.items.iter().filter(move |i| i.side == side)
+    }
+
+    /// Training items of a label-percent subset (100 = all training items).
+    pub fn train_subset(&self, percent: u8) -> impl Iterator<Item = &SplitItem> {
+        self.items
+            .iter()
+            .filter(move |i| i.side == Side::Train && i.label_percent.is_some_and(|p| p <= percent))
+    }
+
+    pub fn load(path: &Path) -> Result<SplitFile> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading split {}", path.display()))?;
+        let split: SplitFile = serde_json::from_str(&text)
+            .with_context(|| format!("parsing split {}", path.display()))?;
+        if split.format != SPLIT_FORMAT {
+            bail!(
+                "{}: split format {:?}, expected {SPLIT_FORMAT:?}",
+                path.display(),
+                split.format
+            );
+        }
+        Ok(split)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        crate::synth::write_atomic(path, text.as_bytes())
+    }
+
+    /// Per class: (train, val, test) counts.
+    pub fn counts(&self) -> Vec<[usize; 3]> {
+        let mut counts = vec![[0usize; 3]; self.classes.len()];
+        for item in &self.items {
+            let slot = match item.side {
+                Side::Train => 0,
+                Side::Val => 1,
+                Side::Test => 2,
+            };
+            counts[item.class][slot] += 1;
+        }
+        counts
+    }
+}
+
+/// Hashes every image (in parallel; `progress` is called per file) and splits.
+pub fn make_split(
+    dataset: &ImageFolder,
+    settings: SplitSettings,
+    progress: impl Fn() + Sync,
+) -> Result<SplitFile> {
+    if !(0.0..1.0).contains(&settings.val_fraction)
+        || !(0.0..1.0).contains(&settings.test_fraction)
+        || settings.val_fraction + settings.test_fraction >= 1.0
+    {
+        bail!(
+            "val ({}) and test ({}) fractions must be in [0, 1) and leave room for training",
+            settings.val_fraction,
+            settings.test_fraction
+        );
+    }
+    let hashed: Vec<Result<(String, u64), String>> = dataset
+        .items
+        .par_iter()
+        .map(|item| {
+            let result = std::fs::read(&item.path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    let lum = decode_luminance(&bytes, DecodeLimits::default())
+                        .map_err(|e| e.to_string())?;
+                    Ok((hex::encode(Sha256::digest(&bytes)), phash::phash(&lum)))
+                });
+            progress();
+            result
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut unreadable = Vec::new();
+    for (item, result) in dataset.items.iter().zip(hashed) {
+        match result {
+            Ok((sha, ph)) => kept.push((item, sha, ph)),
+            Err(why) => unreadable.push((item.relative.clone(), why)),
+        }
+    }
+    let labels: Vec<usize> = kept.iter().map(|k| k.0.class).collect();
+    let hashes: Vec<u64> = kept.iter().map(|k| k.2).collect();
+    let groups = assign::duplicate_groups(&hashes, settings.duplicate_threshold);
+    let sides = assign::assign_sides(
+        &labels,
+        &groups,
+        settings.val_fraction,
+        settings.test_fraction,
+        settings.seed,
+    );
+    let percents = assign::label_percents(&labels, &sides, settings.seed);
+    let items = kept
+        .into_iter()
+        .enumerate()
+        .map(|(i, (item, sha256, ph))| SplitItem {
+            path: item.relative.clone(),
+            class: item.class,
+            sha256,
+            phash: format!("{ph:016x}"),
+            group: groups[i],
+            side: sides[i],
+            label_percent: percents[i],
+        })
+        .collect();
+    Ok(SplitFile {
+        format: SPLIT_FORMAT.to_string(),
+        settings,
+        classes: dataset.classes.clone(),
+        items,
+        unreadable,
+    })
+}
+
+/// Human-readable summary: per-class counts and duplicate groups.
+pub fn summary(split: &SplitFile) -> String {
+    let mut out = String::new();
+    let counts = split.counts();
+    let mut group_sizes: BTreeMap<usize, usize> = BTreeMap::new();
+    for item in &split.items {
+        *group_sizes.entry(item.group).or_default() += 1;
+    }
+    let dup_groups = group_sizes.values().filter(|&&n| n > 1).count();
+    let dup_items: usize = group_sizes.values().filter(|&&n| n > 1).sum();
+    out.push_str(&format!(
+        "{:>6} {:>6} {:>6}  class\n",
+        "train", "val", "test"
+    ));
+    for (class, c) in split.classes.iter().zip(&counts) {
+        out.push_str(&format!("{:>6} {:>6} {:>6}  {class}\n", c[0], c[1], c[2]));
+    }
+    let total = |k: usize| counts.iter().map(|c| c[k]).sum::<usize>();
+    out.push_str(&format!(
+        "{:>6} {:>6} {:>6}  total\n",
+        total(0),
+        total(1),
+        total(2)
+    ));
+    out.push_str(&format!(
+        "near-duplicate groups: {dup_groups} ({dup_items} images kept on one side each); unreadable files: {}\n",
+        split.unreadable.len()
+    ));
+    let subsets: Vec<String> = LABEL_PERCENTS
+        .iter()
+        .map(|&p| format!("{p}%: {}", split.train_subset(p).count()))
+        .collect();
+    out.push_str(&format!(
+        "label-fraction subsets of train: {}\n",
+        subsets.join(", ")
+    ));
+    out
+}
