@@ -303,9 +303,9 @@ mod tests {
         let row = [5.0 / 7.0, 16.0 / 7.0];
         for c in 0..3 {
             for y in 0..2 {
-                for x in 0..2 {
+                for (x, expected) in row.iter().enumerate() {
                     let v = out.data[c * 4 + y * 2 + x];
-                    assert!((v - row[x]).abs() < 1e-6);
+                    assert!((v - expected).abs() < 1e-6);
                 }
             }
         }

@@ -177,11 +177,15 @@ mod tests {
             spec.validate(),
             Err(PreprocessError::InvalidSpec(_))
         ));
-        let mut spec = PreprocessSpec::default();
-        spec.version = 99;
+        let spec = PreprocessSpec {
+            version: 99,
+            ..Default::default()
+        };
         assert!(spec.validate().is_err());
-        let mut spec = PreprocessSpec::default();
-        spec.input_size = 0;
+        let spec = PreprocessSpec {
+            input_size: 0,
+            ..Default::default()
+        };
         assert!(spec.validate().is_err());
         assert!(PreprocessSpec::from_json("{\"version\":1}").is_err());
         assert!(PreprocessSpec::default().validate().is_ok());

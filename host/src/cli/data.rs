@@ -94,7 +94,7 @@ pub struct SplitArgs {
     test: f64,
     /// pHash Hamming distance (of 64 bits) at or below which slices count as
     /// near duplicates and stay on one side.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     duplicate_threshold: u32,
 }
 

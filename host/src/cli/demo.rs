@@ -64,7 +64,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         seed: 0,
         val_fraction: 0.15,
         test_fraction: 0.15,
-        duplicate_threshold: 6,
+        duplicate_threshold: 4,
     };
     let split_file = split::make_split(&dataset, settings, || {})?;
     let split_path = args.out.join("split.json");

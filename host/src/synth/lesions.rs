@@ -41,6 +41,12 @@ const CYST: Signal = signal(0.14, 0.96, 0.0);
 const ABSCESS_CAPSULE: Signal = signal(0.60, 0.30, 0.55);
 const DURAL_TAIL_ENHANCEMENT: f32 = 0.35;
 
+// Radiology the table above must respect, checked at compile time:
+// T1: CSF dark < GM < WM; T2: CSF bright > GM > WM; oedema T2-bright; cysts never enhance.
+const _: () = assert!(CSF.t1 < GREY_MATTER.t1 && GREY_MATTER.t1 < WHITE_MATTER.t1);
+const _: () = assert!(CSF.t2 > GREY_MATTER.t2 && GREY_MATTER.t2 > WHITE_MATTER.t2);
+const _: () = assert!(OEDEMA.t2 > WHITE_MATTER.t2 && CYST.enhancement == 0.0);
+
 /// Kinds of lesion the generator draws.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LesionKind {
@@ -473,13 +479,5 @@ mod tests {
             phase: [0.0; 4],
         };
         assert!((round.relative_radius(3.0, 4.0, 10.0) - 0.5).abs() < 1e-6);
-    }
-
-    #[test]
-    fn tissue_signals_follow_radiology() {
-        // T1: CSF dark < GM < WM. T2: CSF bright > GM > WM. Oedema is T2-bright.
-        assert!(CSF.t1 < GREY_MATTER.t1 && GREY_MATTER.t1 < WHITE_MATTER.t1);
-        assert!(CSF.t2 > GREY_MATTER.t2 && GREY_MATTER.t2 > WHITE_MATTER.t2);
-        assert!(OEDEMA.t2 > WHITE_MATTER.t2 && CYST.enhancement == 0.0);
     }
 }
