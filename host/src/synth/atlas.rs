@@ -163,21 +163,62 @@ impl TissueSample {
     }
 }
 
-/// The three planes of one axial level.
+/// The three planes of one axial level, interleaved per texel so one
+/// bilinear lookup serves T1, GM and WM (the generator's hottest path).
 #[derive(Debug, Clone)]
 pub struct AxialLevel {
     pub z_mm: f32,
-    pub t1: Plane,
-    pub gm: Plane,
-    pub wm: Plane,
+    width: usize,
+    height: usize,
+    origin: [f32; 2],
+    spacing: [f32; 2],
+    texels: Vec<[f32; 3]>,
 }
 
 impl AxialLevel {
+    fn interleave(z_mm: f32, t1: Plane, gm: Plane, wm: Plane) -> AxialLevel {
+        let texels = (0..t1.data.len())
+            .map(|i| [t1.data[i], gm.data[i], wm.data[i]])
+            .collect();
+        AxialLevel {
+            z_mm,
+            width: t1.width,
+            height: t1.height,
+            origin: t1.origin,
+            spacing: t1.spacing,
+            texels,
+        }
+    }
+
+    /// Bilinear sample at world (x, y) mm; all zero outside the grid.
     pub fn sample(&self, x_mm: f32, y_mm: f32) -> TissueSample {
+        let fx = (x_mm - self.origin[0]) / self.spacing[0];
+        let fy = (y_mm - self.origin[1]) / self.spacing[1];
+        if !(fx >= 0.0 && fy >= 0.0) {
+            return TissueSample::default();
+        }
+        let (x0, y0) = (fx as usize, fy as usize);
+        if x0 + 1 >= self.width || y0 + 1 >= self.height {
+            return TissueSample::default();
+        }
+        let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+        let i = y0 * self.width + x0;
+        let (a, b, c, d) = (
+            self.texels[i],
+            self.texels[i + 1],
+            self.texels[i + self.width],
+            self.texels[i + self.width + 1],
+        );
+        let mut out = [0f32; 3];
+        for k in 0..3 {
+            let top = a[k] + (b[k] - a[k]) * tx;
+            let bottom = c[k] + (d[k] - c[k]) * tx;
+            out[k] = top + (bottom - top) * ty;
+        }
         TissueSample {
-            t1: self.t1.sample(x_mm, y_mm),
-            gm: self.gm.sample(x_mm, y_mm),
-            wm: self.wm.sample(x_mm, y_mm),
+            t1: out[0],
+            gm: out[1],
+            wm: out[2],
         }
     }
 }
@@ -228,12 +269,12 @@ impl Atlas {
     }
 
     pub fn level(&self, z_mm: f32) -> AxialLevel {
-        AxialLevel {
+        AxialLevel::interleave(
             z_mm,
-            t1: self.t1.axial_plane(z_mm),
-            gm: self.gm.axial_plane(z_mm),
-            wm: self.wm.axial_plane(z_mm),
-        }
+            self.t1.axial_plane(z_mm),
+            self.gm.axial_plane(z_mm),
+            self.wm.axial_plane(z_mm),
+        )
     }
 }
 

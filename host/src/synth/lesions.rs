@@ -115,13 +115,21 @@ pub struct Lesion {
     blobs: Vec<Blob>,
 }
 
-/// What a lesion does to one pixel: layers composited in order, and whether
-/// the pixel belongs to the lesion proper (for masks).
+/// What a lesion does to one pixel: layers composited in order (at most
+/// three per lesion; a fixed-capacity list keeps the per-pixel hot loop free
+/// of heap allocation), and whether the pixel belongs to the lesion proper.
 #[derive(Debug, Clone, Default)]
 pub struct Paint {
-    pub layers: Vec<(f32, Signal)>,
+    pub layers: heapless::Vec<(f32, Signal), 4>,
     pub extra_enhancement: f32,
     pub in_lesion: bool,
+}
+
+impl Paint {
+    fn add(&mut self, fraction: f32, signal: Signal) {
+        // Every lesion kind paints at most three layers: capacity 4 never overflows.
+        let _ = self.layers.push((fraction, signal));
+    }
 }
 
 fn edge(relative_radius: f32, softness: f32) -> f32 {
@@ -174,18 +182,18 @@ impl Lesion {
                     self.oedema_outline
                         .relative_radius(dx, dy, self.radius * self.oedema_scale);
                 let oedema = edge(rho_o, 0.15) * (0.25 + 0.9 * white_matter).min(1.0);
-                paint.layers.push((oedema * 0.85, OEDEMA));
+                paint.add(oedema * 0.85, OEDEMA);
                 let solid = edge(rho, 0.08);
                 if high_grade {
                     let mut s = SOLID_TUMOUR;
                     s.enhancement *= 0.7 + 0.3 * tex;
-                    paint.layers.push((solid, s));
+                    paint.add(solid, s);
                     let necrosis = edge(rho / (0.55 + 0.08 * tex), 0.1);
-                    paint.layers.push((necrosis, NECROSIS));
+                    paint.add(necrosis, NECROSIS);
                 } else {
                     let mut s = LOW_GRADE_TUMOUR;
                     s.t2 += 0.06 * tex;
-                    paint.layers.push((solid, s));
+                    paint.add(solid, s);
                 }
                 paint.in_lesion = solid > 0.5;
             }
@@ -193,11 +201,11 @@ impl Lesion {
                 let solid = edge(rho, 0.05);
                 // CSF cleft around the mass.
                 let cleft = edge(rho / 1.0, 0.0 + 1.5 / self.radius) * (1.0 - solid);
-                paint.layers.push((cleft * 0.8, CSF));
+                paint.add(cleft * 0.8, CSF);
                 let mut s = MENINGIOMA;
                 s.enhancement *= 0.9 + 0.1 * tex;
                 s.t1 += 0.03 * tex;
-                paint.layers.push((solid, s));
+                paint.add(solid, s);
                 // Dural tail: a thin enhancing strip along the dura, both ways
                 // from the base of the mass.
                 let base = [
@@ -228,18 +236,18 @@ impl Lesion {
                 let solid = edge(rho, 0.06).max(in_canal);
                 let mut s = SCHWANNOMA;
                 s.enhancement *= 0.75 + 0.25 * tex;
-                paint.layers.push((solid, s));
+                paint.add(solid, s);
                 let cysts = self.blob_cover(p);
-                paint.layers.push((cysts * solid, CYST));
+                paint.add(cysts * solid, CYST);
                 paint.in_lesion = solid > 0.5;
             }
             LesionKind::Neurocytoma => {
                 let solid = edge(rho, 0.07);
                 let mut s = NEUROCYTOMA;
                 s.enhancement *= 0.6 + 0.4 * tex;
-                paint.layers.push((solid, s));
+                paint.add(solid, s);
                 let bubbles = self.blob_cover(p);
-                paint.layers.push((bubbles * solid * 0.9, CYST));
+                paint.add(bubbles * solid * 0.9, CYST);
                 paint.in_lesion = solid > 0.5;
             }
             LesionKind::Abscess => {
@@ -248,23 +256,23 @@ impl Lesion {
                     self.oedema_outline
                         .relative_radius(dx, dy, self.radius * self.oedema_scale);
                 let oedema = edge(rho_o, 0.15) * (0.3 + 0.8 * white_matter).min(1.0);
-                paint.layers.push((oedema * 0.8, OEDEMA));
+                paint.add(oedema * 0.8, OEDEMA);
                 let outer = edge(rho, 0.05);
                 let wall = (1.8 / self.radius).max(0.12);
                 let core = edge(r / (self.radius * (1.0 - wall)), 0.04);
-                paint.layers.push((outer, ABSCESS_CAPSULE));
-                paint.layers.push((core, NECROSIS));
+                paint.add(outer, ABSCESS_CAPSULE);
+                paint.add(core, NECROSIS);
                 paint.in_lesion = outer > 0.5;
             }
             LesionKind::Cyst => {
                 let solid = edge(rho, 0.04);
-                paint.layers.push((solid, CYST));
+                paint.add(solid, CYST);
                 paint.in_lesion = solid > 0.5;
             }
             LesionKind::Encephalopathy => {
                 let patches = self.blob_cover(p);
                 let weight = patches * (0.2 + 0.8 * white_matter);
-                paint.layers.push((weight * 0.75, OEDEMA));
+                paint.add(weight * 0.75, OEDEMA);
                 paint.in_lesion = weight > 0.35;
             }
         }

@@ -145,6 +145,10 @@ fn displaced(p: [f32; 2], lesions: &[Lesion]) -> [f32; 2] {
         let (dx, dy) = (p[0] - lesion.centre[0], p[1] - lesion.centre[1]);
         let r2 = dx * dx + dy * dy;
         let reach = 1.6 * lesion.radius;
+        // Beyond 4 reaches the pull is below e⁻¹⁶: skip the exp.
+        if r2 > 16.0 * reach * reach {
+            continue;
+        }
         let pull = k * (-r2 / (reach * reach)).exp();
         q[0] -= dx * pull;
         q[1] -= dy * pull;
