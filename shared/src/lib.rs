@@ -15,5 +15,7 @@ pub mod spec;
 pub use classes::{ClassInfo, Family, Sequence, CLASS_NAMES};
 pub use decode::{decode_luminance, DecodeLimits, Luminance};
 pub use error::PreprocessError;
-pub use preprocess::{preprocess_bytes, preprocess_luminance, Preprocessed};
+pub use preprocess::{
+    input_plane, normalize_plane, preprocess_bytes, preprocess_luminance, Preprocessed,
+};
 pub use spec::{AspectPolicy, BrainCrop, PreprocessSpec, ResizeFilter};

@@ -36,6 +36,14 @@ pub fn preprocess_luminance(
     lum: &Luminance,
     spec: &PreprocessSpec,
 ) -> Result<Preprocessed, PreprocessError> {
+    let plane = input_plane(lum, spec)?;
+    Ok(normalize_plane(&plane, spec))
+}
+
+/// The contract up to (not including) normalisation: the S×S luminance plane
+/// in [0, 1] after crop, square and resize. Training caches these planes and
+/// augments them before [`normalize_plane`].
+pub fn input_plane(lum: &Luminance, spec: &PreprocessSpec) -> Result<Vec<f32>, PreprocessError> {
     spec.validate()?;
     if lum.width == 0 || lum.height == 0 {
         return Err(PreprocessError::ZeroSized {
@@ -61,18 +69,23 @@ pub fn preprocess_luminance(
         AspectPolicy::Stretch => (cropped, region.w, region.h),
     };
     let s = spec.input_size as usize;
-    let resized = match spec.resize {
+    Ok(match spec.resize {
         ResizeFilter::Triangle => resize_triangle(&plane, w, h, s, s),
-    };
-    let mut data = Vec::with_capacity(3 * s * s);
+    })
+}
+
+/// Replicates an S×S plane to three channels and normalises each with the
+/// spec's mean and std: `(v − mean) / std`, in f32.
+pub fn normalize_plane(plane: &[f32], spec: &PreprocessSpec) -> Preprocessed {
+    let mut data = Vec::with_capacity(3 * plane.len());
     for c in 0..3 {
         let (mean, std) = (spec.mean[c], spec.std[c]);
-        data.extend(resized.iter().map(|v| (v - mean) / std));
+        data.extend(plane.iter().map(|v| (v - mean) / std));
     }
-    Ok(Preprocessed {
+    Preprocessed {
         size: spec.input_size,
         data,
-    })
+    }
 }
 
 /// A rectangle inside an image, in pixels.

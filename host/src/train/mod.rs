@@ -1,0 +1,10 @@
+//! Training and evaluation: configuration, schedule, optimizers, checkpoints,
+//! the supervised / fine-tuning loop, and inference with reports.
+
+pub mod checkpoint;
+pub mod config;
+pub mod evaluate;
+pub mod fit;
+pub mod optim;
+pub mod probe;
+pub mod schedule;
