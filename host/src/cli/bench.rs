@@ -6,7 +6,12 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use serde_json::json;
+use tch::nn::{self, ModuleT};
+use tch::{Kind, Reduction, Tensor};
+use tumorxai_host::model::{resnet, Depth, ResNetConfig};
 use tumorxai_host::synth::{self, Atlas};
+use tumorxai_host::train::config::{parse_device, OptimSection};
+use tumorxai_host::train::optim::Optimizer;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -15,6 +20,9 @@ enum Target {
     Synth,
     /// Shared preprocessing: JPEG bytes → 1×3×S×S tensor, on one core.
     Preprocess,
+    /// One supervised training step (forward, cross-entropy, backward, SGD
+    /// momentum) on random tensors; compare with host/bench/pytorch_train_step.py.
+    TrainStep,
 }
 
 #[derive(Debug, Args)]
@@ -30,13 +38,29 @@ pub struct BenchArgs {
     /// Images to time (after a short warm-up).
     #[arg(long, default_value_t = 200)]
     images: usize,
+    /// train-step: architecture.
+    #[arg(long, value_enum, default_value_t = Depth::ResNet18)]
+    depth: Depth,
+    /// train-step: width multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// train-step: batch size.
+    #[arg(long, default_value_t = 32)]
+    batch: i64,
+    /// train-step: timed steps (after 3 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// train-step: auto | cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
-    let atlas = Atlas::embedded()?;
     let images = args.images.max(1);
     let report = match args.target {
+        Target::TrainStep => train_step(&args)?,
         Target::Synth => {
+            let atlas = Atlas::embedded()?;
             for i in 0..5 {
                 synth::generate(atlas, 1, i % 17, i, args.size)?;
             }
@@ -52,6 +76,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
             })
         }
         Target::Preprocess => {
+            let atlas = Atlas::embedded()?;
             let inputs: Vec<Vec<u8>> = (0..17)
                 .map(|c| synth::generate(atlas, 3, c, 0, args.size).map(|g| g.jpeg))
                 .collect::<Result<_>>()?;
@@ -71,4 +96,41 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     };
     println!("{report}");
     Ok(ExitCode::SUCCESS)
+}
+
+fn train_step(args: &BenchArgs) -> Result<serde_json::Value> {
+    let device = parse_device(&args.device)?;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let config = ResNetConfig { depth: args.depth, width: args.width };
+    let model = resnet(&vs.root(), config, Some(17));
+    let optim = OptimSection { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, ..Default::default() };
+    let mut optimizer = Optimizer::new(&vs, &optim, 1.0);
+    let s = i64::from(args.size);
+    let x = Tensor::randn([args.batch, 3, s, s], (Kind::Float, device));
+    let y = Tensor::randint(17, [args.batch], (Kind::Int64, device));
+    let mut step = || {
+        let loss = model.forward_t(&x, true).cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step(0.01);
+        loss.double_value(&[])
+    };
+    for _ in 0..3 {
+        step();
+    }
+    let started = Instant::now();
+    for _ in 0..args.steps {
+        step();
+    }
+    if let tch::Device::Cuda(_) = device {
+        tch::Cuda::synchronize(0);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "bench": "train_step", "framework": "tch", "depth": format!("{:?}", args.depth), "width": args.width,
+        "size": args.size, "batch": args.batch, "steps": args.steps, "device": format!("{device:?}"),
+        "threads": tch::get_num_threads(), "seconds_per_step": seconds / args.steps as f64,
+        "images_per_second": (args.batch as f64 * args.steps as f64) / seconds,
+    }))
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod demo;
+mod train;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,19 @@ enum Command {
     /// Run image files through the shared preprocessing contract and report
     /// the model input tensor (as libtorch sees it).
     Preprocess(data::PreprocessArgs),
+    /// Train a classifier from scratch (supervised) on a split.
+    #[command(
+        after_help = "Example:\n  tumorxai train --data data/phantom --split data/split.json --out runs/sup --epochs 10\n  tumorxai train --out runs/sup --resume ...   (continue after Ctrl-C)"
+    )]
+    Train(train::TrainArgs),
+    /// Fine-tune a pre-trained backbone with a new head (backbone lr × optim.backbone_lr_mult).
+    Finetune(train::FinetuneArgs),
+    /// Evaluate a trained run on a side of its split; writes JSON and Markdown reports.
+    Evaluate(train::EvaluateArgs),
+    /// Linear evaluation: a linear classifier on frozen backbone features (computed once).
+    LinearEval(train::ProbeArgs),
+    /// Weighted k-NN evaluation on frozen backbone features.
+    KnnEval(train::ProbeArgs),
     /// The main job on the embedded default: generate a small phantom set,
     /// its contact sheet and split, and preprocess it into tensors.
     Demo(demo::DemoArgs),
@@ -61,6 +75,11 @@ pub fn run() -> Result<ExitCode> {
         Command::Split(args) => data::split(args),
         Command::Sheet(args) => data::sheet(args),
         Command::Preprocess(args) => data::preprocess(args),
+        Command::Train(args) => train::train(args),
+        Command::Finetune(args) => train::finetune(args),
+        Command::Evaluate(args) => train::evaluate(args),
+        Command::LinearEval(args) => train::linear_eval(args),
+        Command::KnnEval(args) => train::knn_eval(args),
         Command::Demo(args) => demo::demo(args),
         Command::Bench(args) => bench::bench(args),
     }

@@ -140,17 +140,22 @@ impl Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut ys = xs.shallow_clone();
         let last = self.convs.len() - 1;
+        // In-place ReLU and residual add, as torchvision (`inplace=True`):
+        // BatchNorm's backward needs its input, not its output, so this is
+        // safe under autograd and saves a pass over memory per op.
         for (i, (c, bn)) in self.convs.iter().enumerate() {
             ys = ys.apply(c).apply_t(bn, train);
             if i < last {
-                ys = ys.relu();
+                let _ = ys.relu_();
             }
         }
         let shortcut = match &self.downsample {
             Some(d) => d.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        (ys + shortcut).relu()
+        let _ = ys.g_add_(&shortcut);
+        let _ = ys.relu_();
+        ys
     }
 }
 
@@ -207,7 +212,7 @@ impl ResNet {
         let mut ys = xs
             .apply(&self.conv1)
             .apply_t(&self.bn1, train)
-            .relu()
+            .relu_()
             .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for stage in &self.layers {
             for block in stage {

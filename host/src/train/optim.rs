@@ -87,16 +87,19 @@ impl Optimizer {
                 let decay = if p.excluded { 0.0 } else { self.weight_decay };
                 match self.kind {
                     OptimizerKind::Sgd | OptimizerKind::Lars => {
-                        let mut d = if decay > 0.0 {
-                            &grad + &p.tensor * decay
-                        } else {
-                            grad.shallow_clone()
-                        };
+                        // In place, four passes and no allocation per parameter
+                        // (as PyTorch's foreach SGD): d = g + wd·p; buf = μ·buf + d; p −= lr·buf.
+                        let device = p.tensor.device();
+                        let scalar = |v: f64| Tensor::from(v as f32).to_device(device);
+                        let mut d = grad.shallow_clone();
+                        if decay > 0.0 {
+                            let _ = d.addcmul_(&p.tensor, &scalar(decay));
+                        }
                         if self.kind == OptimizerKind::Lars && !p.excluded {
                             let w = p.tensor.norm().double_value(&[]);
                             let g = d.norm().double_value(&[]);
                             if w > 0.0 && g > 0.0 {
-                                d = d * (self.lars_eta * w / g);
+                                let _ = d.g_mul_scalar_(self.lars_eta * w / g);
                             }
                         }
                         let buf = match self.first.get_mut(&p.name) {
@@ -110,7 +113,7 @@ impl Optimizer {
                                 buf
                             }
                         };
-                        let _ = p.tensor.g_sub_(&(buf * lr));
+                        let _ = p.tensor.addcmul_(&buf, &scalar(-lr));
                     }
                     OptimizerKind::AdamW => {
                         let m = self
