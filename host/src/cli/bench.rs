@@ -102,15 +102,29 @@ fn train_step(args: &BenchArgs) -> Result<serde_json::Value> {
     let device = parse_device(&args.device)?;
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let config = ResNetConfig { depth: args.depth, width: args.width };
+    let config = ResNetConfig {
+        depth: args.depth,
+        width: args.width,
+    };
     let model = resnet(&vs.root(), config, Some(17));
-    let optim = OptimSection { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, ..Default::default() };
+    let optim = OptimSection {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..Default::default()
+    };
     let mut optimizer = Optimizer::new(&vs, &optim, 1.0);
     let s = i64::from(args.size);
     let x = Tensor::randn([args.batch, 3, s, s], (Kind::Float, device));
     let y = Tensor::randint(17, [args.batch], (Kind::Int64, device));
     let mut step = || {
-        let loss = model.forward_t(&x, true).cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0);
+        let loss = model.forward_t(&x, true).cross_entropy_loss(
+            &y,
+            None::<Tensor>,
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
         optimizer.zero_grad();
         loss.backward();
         optimizer.step(0.01);

@@ -171,6 +171,10 @@ fn run_training(args: TrainArgs, start: Start) -> Result<ExitCode> {
                 config.run.out.join("history.json"),
                 serde_json::to_string_pretty(&state.history)?,
             )?;
+            tumorxai_host::train::plots::curves_png(
+                &config.run.out.join("curves.png"),
+                &state.history,
+            )?;
             let report = evaluate_run(&config.run.out, Side::Test, true)?;
             println!(
                 "test: accuracy {:.4}, macro-F1 {:.4} — weights {}, report {}",
@@ -287,16 +291,16 @@ pub struct ProbeArgs {
 }
 
 /// Features of the labelled training subset and of the test side, computed once.
-fn frozen_features(
-    args: &ProbeArgs,
-) -> Result<(
-    TrainConfig,
-    Vec<String>,
-    Vec<Vec<f32>>,
-    Vec<usize>,
-    Vec<Vec<f32>>,
-    Vec<usize>,
-)> {
+struct FrozenFeatures {
+    config: TrainConfig,
+    classes: Vec<String>,
+    train_x: Vec<Vec<f32>>,
+    train_y: Vec<usize>,
+    test_x: Vec<Vec<f32>>,
+    test_y: Vec<usize>,
+}
+
+fn frozen_features(args: &ProbeArgs) -> Result<FrozenFeatures> {
     let config = args.config.resolve()?;
     let device = parse_device(&config.run.device)?;
     let split = SplitFile::load(&config.data.split)?;
@@ -337,18 +341,25 @@ fn frozen_features(
         },
         64,
     )?;
-    Ok((
+    Ok(FrozenFeatures {
         config,
-        split.classes.clone(),
-        train_features,
-        train.label_vec(),
-        test_features,
-        test.label_vec(),
-    ))
+        classes: split.classes.clone(),
+        train_x: train_features,
+        train_y: train.label_vec(),
+        test_x: test_features,
+        test_y: test.label_vec(),
+    })
 }
 
 pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
-    let (config, classes, train_x, train_y, test_x, test_y) = frozen_features(&args)?;
+    let FrozenFeatures {
+        config,
+        classes,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+    } = frozen_features(&args)?;
     let device = parse_device(&config.run.device)?;
     let logits = probe::linear_probe(
         &train_x,
@@ -376,7 +387,14 @@ pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
 }
 
 pub fn knn_eval(args: ProbeArgs) -> Result<ExitCode> {
-    let (config, classes, train_x, train_y, test_x, test_y) = frozen_features(&args)?;
+    let FrozenFeatures {
+        config,
+        classes,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+    } = frozen_features(&args)?;
     let scores = probe::knn_scores(&train_x, &train_y, &test_x, classes.len(), args.k, args.tau)?;
     let r = write_report(
         &config.run.out,

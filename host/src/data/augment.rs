@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn blur_keeps_constants_and_spreads_a_spike() {
-        let mut x = Tensor::zeros([2, 1, 9, 9], (Kind::Float, tch::Device::Cpu));
+        let x = Tensor::zeros([2, 1, 9, 9], (Kind::Float, tch::Device::Cpu));
         let _ = x.get(0).get(0).get(4).get(4).fill_(1.0);
         let _ = x.get(1).fill_(0.5);
         let y = gaussian_blur(&x, &[1.0, 1.5]);

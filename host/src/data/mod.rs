@@ -63,7 +63,7 @@ impl LoadedSet {
     }
 }
 
-pub fn select<'a>(split: &'a SplitFile, selection: Selection) -> Vec<&'a SplitItem> {
+pub fn select(split: &SplitFile, selection: Selection) -> Vec<&SplitItem> {
     match selection {
         Selection::Side(side) => split.on(side).collect(),
         Selection::TrainSubset(p) => split.train_subset(p).collect(),

@@ -166,7 +166,8 @@ impl TrainConfig {
         if self.optim.epochs == 0 {
             bail!("optim.epochs must be at least 1");
         }
-        if !(self.optim.lr > 0.0) || !(self.model.width > 0.0) {
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.optim.lr) || !positive(self.model.width) {
             bail!("optim.lr and model.width must be positive");
         }
         if !(0.0..1.0).contains(&self.optim.label_smoothing) {

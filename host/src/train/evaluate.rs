@@ -97,6 +97,11 @@ pub fn write_report(
         dir.join(format!("{stem}.md")),
         markdown(what, classes, &report, temperature, raw.ece),
     )?;
+    super::plots::confusion_png(
+        &dir.join(format!("{stem}-confusion.png")),
+        &report.confusion,
+        what,
+    )?;
     Ok(report)
 }
 

@@ -6,5 +6,6 @@ pub mod config;
 pub mod evaluate;
 pub mod fit;
 pub mod optim;
+pub mod plots;
 pub mod probe;
 pub mod schedule;
