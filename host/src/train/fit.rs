@@ -16,6 +16,7 @@ use super::checkpoint::{self, EpochLog, TrainState};
 use super::config::{parse_device, TrainConfig};
 use super::evaluate::{predict, EvaluationSet};
 use super::optim::Optimizer;
+use super::precision;
 use super::schedule::lr_at;
 use crate::data::augment::AugmentConfig;
 use crate::data::loader::{steps_per_epoch, BatchPlan, Prefetch};
@@ -118,6 +119,9 @@ pub fn fit(
         Start::Finetune(_) => config.optim.backbone_lr_mult,
         _ => 1.0,
     };
+    let cuda = device.is_cuda();
+    let mixed = config.run.mixed_precision && cuda;
+    let nhwc = config.run.channels_last && cuda;
     let mut optimizer = Optimizer::new(&vs, &config.optim, backbone_mult);
     let mut state = TrainState {
         epoch: 0,
@@ -157,6 +161,9 @@ pub fn fit(
         }
     }
 
+    if nhwc {
+        precision::store_channels_last(&vs);
+    }
     let weights_tensor = config
         .optim
         .class_balanced
@@ -196,8 +203,13 @@ pub fn fit(
                 config.optim.lr,
                 config.optim.final_lr_fraction,
             );
-            let logits = model.forward_t(&batch.inputs, true);
-            let loss = logits.cross_entropy_loss(
+            let inputs = if nhwc {
+                precision::channels_last(&batch.inputs)
+            } else {
+                batch.inputs.shallow_clone()
+            };
+            let logits = precision::autocast_bf16(mixed, device, || model.forward_t(&inputs, true));
+            let loss = logits.to_kind(Kind::Float).cross_entropy_loss(
                 &batch.labels,
                 weights_tensor.as_ref(),
                 Reduction::Mean,

@@ -7,5 +7,6 @@ pub mod evaluate;
 pub mod fit;
 pub mod optim;
 pub mod plots;
+pub mod precision;
 pub mod probe;
 pub mod schedule;

@@ -1,0 +1,154 @@
+//! The training commands, run for real through the `tumorxai` binary on a
+//! tiny phantom set: train → evaluate → finetune → linear-eval → knn-eval,
+//! with the reports they promise and the errors a user can hit.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tumorxai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+        .args(args)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .expect("run tumorxai")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tumorxai(args);
+    assert!(
+        out.status.success(),
+        "tumorxai {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn train_evaluate_finetune_and_probe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let split = tmp.path().join("split.json");
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--per-class",
+        "8",
+        "--size",
+        "64",
+        "--seed",
+        "2",
+    ]);
+    ok(&[
+        "split",
+        "--data",
+        s(&data),
+        "--out",
+        s(&split),
+        "--val",
+        "0.25",
+        "--test",
+        "0.25",
+    ]);
+    let config = tmp.path().join("tiny.toml");
+    std::fs::write(&config, "[model]\nwidth = 0.125\ninput_size = 48\n[optim]\nbatch_size = 16\n[run]\ndevice = \"cpu\"\n").unwrap();
+    let common = [
+        "--config",
+        s(&config),
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+    ];
+
+    let run = tmp.path().join("run");
+    let mut args = vec!["train"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&["--out", s(&run), "--epochs", "2"]);
+    let out = ok(&args);
+    assert!(out.contains("test: accuracy"), "{out}");
+    for file in [
+        "model.safetensors",
+        "config.toml",
+        "history.json",
+        "curves.png",
+        "report-test.json",
+        "report-test.md",
+        "report-test-confusion.png",
+        "checkpoint/state.json",
+        "checkpoint/optimizer.safetensors",
+    ] {
+        assert!(run.join(file).exists(), "missing {file}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("report-test.json")).unwrap()).unwrap();
+    assert_eq!(report["report"]["confusion"].as_array().unwrap().len(), 17);
+    assert!(report["temperature"].as_f64().unwrap() > 0.0);
+
+    // Training into a folder with a checkpoint needs --resume; resuming a finished run finishes at once.
+    let again = tumorxai(&args);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    args.push("--resume");
+    ok(&args);
+
+    let out = ok(&["evaluate", "--run", s(&run), "--side", "val", "--calibrate"]);
+    assert!(out.contains("macro-F1"), "{out}");
+    assert!(run.join("report-val.md").exists());
+
+    let weights = run.join("model.safetensors");
+    let tuned = tmp.path().join("tuned");
+    let mut args = vec!["finetune", "--backbone", s(&weights)];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&["--out", s(&tuned), "--epochs", "1", "--label-percent", "50"]);
+    ok(&args);
+    assert!(tuned.join("model.safetensors").exists());
+
+    for (cmd, report) in [
+        ("linear-eval", "linear-eval.json"),
+        ("knn-eval", "knn-eval.json"),
+    ] {
+        let out_dir = tmp.path().join(cmd);
+        let mut args = vec![cmd, "--backbone", s(&weights)];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(&["--out", s(&out_dir), "--epochs", "5"]);
+        let out = ok(&args);
+        assert!(out.contains("accuracy"), "{out}");
+        assert!(out_dir.join(report).exists());
+    }
+
+    // A backbone of another architecture is refused with a reason.
+    let mut args = vec!["finetune", "--backbone", s(&weights)];
+    args.extend_from_slice(&common);
+    let other = tmp.path().join("other");
+    args.extend_from_slice(&["--out", s(&other), "--set", "model.width=0.25"]);
+    let bad = tumorxai(&args);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("shape"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
+#[test]
+fn training_without_a_dataset_explains_itself() {
+    let out = tumorxai(&["train", "--epochs", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
+    let out = tumorxai(&[
+        "train",
+        "--data",
+        "x",
+        "--split",
+        "y",
+        "--set",
+        "optim.nope=1",
+    ]);
+    assert!(!out.status.success());
+}
