@@ -152,3 +152,75 @@ fn training_without_a_dataset_explains_itself() {
     ]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits_130() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let split = tmp.path().join("split.json");
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--per-class",
+        "6",
+        "--size",
+        "64",
+        "--seed",
+        "4",
+    ]);
+    ok(&["split", "--data", s(&data), "--out", s(&split)]);
+    let run = tmp.path().join("run");
+    let args = [
+        "train",
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+        "--out",
+        s(&run),
+        "--epochs",
+        "200",
+        "--device",
+        "cpu",
+        "--set",
+        "model.width=0.125",
+        "--set",
+        "model.input_size=32",
+        "--set",
+        "optim.batch_size=8",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+        .args(args)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first epoch's checkpoint, then interrupt as a user would.
+    let state = run.join("checkpoint/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !state.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint after 120 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resume with --resume"));
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let epoch = saved["epoch"].as_u64().unwrap();
+    assert!(epoch < 200, "{saved}");
+    assert!(saved["global_step"].as_u64().unwrap() > 0);
+}
