@@ -1,3 +1,6 @@
-//! TumorXAI scanner-side runtime.
+//! TumorXAI scanner-side runtime: the shared preprocessing contract, tract
+//! inference and EigenCAM.
 
+pub mod eigencam;
 pub mod input;
+pub mod runtime;

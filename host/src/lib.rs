@@ -4,6 +4,7 @@
 
 pub mod data;
 pub mod dataset;
+pub mod export;
 pub mod metrics;
 pub mod model;
 pub mod split;

@@ -101,6 +101,11 @@ fn train_evaluate_finetune_and_probe() {
     assert!(out.contains("macro-F1"), "{out}");
     assert!(run.join("report-val.md").exists());
 
+    let onnx = tmp.path().join("model.onnx");
+    let out = ok(&["export", "--run", s(&run), "--out", s(&onnx)]);
+    assert!(out.contains("opset 13"), "{out}");
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 10_000);
+
     let weights = run.join("model.safetensors");
     let tuned = tmp.path().join("tuned");
     let mut args = vec!["finetune", "--backbone", s(&weights)];
@@ -190,7 +195,7 @@ fn ctrl_c_writes_a_checkpoint_and_exits_130() {
         "--set",
         "optim.batch_size=8",
     ];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
         .args(args)
         .env("OMP_WAIT_POLICY", "PASSIVE")
         .stderr(std::process::Stdio::piped())

@@ -3,6 +3,7 @@
 mod bench;
 mod data;
 mod demo;
+mod export;
 mod train;
 
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     LinearEval(train::ProbeArgs),
     /// Weighted k-NN evaluation on frozen backbone features.
     KnnEval(train::ProbeArgs),
+    /// Export a trained run as ONNX (BatchNorm folded; outputs logits and features).
+    Export(export::ExportArgs),
     /// The main job on the embedded default: generate a small phantom set,
     /// its contact sheet and split, and preprocess it into tensors.
     Demo(demo::DemoArgs),
@@ -80,6 +83,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Evaluate(args) => train::evaluate(args),
         Command::LinearEval(args) => train::linear_eval(args),
         Command::KnnEval(args) => train::knn_eval(args),
+        Command::Export(args) => export::export(args),
         Command::Demo(args) => demo::demo(args),
         Command::Bench(args) => bench::bench(args),
     }

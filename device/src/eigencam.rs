@@ -1,0 +1,227 @@
+//! EigenCAM: the first principal component of the last conv block's
+//! activations as a saliency map. For activations A (h·w positions × C
+//! channels), centred per channel, the map is A's first left singular vector
+//! (found by power iteration on the small h·w × h·w Gram matrix A·Aᵀ), with
+//! its sign fixed so it correlates positively with the mean activation map
+//! (the reference implementation's arbitrary sign makes maps invert or
+//! vanish), then ReLU and normalisation to [0, 1].
+
+/// EigenCAM of features `[C, h, w]` (row-major); returns an `h × w` map in [0, 1].
+pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) -> Vec<f32> {
+    let n = height * width;
+    assert_eq!(
+        features.len(),
+        channels * n,
+        "features do not match their shape"
+    );
+    // A[p][c] as f64, centred per channel.
+    let mut a = vec![0f64; n * channels];
+    for c in 0..channels {
+        let plane = &features[c * n..(c + 1) * n];
+        let mean = plane.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        for p in 0..n {
+            a[p * channels + c] = f64::from(plane[p]) - mean;
+        }
+    }
+    // Gram matrix G = A·Aᵀ (n × n).
+    let mut gram = vec![0f64; n * n];
+    for i in 0..n {
+        for j in i..n {
+            let dot: f64 = (0..channels)
+                .map(|c| a[i * channels + c] * a[j * channels + c])
+                .sum();
+            gram[i * n + j] = dot;
+            gram[j * n + i] = dot;
+        }
+    }
+    // Mean activation map (uncentred), for the sign and as the start vector.
+    let mean_map: Vec<f64> = (0..n)
+        .map(|p| {
+            (0..channels)
+                .map(|c| f64::from(features[c * n + p]))
+                .sum::<f64>()
+                / channels as f64
+        })
+        .collect();
+    let mut u: Vec<f64> = mean_map
+        .iter()
+        .enumerate()
+        .map(|(i, m)| m + 1e-3 * (1.0 + (i as f64 * 0.618).sin()))
+        .collect();
+    normalise(&mut u);
+    for _ in 0..1000 {
+        let mut next: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| gram[i * n + j] * u[j]).sum())
+            .collect();
+        if !normalise(&mut next) {
+            return vec![0.0; n]; // no variation at all: nothing to explain
+        }
+        let change: f64 = next
+            .iter()
+            .zip(&u)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        u = next;
+        if change < 1e-10 {
+            break;
+        }
+    }
+    let mean_of_map = mean_map.iter().sum::<f64>() / n as f64;
+    let mean_of_u = u.iter().sum::<f64>() / n as f64;
+    let correlation: f64 = u
+        .iter()
+        .zip(&mean_map)
+        .map(|(x, m)| (x - mean_of_u) * (m - mean_of_map))
+        .sum();
+    if correlation < 0.0 {
+        u.iter_mut().for_each(|x| *x = -*x);
+    }
+    let max = u.iter().copied().fold(0.0f64, f64::max);
+    u.iter()
+        .map(|&x| {
+            if max > 0.0 {
+                (x.max(0.0) / max) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+fn normalise(v: &mut [f64]) -> bool {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm < 1e-300 {
+        return false;
+    }
+    v.iter_mut().for_each(|x| *x /= norm);
+    true
+}
+
+/// Bilinear upsampling (pixel centres, edges clamped) of an `h × w` map to `size × size`.
+pub fn upsample(map: &[f32], height: usize, width: usize, size: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(size * size);
+    let sample = |y: usize, x: usize| map[y.min(height - 1) * width + x.min(width - 1)];
+    for oy in 0..size {
+        let fy = ((oy as f32 + 0.5) * height as f32 / size as f32 - 0.5).max(0.0);
+        let (y0, ty) = (fy.floor() as usize, fy - fy.floor());
+        for ox in 0..size {
+            let fx = ((ox as f32 + 0.5) * width as f32 / size as f32 - 0.5).max(0.0);
+            let (x0, tx) = (fx.floor() as usize, fx - fx.floor());
+            let top = sample(y0, x0) * (1.0 - tx) + sample(y0, x0 + 1) * tx;
+            let bottom = sample(y0 + 1, x0) * (1.0 - tx) + sample(y0 + 1, x0 + 1) * tx;
+            out.push(top * (1.0 - ty) + bottom * ty);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nalgebra::DMatrix;
+
+    /// Reference: direct SVD of the centred activation matrix.
+    fn by_svd(features: &[f32], channels: usize, n: usize) -> Vec<f32> {
+        let mut a = DMatrix::<f64>::zeros(n, channels);
+        for c in 0..channels {
+            let mean = (0..n).map(|p| f64::from(features[c * n + p])).sum::<f64>() / n as f64;
+            for p in 0..n {
+                a[(p, c)] = f64::from(features[c * n + p]) - mean;
+            }
+        }
+        let svd = a.svd(true, false);
+        let (best, _) = svd
+            .singular_values
+            .iter()
+            .enumerate()
+            .fold((0, f64::MIN), |b, (i, &s)| if s > b.1 { (i, s) } else { b });
+        let u = svd.u.unwrap();
+        let mut col: Vec<f64> = (0..n).map(|p| u[(p, best)]).collect();
+        let mean_map: Vec<f64> = (0..n)
+            .map(|p| {
+                (0..channels)
+                    .map(|c| f64::from(features[c * n + p]))
+                    .sum::<f64>()
+                    / channels as f64
+            })
+            .collect();
+        let (mu, mm) = (
+            col.iter().sum::<f64>() / n as f64,
+            mean_map.iter().sum::<f64>() / n as f64,
+        );
+        let corr: f64 = col
+            .iter()
+            .zip(&mean_map)
+            .map(|(x, m)| (x - mu) * (m - mm))
+            .sum();
+        if corr < 0.0 {
+            col.iter_mut().for_each(|x| *x = -*x);
+        }
+        let max = col.iter().copied().fold(0.0, f64::max);
+        col.iter().map(|&x| (x.max(0.0) / max) as f32).collect()
+    }
+
+    fn pseudo_random(len: usize, seed: u32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state % 10_000) as f32 / 10_000.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_direct_svd() {
+        for (channels, h, w, seed) in [(8, 3, 3, 1), (32, 7, 7, 2), (5, 4, 6, 3)] {
+            let n = h * w;
+            // A dominant spatial pattern shared by the channels, plus noise.
+            let noise = pseudo_random(channels * n, seed);
+            let features: Vec<f32> = (0..channels * n)
+                .map(|i| {
+                    let (c, p) = (i / n, i % n);
+                    let blob = if p % w < w / 2 && p / w < h / 2 {
+                        3.0
+                    } else {
+                        0.0
+                    };
+                    blob * (1.0 + c as f32 * 0.1) + 0.3 * noise[i]
+                })
+                .collect();
+            let ours = eigencam(&features, channels, h, w);
+            let reference = by_svd(&features, channels, n);
+            for (a, b) in ours.iter().zip(&reference) {
+                assert!((a - b).abs() < 1e-4, "{ours:?}\n{reference:?}");
+            }
+            // The sign is fixed: the bright blob is where the map is high.
+            assert!(ours[0] > 0.5, "{ours:?}");
+        }
+    }
+
+    #[test]
+    fn inverted_activations_still_point_at_the_active_region() {
+        // One channel active in the top-left, another negatively correlated: the
+        // map must highlight the region where activations are high on average.
+        let (h, w) = (2, 2);
+        let features = vec![5.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let map = eigencam(&features, 2, h, w);
+        assert_eq!(map[0], 1.0, "{map:?}");
+        assert!(map[1..].iter().all(|v| *v < 0.5), "{map:?}");
+    }
+
+    #[test]
+    fn constant_features_give_an_empty_map() {
+        assert_eq!(eigencam(&[1.0; 8], 2, 2, 2), vec![0.0; 4]);
+    }
+
+    #[test]
+    fn upsampling_is_bilinear_with_clamped_edges() {
+        let map = [0.0, 1.0];
+        let up = upsample(&map, 1, 2, 4);
+        // Output centres at x = 0.25·2 − 0.5 … → −0.25 (clamped 0), 0.25, 0.75, 1.25 (clamped).
+        assert_eq!(&up[0..4], &[0.0, 0.25, 0.75, 1.0]);
+        assert_eq!(up.len(), 16);
+    }
+}

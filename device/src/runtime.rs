@@ -1,0 +1,100 @@
+//! Inference with tract: an ONNX model with a fixed `1×3×S×S` input and two
+//! outputs, `logits` and `features`, loaded and optimised once, run per slice.
+
+use std::io::Cursor;
+
+use thiserror::Error;
+use tract_onnx::prelude::*;
+use tumorxai_shared::Preprocessed;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("cannot load the ONNX model: {0}")]
+    Load(String),
+    #[error("the model has {0} outputs; expected logits and features")]
+    Outputs(usize),
+    #[error("input is {got}×{got}, the model expects {expected}×{expected}")]
+    InputSize { got: u32, expected: u32 },
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+fn load_error(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Load(format!("{e:#}"))
+}
+
+fn inference_error(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Inference(format!("{e:#}"))
+}
+
+/// Outputs of one slice.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    pub logits: Vec<f32>,
+    /// `[C, h, w]`, row-major.
+    pub features: Vec<f32>,
+    pub feature_shape: [usize; 3],
+}
+
+pub struct Model {
+    plan: std::sync::Arc<TypedRunnableModel>,
+    input_size: u32,
+}
+
+impl Model {
+    /// Parses, types and optimises an ONNX model for a `1×3×S×S` input.
+    pub fn load(onnx: &[u8], input_size: u32) -> Result<Model, RuntimeError> {
+        let s = input_size as usize;
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(onnx))
+            .map_err(load_error)?
+            .with_input_fact(0, f32::fact([1, 3, s, s]).into())
+            .map_err(load_error)?
+            .into_optimized()
+            .map_err(load_error)?;
+        let outputs = model.output_outlets().map_err(load_error)?.len();
+        if outputs != 2 {
+            return Err(RuntimeError::Outputs(outputs));
+        }
+        let plan = model.into_runnable().map_err(load_error)?;
+        Ok(Model { plan, input_size })
+    }
+
+    pub fn input_size(&self) -> u32 {
+        self.input_size
+    }
+
+    pub fn run(&self, input: &Preprocessed) -> Result<Outputs, RuntimeError> {
+        if input.size != self.input_size {
+            return Err(RuntimeError::InputSize {
+                got: input.size,
+                expected: self.input_size,
+            });
+        }
+        let s = input.size as usize;
+        let tensor = tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input.data.clone())
+            .map_err(inference_error)?
+            .into_tensor();
+        let outputs = self
+            .plan
+            .run(tvec!(tensor.into()))
+            .map_err(inference_error)?;
+        let logits = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(inference_error)?;
+        let features = outputs[1]
+            .to_plain_array_view::<f32>()
+            .map_err(inference_error)?;
+        let shape = features.shape().to_vec();
+        if shape.len() != 4 {
+            return Err(RuntimeError::Inference(format!(
+                "features have shape {shape:?}, expected [1, C, h, w]"
+            )));
+        }
+        Ok(Outputs {
+            logits: logits.iter().copied().collect(),
+            features: features.iter().copied().collect(),
+            feature_shape: [shape[1], shape[2], shape[3]],
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! Export of trained models for the device.
+
+pub mod onnx;
