@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tumorxai_device::input::load_input;
+use tumorxai_device::pipeline::{run_slice, LoadedModel};
+use tumorxai_device::triage::Thresholds;
 use tumorxai_shared::{DecodeLimits, PreprocessSpec};
 
 /// TumorXAI scanner-side runtime. Research software, not for diagnostic use.
@@ -19,6 +21,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Triage slice files: top-3 classes, family probabilities and a flag
+    /// (TUMOR LIKELY / NO TUMOR FLAGGED / REVIEW), with an EigenCAM overlay.
+    /// Writes OUT/<name>.json and OUT/<name>-overlay.png per file.
+    #[command(
+        after_help = "Example:\n  tumorxai-device triage --model models/demo.onnx models/samples/01-glioma-t1c.jpg"
+    )]
+    Triage {
+        /// ONNX model written by `tumorxai export`.
+        #[arg(long, default_value = "models/demo.onnx")]
+        model: PathBuf,
+        /// Where to write results.
+        #[arg(long, default_value = "triage-output")]
+        out: PathBuf,
+        /// Probability at which a tumour family is flagged.
+        #[arg(long, default_value_t = Thresholds::default().tumour)]
+        tumour_threshold: f32,
+        /// Probability of Normal needed to clear a slice.
+        #[arg(long, default_value_t = Thresholds::default().normal)]
+        normal_threshold: f32,
+        /// Slice files (JPEG, PNG, BMP, TIFF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run slice files through the shared preprocessing contract and print
     /// the model input's shape and statistics (one JSON line per file).
     Preprocess {
@@ -43,6 +68,72 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode> {
     match Cli::parse().command {
+        Command::Triage {
+            model,
+            out,
+            tumour_threshold,
+            normal_threshold,
+            files,
+        } => {
+            let bytes = std::fs::read(&model)
+                .with_context(|| format!("reading model {}", model.display()))?;
+            let loaded = LoadedModel::from_onnx(&bytes)
+                .with_context(|| format!("loading {}", model.display()))?;
+            let thresholds = Thresholds {
+                tumour: tumour_threshold,
+                normal: normal_threshold,
+            };
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let mut failed = false;
+            for file in files {
+                let stem = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "slice".into());
+                let result = std::fs::read(&file)
+                    .with_context(|| format!("reading {}", file.display()))
+                    .and_then(|b| {
+                        run_slice(&loaded, &b, thresholds)
+                            .with_context(|| format!("triaging {}", file.display()))
+                    });
+                match result {
+                    Ok(r) => {
+                        let top: Vec<String> = r
+                            .triage
+                            .top3
+                            .iter()
+                            .map(|t| format!("{} {:.1}%", t.class, 100.0 * t.probability))
+                            .collect();
+                        println!(
+                            "{}: {} — {}",
+                            file.display(),
+                            r.triage.flag.banner(),
+                            top.join("; ")
+                        );
+                        let json = serde_json::json!({
+                            "file": file.display().to_string(),
+                            "triage": r.triage,
+                            "timings_ms": r.timings,
+                            "not_for_diagnostic_use": true,
+                        });
+                        std::fs::write(
+                            out.join(format!("{stem}.json")),
+                            serde_json::to_string_pretty(&json)?,
+                        )?;
+                        r.overlay.save(out.join(format!("{stem}-overlay.png")))?;
+                    }
+                    Err(err) => {
+                        failed = true;
+                        eprintln!("error: {err:#}");
+                    }
+                }
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Preprocess { files, size } => {
             let spec = PreprocessSpec::with_input_size(size);
             spec.validate()?;

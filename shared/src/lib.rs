@@ -16,6 +16,7 @@ pub use classes::{ClassInfo, Family, Sequence, CLASS_NAMES};
 pub use decode::{decode_luminance, DecodeLimits, Luminance};
 pub use error::PreprocessError;
 pub use preprocess::{
-    input_plane, normalize_plane, preprocess_bytes, preprocess_luminance, Preprocessed,
+    input_geometry, input_plane, normalize_plane, preprocess_bytes, preprocess_luminance,
+    InputGeometry, Preprocessed,
 };
 pub use spec::{AspectPolicy, BrainCrop, PreprocessSpec, ResizeFilter};

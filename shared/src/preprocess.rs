@@ -44,22 +44,7 @@ pub fn preprocess_luminance(
 /// in [0, 1] after crop, square and resize. Training caches these planes and
 /// augments them before [`normalize_plane`].
 pub fn input_plane(lum: &Luminance, spec: &PreprocessSpec) -> Result<Vec<f32>, PreprocessError> {
-    spec.validate()?;
-    if lum.width == 0 || lum.height == 0 {
-        return Err(PreprocessError::ZeroSized {
-            width: lum.width,
-            height: lum.height,
-        });
-    }
-    let region = match spec.crop {
-        Some(crop) => brain_box(lum, crop),
-        None => CropBox {
-            x: 0,
-            y: 0,
-            w: lum.width as usize,
-            h: lum.height as usize,
-        },
-    };
+    let region = input_geometry(lum, spec)?.crop;
     let cropped = region.extract(lum);
     let (plane, w, h) = match spec.aspect {
         AspectPolicy::PadToSquare => {
@@ -86,6 +71,73 @@ pub fn normalize_plane(plane: &[f32], spec: &PreprocessSpec) -> Preprocessed {
         size: spec.input_size,
         data,
     }
+}
+
+/// Where the model input's pixels come from in the original image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputGeometry {
+    /// The crop (the whole frame without a brain crop).
+    pub crop: CropBox,
+    /// Size of the frame that is resized to S×S (the padded square, or the crop when stretching).
+    pub frame_w: usize,
+    pub frame_h: usize,
+    /// Offset of the crop inside that frame.
+    pub offset_x: usize,
+    pub offset_y: usize,
+    pub input_size: u32,
+}
+
+impl InputGeometry {
+    /// Continuous model-input coordinates (pixel-centre convention, S×S) of
+    /// the original pixel (x, y); `None` outside the crop.
+    pub fn to_input(&self, x: usize, y: usize) -> Option<(f32, f32)> {
+        let c = self.crop;
+        if x < c.x || y < c.y || x >= c.x + c.w || y >= c.y + c.h {
+            return None;
+        }
+        let s = self.input_size as f32;
+        let u = ((x - c.x + self.offset_x) as f32 + 0.5) * s / self.frame_w as f32 - 0.5;
+        let v = ((y - c.y + self.offset_y) as f32 + 0.5) * s / self.frame_h as f32 - 0.5;
+        Some((u, v))
+    }
+}
+
+/// The crop and framing the contract applies to a luminance plane.
+pub fn input_geometry(
+    lum: &Luminance,
+    spec: &PreprocessSpec,
+) -> Result<InputGeometry, PreprocessError> {
+    spec.validate()?;
+    if lum.width == 0 || lum.height == 0 {
+        return Err(PreprocessError::ZeroSized {
+            width: lum.width,
+            height: lum.height,
+        });
+    }
+    let crop = match spec.crop {
+        Some(crop) => brain_box(lum, crop),
+        None => CropBox {
+            x: 0,
+            y: 0,
+            w: lum.width as usize,
+            h: lum.height as usize,
+        },
+    };
+    let (frame_w, frame_h, offset_x, offset_y) = match spec.aspect {
+        AspectPolicy::PadToSquare => {
+            let side = crop.w.max(crop.h);
+            (side, side, (side - crop.w) / 2, (side - crop.h) / 2)
+        }
+        AspectPolicy::Stretch => (crop.w, crop.h, 0, 0),
+    };
+    Ok(InputGeometry {
+        crop,
+        frame_w,
+        frame_h,
+        offset_x,
+        offset_y,
+        input_size: spec.input_size,
+    })
 }
 
 /// A rectangle inside an image, in pixels.
@@ -331,6 +383,30 @@ mod tests {
         assert_eq!(&out.data[0..9], &out.data[9..18]);
         assert_eq!(&out.data[0..9], &out.data[18..27]);
         assert_eq!(&out.data[0..9], &lum.data[..]);
+    }
+
+    #[test]
+    fn geometry_maps_original_pixels_into_the_input_frame() {
+        // 10×6 image, bright block x 3..=5, y 2..=3 → crop 3×2 at (3, 2), padded
+        // to 3×3 with the rows at offset floor(1/2) = 0, resized to S = 6.
+        let mut data = vec![0.0f32; 60];
+        for y in 2..=3 {
+            for x in 3..=5 {
+                data[y * 10 + x] = 1.0;
+            }
+        }
+        let lum = Luminance::new(10, 6, data);
+        let mut spec = PreprocessSpec::with_input_size(6);
+        spec.crop = Some(BrainCrop {
+            threshold: 0.05,
+            margin: 0.0,
+        });
+        let g = input_geometry(&lum, &spec).unwrap();
+        assert_eq!((g.frame_w, g.frame_h, g.offset_x, g.offset_y), (3, 3, 0, 0));
+        assert_eq!(g.to_input(0, 0), None);
+        // Pixel (3, 2) is the crop's first pixel: centre 0.5 × 6/3 − 0.5 = 0.5.
+        assert_eq!(g.to_input(3, 2), Some((0.5, 0.5)));
+        assert_eq!(g.to_input(5, 3), Some((4.5, 2.5)));
     }
 
     #[test]

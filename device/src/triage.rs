@@ -1,0 +1,174 @@
+//! The triage policy: from logits to top-3 classes, family probabilities and
+//! one flag for the radiographer — `TUMOR LIKELY: <family>`, `NO TUMOR
+//! FLAGGED`, or `REVIEW` (abstain) when the model is not confident enough.
+
+use serde::{Deserialize, Serialize};
+use tumorxai_shared::{ClassInfo, Family};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// A tumour family at or above this probability is flagged.
+    pub tumour: f32,
+    /// Normal at or above this probability (and no tumour flagged) clears the slice.
+    pub normal: f32,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            tumour: 0.5,
+            normal: 0.7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "flag", content = "family")]
+pub enum Flag {
+    #[serde(rename = "TUMOR LIKELY")]
+    TumourLikely(String),
+    #[serde(rename = "NO TUMOR FLAGGED")]
+    NoTumour,
+    #[serde(rename = "REVIEW")]
+    Review,
+}
+
+impl Flag {
+    pub fn banner(&self) -> String {
+        match self {
+            Flag::TumourLikely(family) => format!("TUMOR LIKELY: {family}"),
+            Flag::NoTumour => "NO TUMOR FLAGGED".to_string(),
+            Flag::Review => "REVIEW".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    pub class: String,
+    pub probability: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Triage {
+    pub top3: Vec<Ranked>,
+    /// Family → summed probability of its T1 / T1C+ / T2 classes, in family order.
+    pub families: Vec<(String, f32)>,
+    pub flag: Flag,
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|&z| f64::from(z - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+/// Applies the policy. Classes whose names are not of the real layout count
+/// toward no family (they can still be in the top 3).
+pub fn triage(logits: &[f32], classes: &[String], thresholds: Thresholds) -> Triage {
+    let p = softmax(logits);
+    let mut order: Vec<usize> = (0..p.len()).collect();
+    order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    let top3 = order
+        .iter()
+        .take(3)
+        .map(|&i| Ranked {
+            class: classes
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class {i}")),
+            probability: p[i],
+        })
+        .collect();
+    let families: Vec<(String, f32)> = Family::ALL
+        .iter()
+        .map(|&f| {
+            let total = classes
+                .iter()
+                .zip(&p)
+                .filter(|(name, _)| ClassInfo::parse(name).is_some_and(|c| c.family == f))
+                .map(|(_, &q)| q)
+                .sum();
+            (f.label().to_string(), total)
+        })
+        .collect();
+    let tumour = families
+        .iter()
+        .filter(|(name, _)| name != Family::Normal.label())
+        .fold(None::<&(String, f32)>, |best, f| match best {
+            Some(b) if b.1 >= f.1 => Some(b),
+            _ => Some(f),
+        });
+    let normal = families
+        .iter()
+        .find(|(n, _)| n == Family::Normal.label())
+        .map_or(0.0, |f| f.1);
+    let flag = match tumour {
+        Some((name, q)) if *q >= thresholds.tumour => Flag::TumourLikely(name.clone()),
+        _ if normal >= thresholds.normal => Flag::NoTumour,
+        _ => Flag::Review,
+    };
+    Triage {
+        top3,
+        families,
+        flag,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tumorxai_shared::CLASS_NAMES;
+
+    fn classes() -> Vec<String> {
+        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Logits giving exactly the probabilities `p` (log p).
+    fn logits_for(p: &[(usize, f32)]) -> Vec<f32> {
+        let rest = 1.0 - p.iter().map(|x| x.1).sum::<f32>();
+        let mut probs = [rest / (17 - p.len()) as f32; 17];
+        for &(i, q) in p {
+            probs[i] = q;
+        }
+        probs.iter().map(|q| q.ln()).collect()
+    }
+
+    #[test]
+    fn families_sum_their_sequences_and_tumours_are_flagged() {
+        // Glioma T1 0.3 + T1C+ 0.25 → Glioma 0.55 + a share of the rest.
+        let t = triage(
+            &logits_for(&[(0, 0.3), (1, 0.25), (6, 0.1)]),
+            &classes(),
+            Thresholds::default(),
+        );
+        assert_eq!(t.top3[0].class, CLASS_NAMES[0]);
+        assert!((t.top3[0].probability - 0.3).abs() < 1e-5);
+        let glioma = t.families.iter().find(|f| f.0 == "Glioma").unwrap().1;
+        let rest = (1.0 - 0.65) / 14.0;
+        assert!((glioma - (0.55 + rest)).abs() < 1e-5, "{glioma}");
+        assert_eq!(t.flag, Flag::TumourLikely("Glioma".into()));
+        assert_eq!(t.flag.banner(), "TUMOR LIKELY: Glioma");
+        let total: f32 = t.families.iter().map(|f| f.1).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn confident_normal_clears_and_uncertainty_abstains() {
+        let t = triage(
+            &logits_for(&[(6, 0.5), (7, 0.4)]),
+            &classes(),
+            Thresholds::default(),
+        );
+        assert_eq!(t.flag, Flag::NoTumour);
+        // Spread evenly: no family reaches its threshold → REVIEW.
+        let t = triage(&[0.0; 17], &classes(), Thresholds::default());
+        assert_eq!(t.flag, Flag::Review);
+        // Normal 0.6 with the default normal threshold 0.7 → REVIEW.
+        let t = triage(&logits_for(&[(6, 0.6)]), &classes(), Thresholds::default());
+        assert_eq!(t.flag, Flag::Review);
+        let json = serde_json::to_string(&Flag::TumourLikely("Schwannoma".into())).unwrap();
+        assert_eq!(json, r#"{"flag":"TUMOR LIKELY","family":"Schwannoma"}"#);
+    }
+}
