@@ -308,10 +308,7 @@ fn frozen_features(args: &ProbeArgs) -> Result<FrozenFeatures> {
     let mut vs = nn::VarStore::new(device);
     let model = resnet(&vs.root(), config.model.resnet(), None);
     weights::load(&mut vs, &args.backbone, Strictness::Partial)?;
-    let selection = match config.data.label_percent {
-        Some(p) if p < 100 => Selection::TrainSubset(p),
-        _ => Selection::Side(Side::Train),
-    };
+    let selection = config.train_selection();
     let bar = progress_bar(split.items.len(), "decoding");
     let train = data::load(&split, &config.data.root, selection, &spec, device, || {
         bar.inc(1)

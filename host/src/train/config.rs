@@ -137,6 +137,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The training images: the label-fraction subset, or the whole training side.
+    pub fn train_selection(&self) -> crate::data::Selection {
+        match self.data.label_percent {
+            Some(p) if p < 100 => crate::data::Selection::TrainSubset(p),
+            _ => crate::data::Selection::Side(crate::split::Side::Train),
+        }
+    }
+
     /// Reads a TOML file (if any) and applies `section.key=value` overrides
     /// (values in TOML syntax; bare words are taken as strings).
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<TrainConfig> {

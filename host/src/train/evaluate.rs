@@ -39,24 +39,29 @@ fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(flat.chunks(width).map(|c| c.to_vec()).collect())
 }
 
-/// Logits of every image, in set order.
-pub fn predict(model: &ResNet, eval: &EvaluationSet, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+/// Runs `f` on every batch of the set (eval mode, no augmentation, in set
+/// order) and collects its rows.
+fn map_batches(
+    eval: &EvaluationSet,
+    batch_size: usize,
+    f: impl Fn(&Tensor) -> Tensor,
+) -> Result<Vec<Vec<f32>>> {
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(eval.set.len());
     for batch in Prefetch::spawn(eval.set, eval.spec, plan(batch_size)) {
-        out.extend(rows(&model.forward_t(&batch.inputs, false))?);
+        out.extend(rows(&f(&batch.inputs))?);
     }
     Ok(out)
 }
 
+/// Logits of every image, in set order.
+pub fn predict(model: &ResNet, eval: &EvaluationSet, batch_size: usize) -> Result<Vec<Vec<f32>>> {
+    map_batches(eval, batch_size, |x| model.forward_t(x, false))
+}
+
 /// Pooled embeddings of every image, in set order.
 pub fn embed(model: &ResNet, eval: &EvaluationSet, batch_size: usize) -> Result<Vec<Vec<f32>>> {
-    let _guard = tch::no_grad_guard();
-    let mut out = Vec::with_capacity(eval.set.len());
-    for batch in Prefetch::spawn(eval.set, eval.spec, plan(batch_size)) {
-        out.extend(rows(&model.embed(&batch.inputs, false))?);
-    }
-    Ok(out)
+    map_batches(eval, batch_size, |x| model.embed(x, false))
 }
 
 /// What `evaluate` writes as JSON.

@@ -55,10 +55,7 @@ pub struct RunData {
 pub fn load_data(config: &TrainConfig, device: Device, progress: &ProgressBar) -> Result<RunData> {
     let split = SplitFile::load(&config.data.split)?;
     let spec = PreprocessSpec::with_input_size(config.model.input_size);
-    let selection = match config.data.label_percent {
-        Some(p) if p < 100 => Selection::TrainSubset(p),
-        _ => Selection::Side(Side::Train),
-    };
+    let selection = config.train_selection();
     let train = data::load(&split, &config.data.root, selection, &spec, device, || {
         progress.inc(1)
     })?;
