@@ -77,6 +77,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_model(path: &std::path::Path) -> Result<LoadedModel> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+    LoadedModel::from_onnx(&bytes).with_context(|| format!("loading {}", path.display()))
+}
+
 /// Peak resident set size (VmHWM) from /proc, in KiB; 0 where unavailable.
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -96,10 +101,7 @@ fn run() -> Result<ExitCode> {
             repeat,
             files,
         } => {
-            let bytes = std::fs::read(&model)
-                .with_context(|| format!("reading model {}", model.display()))?;
-            let loaded = LoadedModel::from_onnx(&bytes)
-                .with_context(|| format!("loading {}", model.display()))?;
+            let loaded = load_model(&model)?;
             let inputs: Vec<Vec<u8>> = files
                 .iter()
                 .map(|f| std::fs::read(f).with_context(|| format!("reading {}", f.display())))
@@ -151,10 +153,7 @@ fn run() -> Result<ExitCode> {
             normal_threshold,
             files,
         } => {
-            let bytes = std::fs::read(&model)
-                .with_context(|| format!("reading model {}", model.display()))?;
-            let loaded = LoadedModel::from_onnx(&bytes)
-                .with_context(|| format!("loading {}", model.display()))?;
+            let loaded = load_model(&model)?;
             let thresholds = Thresholds {
                 tumour: tumour_threshold,
                 normal: normal_threshold,
