@@ -77,6 +77,23 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` on every file; a failing file is reported and the rest still run.
+/// The exit status is a failure if any file failed.
+fn each_file(files: &[PathBuf], mut f: impl FnMut(&std::path::Path) -> Result<()>) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        if let Err(err) = f(file) {
+            failed = true;
+            eprintln!("error: {err:#}");
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 fn load_model(path: &std::path::Path) -> Result<LoadedModel> {
     let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
     LoadedModel::from_onnx(&bytes).with_context(|| format!("loading {}", path.display()))
@@ -159,84 +176,57 @@ fn run() -> Result<ExitCode> {
                 normal: normal_threshold,
             };
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let mut failed = false;
-            for file in files {
+            Ok(each_file(&files, |file| {
                 let stem = file
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "slice".into());
-                let result = std::fs::read(&file)
-                    .with_context(|| format!("reading {}", file.display()))
-                    .and_then(|b| {
-                        run_slice(&loaded, &b, thresholds)
-                            .with_context(|| format!("triaging {}", file.display()))
-                    });
-                match result {
-                    Ok(r) => {
-                        let top: Vec<String> = r
-                            .triage
-                            .top3
-                            .iter()
-                            .map(|t| format!("{} {:.1}%", t.class, 100.0 * t.probability))
-                            .collect();
-                        println!(
-                            "{}: {} — {}",
-                            file.display(),
-                            r.triage.flag.banner(),
-                            top.join("; ")
-                        );
-                        let json = serde_json::json!({
-                            "file": file.display().to_string(),
-                            "triage": r.triage,
-                            "timings_ms": r.timings,
-                            "not_for_diagnostic_use": true,
-                        });
-                        std::fs::write(
-                            out.join(format!("{stem}.json")),
-                            serde_json::to_string_pretty(&json)?,
-                        )?;
-                        r.overlay.save(out.join(format!("{stem}-overlay.png")))?;
-                    }
-                    Err(err) => {
-                        failed = true;
-                        eprintln!("error: {err:#}");
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+                let bytes =
+                    std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+                let r = run_slice(&loaded, &bytes, thresholds)
+                    .with_context(|| format!("triaging {}", file.display()))?;
+                let top: Vec<String> = r
+                    .triage
+                    .top3
+                    .iter()
+                    .map(|t| format!("{} {:.1}%", t.class, 100.0 * t.probability))
+                    .collect();
+                println!(
+                    "{}: {} — {}",
+                    file.display(),
+                    r.triage.flag.banner(),
+                    top.join("; ")
+                );
+                let json = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "triage": r.triage,
+                    "timings_ms": r.timings,
+                    "not_for_diagnostic_use": true,
+                });
+                std::fs::write(
+                    out.join(format!("{stem}.json")),
+                    serde_json::to_string_pretty(&json)?,
+                )?;
+                r.overlay.save(out.join(format!("{stem}-overlay.png")))?;
+                Ok(())
+            }))
         }
         Command::Preprocess { files, size } => {
             let spec = PreprocessSpec::with_input_size(size);
             spec.validate()?;
-            let mut failed = false;
-            for file in files {
-                match load_input(&file, &spec, DecodeLimits::default()) {
-                    Ok(input) => {
-                        let n = input.data.len() as f64;
-                        let mean = input.data.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-                        let line = serde_json::json!({
-                            "file": file.display().to_string(),
-                            "shape": input.shape(),
-                            "mean": mean,
-                            "spec_hash": spec.hash_hex(),
-                        });
-                        println!("{line}");
-                    }
-                    Err(err) => {
-                        failed = true;
-                        eprintln!("error: {err:#}");
-                    }
-                }
-            }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(each_file(&files, |file| {
+                let input = load_input(file, &spec, DecodeLimits::default())?;
+                let n = input.data.len() as f64;
+                let mean = input.data.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+                let line = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "shape": input.shape(),
+                    "mean": mean,
+                    "spec_hash": spec.hash_hex(),
+                });
+                println!("{line}");
+                Ok(())
+            }))
         }
     }
 }

@@ -3,28 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use tumorxai_host::split::{Side, SplitFile, LABEL_PERCENTS};
 use tumorxai_shared::CLASS_NAMES;
 
-fn tumorxai(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tumorxai"))
-        .args(args)
-        .output()
-        .expect("run tumorxai")
-}
+mod common;
 
-fn ok(args: &[&str]) -> String {
-    let out = tumorxai(args);
-    assert!(
-        out.status.success(),
-        "tumorxai {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{ok, tumorxai};
 
 fn synth(dir: &Path, per_class: usize, seed: u64) {
     ok(&[

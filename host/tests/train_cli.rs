@@ -2,31 +2,11 @@
 //! tiny phantom set: train → evaluate → finetune → linear-eval → knn-eval,
 //! with the reports they promise and the errors a user can hit.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn tumorxai(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tumorxai"))
-        .args(args)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .expect("run tumorxai")
-}
+mod common;
 
-fn ok(args: &[&str]) -> String {
-    let out = tumorxai(args);
-    assert!(
-        out.status.success(),
-        "tumorxai {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{ok, s, tumorxai};
 
 #[test]
 fn train_evaluate_finetune_and_probe() {

@@ -1,0 +1,30 @@
+//! Running the real `tumorxai` binary from integration tests.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `tumorxai` (libgomp told not to busy-wait, as tests run in parallel).
+pub fn tumorxai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+        .args(args)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .expect("run tumorxai")
+}
+
+/// Runs `tumorxai`, asserts success, returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = tumorxai(args);
+    assert!(
+        out.status.success(),
+        "tumorxai {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[allow(dead_code)] // not every test file passes paths
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 test path")
+}
