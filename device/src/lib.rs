@@ -1,8 +1,11 @@
-//! TumorXAI scanner-side runtime: the shared preprocessing contract, tract
-//! inference, EigenCAM, the triage policy and the overlay.
+//! TumorXAI scanner-side runtime: signed bundle loading, the shared
+//! preprocessing contract, tract inference, EigenCAM, the triage policy and
+//! the overlay.
 
 pub mod eigencam;
+pub mod forms;
 pub mod input;
+pub mod loader;
 pub mod overlay;
 pub mod pipeline;
 pub mod runtime;

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::input::load_input;
-use tumorxai_device::pipeline::{run_slice, LoadedModel};
+use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::triage::Thresholds;
 use tumorxai_shared::{DecodeLimits, PreprocessSpec};
 
@@ -24,8 +26,8 @@ enum Command {
     /// Per-stage latency (decode, preprocess, inference, EigenCAM, render) over
     /// repeated runs of the sample scans, and peak memory, as JSON.
     Bench {
-        #[arg(long, default_value = "models/demo.onnx")]
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Passes over the files.
         #[arg(long, default_value_t = 5)]
         repeat: usize,
@@ -36,12 +38,11 @@ enum Command {
     /// (TUMOR LIKELY / NO TUMOR FLAGGED / REVIEW), with an EigenCAM overlay.
     /// Writes OUT/<name>.json and OUT/<name>-overlay.png per file.
     #[command(
-        after_help = "Example:\n  tumorxai-device triage --model models/demo.onnx models/samples/01-glioma-t1c.jpg"
+        after_help = "Example:\n  tumorxai-device triage --bundle models/demo-int8.bundle models/samples/01-glioma-t1c.jpg"
     )]
     Triage {
-        /// ONNX model written by `tumorxai export`.
-        #[arg(long, default_value = "models/demo.onnx")]
-        model: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
         /// Where to write results.
         #[arg(long, default_value = "triage-output")]
         out: PathBuf,
@@ -65,6 +66,22 @@ enum Command {
         #[arg(long, default_value_t = 224)]
         size: u32,
     },
+}
+
+/// Which model bundle to run, whom to trust, and how to execute int8 weights.
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// Signed model bundle written by `tumorxai bundle`.
+    #[arg(long, default_value = "models/demo-int8.bundle")]
+    bundle: PathBuf,
+    /// Trust store: a folder of Ed25519 public keys (*.pem, SubjectPublicKeyInfo).
+    /// A bundle signed by any other key is refused.
+    #[arg(long, default_value = "models/trust")]
+    trust: PathBuf,
+    /// Execution form of int8 bundles: auto (int8 kernels on aarch64,
+    /// dequantized f32 elsewhere), dequantized, int8, as-shipped (QDQ).
+    #[arg(long, default_value = "auto")]
+    form: ExecutionForm,
 }
 
 fn main() -> ExitCode {
@@ -94,9 +111,33 @@ fn each_file(files: &[PathBuf], mut f: impl FnMut(&std::path::Path) -> Result<()
     }
 }
 
-fn load_model(path: &std::path::Path) -> Result<LoadedModel> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-    LoadedModel::from_onnx(&bytes).with_context(|| format!("loading {}", path.display()))
+/// Every `*.pem` public key in `dir`.
+fn load_trust_store(dir: &std::path::Path) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut keys = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading trust store {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pem") {
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            keys.push(parse_trusted_key(&path.display().to_string(), &pem)?);
+        }
+    }
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "trust store {} holds no *.pem public key",
+        dir.display()
+    );
+    Ok(keys)
+}
+
+fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    let trust = load_trust_store(&args.trust)?;
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("reading bundle {}", args.bundle.display()))?;
+    LoadedModel::from_bundle(&bytes, &trust, args.form)
+        .with_context(|| format!("refusing bundle {}", args.bundle.display()))
 }
 
 /// Peak resident set size (VmHWM) from /proc, in KiB; 0 where unavailable.

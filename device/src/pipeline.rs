@@ -4,70 +4,24 @@
 use std::time::Instant;
 
 use image::RgbImage;
-use prost::Message;
 use serde::Serialize;
 use thiserror::Error;
-use tract_onnx::pb;
 use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
-    PreprocessSpec,
 };
 
 use crate::eigencam::{eigencam, upsample};
+use crate::loader::LoadedModel;
 use crate::overlay::overlay;
-use crate::runtime::{Model, RuntimeError};
+use crate::runtime::RuntimeError;
 use crate::triage::{triage, Thresholds, Triage};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
-    #[error("the model file carries no usable metadata: {0}")]
-    Metadata(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Input(#[from] PreprocessError),
-}
-
-/// A loaded model with what it was trained with (from the ONNX metadata
-/// written by `tumorxai export`).
-pub struct LoadedModel {
-    pub model: Model,
-    pub classes: Vec<String>,
-    pub spec: PreprocessSpec,
-}
-
-impl LoadedModel {
-    /// Loads ONNX bytes; the class list and preprocessing spec come from the
-    /// model's metadata, and the spec must be one this build can honour.
-    pub fn from_onnx(bytes: &[u8]) -> Result<LoadedModel, PipelineError> {
-        let proto =
-            pb::ModelProto::decode(bytes).map_err(|e| PipelineError::Metadata(e.to_string()))?;
-        let get = |key: &str| {
-            proto
-                .metadata_props
-                .iter()
-                .find(|p| p.key == key)
-                .map(|p| p.value.clone())
-                .ok_or_else(|| PipelineError::Metadata(format!("no {key:?} entry")))
-        };
-        let classes: Vec<String> = serde_json::from_str(&get("classes")?)
-            .map_err(|e| PipelineError::Metadata(format!("classes: {e}")))?;
-        let spec = PreprocessSpec::from_json(&get("preprocess_spec")?)?;
-        if let Ok(hash) = get("preprocess_spec_sha256") {
-            if hash != spec.hash_hex() {
-                return Err(PipelineError::Metadata(format!(
-                    "preprocessing spec hash {hash} does not match its JSON ({})",
-                    spec.hash_hex()
-                )));
-            }
-        }
-        let model = Model::load(bytes, spec.input_size)?;
-        Ok(LoadedModel {
-            model,
-            classes,
-            spec,
-        })
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

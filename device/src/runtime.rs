@@ -4,6 +4,7 @@
 use std::io::Cursor;
 
 use thiserror::Error;
+use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tumorxai_shared::Preprocessed;
 
@@ -44,9 +45,17 @@ pub struct Model {
 impl Model {
     /// Parses, types and optimises an ONNX model for a `1×3×S×S` input.
     pub fn load(onnx: &[u8], input_size: u32) -> Result<Model, RuntimeError> {
+        let proto = tract_onnx::onnx()
+            .proto_model_for_read(&mut Cursor::new(onnx))
+            .map_err(load_error)?;
+        Model::load_proto(&proto, input_size)
+    }
+
+    /// As [`Model::load`], from an already decoded (possibly rewritten) model.
+    pub fn load_proto(proto: &pb::ModelProto, input_size: u32) -> Result<Model, RuntimeError> {
         let s = input_size as usize;
         let model = tract_onnx::onnx()
-            .model_for_read(&mut Cursor::new(onnx))
+            .model_for_proto_model(proto)
             .map_err(load_error)?
             .with_input_fact(0, f32::fact([1, 3, s, s]).into())
             .map_err(load_error)?

@@ -1,10 +1,12 @@
 //! What the workstation (host) and the scanner-side box (device) must agree on,
-//! bit for bit: the preprocessing contract and the class list.
+//! bit for bit: the preprocessing contract, the class list and the signed
+//! model bundle format.
 //!
 //! This crate has no libtorch, no tract and no file or port I/O: it works on
 //! bytes and slices, so it builds for `aarch64-unknown-linux-gnu` unchanged and
 //! both sides call exactly the same code.
 
+pub mod bundle;
 pub mod classes;
 pub mod decode;
 pub mod error;

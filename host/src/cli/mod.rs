@@ -1,9 +1,11 @@
 //! Command-line interface of `tumorxai`.
 
 mod bench;
+mod bundle;
 mod data;
 mod demo;
 mod export;
+mod parity;
 mod train;
 
 use std::process::ExitCode;
@@ -59,6 +61,21 @@ enum Command {
     KnnEval(train::ProbeArgs),
     /// Export a trained run as ONNX (BatchNorm folded; outputs logits and features).
     Export(export::ExportArgs),
+    /// Create an Ed25519 signing key pair (PKCS#8 / SubjectPublicKeyInfo PEM).
+    #[command(after_help = "Example:\n  tumorxai keygen --out keys/release.pem")]
+    Keygen(bundle::KeygenArgs),
+    /// Create a signed model bundle from a run (MCUboot image: ONNX model,
+    /// manifest, golden self-tests, SHA-256, Ed25519), or inspect / verify one.
+    #[command(
+        after_help = "Examples:\n  tumorxai bundle --run runs/sup --key keys/release.pem --model-id tumor17 --version 1.0.0 --int8 --out tumor17-int8.bundle\n  tumorxai bundle inspect tumor17-int8.bundle\n  tumorxai bundle verify tumor17-int8.bundle --key keys/release.pub.pem"
+    )]
+    Bundle(bundle::BundleArgs),
+    /// Host (tch) vs device (tract) on the same scans: max |Δ| of inputs,
+    /// logits and features, top-1 agreement, EigenCAM correlation; fails on regression.
+    #[command(
+        after_help = "Example:\n  tumorxai parity --bundle models/demo-int8.bundle --key models/trust/demo-signing-key.pub.pem --checkpoint runs/demo --images models/samples"
+    )]
+    Parity(parity::ParityArgs),
     /// The main job on the embedded default: generate a small phantom set,
     /// its contact sheet and split, and preprocess it into tensors.
     Demo(demo::DemoArgs),
@@ -84,6 +101,9 @@ pub fn run() -> Result<ExitCode> {
         Command::LinearEval(args) => train::linear_eval(args),
         Command::KnnEval(args) => train::knn_eval(args),
         Command::Export(args) => export::export(args),
+        Command::Keygen(args) => bundle::keygen(args),
+        Command::Bundle(args) => bundle::bundle(args),
+        Command::Parity(args) => parity::parity(args),
         Command::Demo(args) => demo::demo(args),
         Command::Bench(args) => bench::bench(args),
     }

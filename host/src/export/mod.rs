@@ -1,3 +1,6 @@
-//! Export of trained models for the device.
+//! Export of trained models for the device: ONNX (fp32 and int8) and the
+//! signed bundle around it.
 
+pub mod bundle;
 pub mod onnx;
+pub mod quantize;

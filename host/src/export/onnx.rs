@@ -5,7 +5,9 @@
 //! (the last conv block's map, `[1, C, h, w]`, for EigenCAM).
 //!
 //! Opset 13 (default domain), IR version 7. Ops used: Conv, Relu, MaxPool,
-//! Add, GlobalAveragePool, Flatten, Gemm.
+//! Add, GlobalAveragePool, Flatten, Gemm; the int8 form ([`export_int8`])
+//! adds QuantizeLinear and DequantizeLinear around every Conv (QDQ form, see
+//! [`super::quantize`]).
 
 use std::collections::HashMap;
 
@@ -14,6 +16,7 @@ use prost::Message;
 use tch::{nn, Kind, Tensor};
 use tract_onnx::pb;
 
+use super::quantize::{quantize_per_channel, Calibration};
 use crate::model::{Depth, ResNetConfig};
 
 pub const OPSET: i64 = 13;
@@ -81,6 +84,26 @@ fn tensor_proto(name: &str, dims: &[i64], values: &[f64]) -> pb::TensorProto {
     }
 }
 
+fn int8_tensor_proto(name: &str, dims: &[i64], values: &[i8]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: pb::tensor_proto::DataType::Int8 as i32,
+        raw_data: values.iter().map(|&v| v as u8).collect(),
+        ..Default::default()
+    }
+}
+
+fn f32_tensor_proto(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: pb::tensor_proto::DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
 fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension, Dimension};
     pb::ValueInfoProto {
@@ -107,6 +130,8 @@ fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
 /// Graph under construction.
 struct Builder<'w> {
     weights: &'w Weights,
+    /// Activation ranges; `Some` writes the int8 QDQ form.
+    calibration: Option<&'w Calibration>,
     nodes: Vec<pb::NodeProto>,
     initializers: Vec<pb::TensorProto>,
 }
@@ -161,23 +186,115 @@ impl Builder<'_> {
             .collect();
         let (w_name, b_name) = (format!("{conv}.weight"), format!("{conv}.bias"));
         self.initializers
-            .push(tensor_proto(&w_name, shape, &folded));
-        self.initializers
             .push(tensor_proto(&b_name, &[out_channels as i64], &bias));
         let k = shape[2];
-        Ok(self.node(
+        let attributes = vec![
+            attr_ints("kernel_shape", &[k, k]),
+            attr_ints("strides", &[stride, stride]),
+            attr_ints("pads", &[padding; 4]),
+            attr_ints("dilations", &[1, 1]),
+            attr_int("group", 1),
+        ];
+        let output = format!("{conv}.out");
+        let Some(calibration) = self.calibration else {
+            self.initializers
+                .push(tensor_proto(&w_name, shape, &folded));
+            return Ok(self.node(
+                "Conv",
+                conv,
+                &[input, &w_name, &b_name],
+                &output,
+                attributes,
+            ));
+        };
+        let range = |name: &str| {
+            calibration
+                .get(name)
+                .copied()
+                .with_context(|| format!("no calibration range for {name}"))
+        };
+        let (q, scales) = quantize_per_channel(&folded, out_channels);
+        let q_name = format!("{w_name}.int8");
+        self.initializers
+            .push(int8_tensor_proto(&q_name, shape, &q));
+        let (ws, wz) = (format!("{w_name}.scale"), format!("{w_name}.zero_point"));
+        let channels = [out_channels as i64];
+        self.initializers
+            .push(f32_tensor_proto(&ws, &channels, &scales));
+        self.initializers
+            .push(int8_tensor_proto(&wz, &channels, &vec![0; out_channels]));
+        self.node(
+            "DequantizeLinear",
+            &format!("{w_name}.dequantize"),
+            &[&q_name, &ws, &wz],
+            &w_name,
+            vec![attr_int("axis", 0)],
+        );
+        if input == INPUT {
+            // The stem sees the normalised image: its activations stay f32
+            // (weights-only int8), the usual exception for the first layer.
+            return Ok(self.node(
+                "Conv",
+                conv,
+                &[input, &w_name, &b_name],
+                &output,
+                attributes,
+            ));
+        }
+        let input_quantization = range(input)?.quantization();
+        let output_quantization = range(&output)?.quantization();
+        let x = self.fake_quantize(input, &format!("{conv}.x"), input_quantization);
+        let raw = self.node(
             "Conv",
             conv,
-            &[input, &w_name, &b_name],
-            &format!("{conv}.out"),
-            vec![
-                attr_ints("kernel_shape", &[k, k]),
-                attr_ints("strides", &[stride, stride]),
-                attr_ints("pads", &[padding; 4]),
-                attr_ints("dilations", &[1, 1]),
-                attr_int("group", 1),
+            &[&x, &w_name, &b_name],
+            &format!("{conv}.conv"),
+            attributes,
+        );
+        let q_out = self.quantize(&raw, &format!("{conv}.y"), output_quantization);
+        Ok(self.node(
+            "DequantizeLinear",
+            &format!("{conv}.y.dequantize"),
+            &[
+                &q_out,
+                &format!("{conv}.y.scale"),
+                &format!("{conv}.y.zero_point"),
             ],
+            &output,
+            vec![],
         ))
+    }
+
+    /// QuantizeLinear of `input` with a per-tensor scale named
+    /// `{prefix}.scale` and a zero point 0 of type uint8 (`unsigned`) or int8.
+    fn quantize(&mut self, input: &str, prefix: &str, (scale, unsigned): (f32, bool)) -> String {
+        let (s, z) = (format!("{prefix}.scale"), format!("{prefix}.zero_point"));
+        self.initializers.push(f32_tensor_proto(&s, &[], &[scale]));
+        let mut zero_point = int8_tensor_proto(&z, &[], &[0]);
+        if unsigned {
+            zero_point.data_type = pb::tensor_proto::DataType::Uint8 as i32;
+        }
+        self.initializers.push(zero_point);
+        self.node(
+            "QuantizeLinear",
+            &format!("{prefix}.quantize"),
+            &[input, &s, &z],
+            &format!("{prefix}.int8"),
+            vec![],
+        )
+    }
+
+    /// QuantizeLinear → DequantizeLinear: the f32 value an int8 kernel sees.
+    fn fake_quantize(&mut self, input: &str, prefix: &str, quantization: (f32, bool)) -> String {
+        let q = self.quantize(input, prefix, quantization);
+        let (s, z) = (format!("{prefix}.scale"), format!("{prefix}.zero_point"));
+        self.node(
+            "DequantizeLinear",
+            &format!("{prefix}.dequantize"),
+            &[&q, &s, &z],
+            prefix,
+            vec![],
+        )
     }
 
     fn relu(&mut self, input: &str, name: &str) -> String {
@@ -196,8 +313,21 @@ fn feature_side(input: i64) -> i64 {
     s
 }
 
+/// The ONNX metadata every export carries: class names in index order and
+/// the preprocessing spec with its hash.
+pub fn metadata(
+    classes: &[String],
+    spec: &tumorxai_shared::PreprocessSpec,
+) -> Result<Vec<(String, String)>> {
+    Ok(vec![
+        ("classes".to_string(), serde_json::to_string(classes)?),
+        ("preprocess_spec".to_string(), spec.canonical_json()),
+        ("preprocess_spec_sha256".to_string(), spec.hash_hex()),
+    ])
+}
+
 /// Encodes the model in `vs` (built by `model::resnet` with a head of
-/// `classes`) as ONNX bytes for a fixed `1×3×S×S` input.
+/// `classes`) as fp32 ONNX bytes for a fixed `1×3×S×S` input.
 pub fn export(
     vs: &nn::VarStore,
     config: ResNetConfig,
@@ -205,9 +335,34 @@ pub fn export(
     classes: usize,
     metadata: &[(String, String)],
 ) -> Result<Vec<u8>> {
+    build(vs, config, input_size, classes, metadata, None)
+}
+
+/// The int8 QDQ form of [`export`], with activation scales from `calibration`
+/// (measured on the fp32 export by [`super::quantize::calibrate`]).
+pub fn export_int8(
+    vs: &nn::VarStore,
+    config: ResNetConfig,
+    input_size: u32,
+    classes: usize,
+    metadata: &[(String, String)],
+    calibration: &Calibration,
+) -> Result<Vec<u8>> {
+    build(vs, config, input_size, classes, metadata, Some(calibration))
+}
+
+fn build(
+    vs: &nn::VarStore,
+    config: ResNetConfig,
+    input_size: u32,
+    classes: usize,
+    metadata: &[(String, String)],
+    calibration: Option<&Calibration>,
+) -> Result<Vec<u8>> {
     let weights = Weights::from_store(vs)?;
     let mut b = Builder {
         weights: &weights,
+        calibration,
         nodes: Vec::new(),
         initializers: Vec::new(),
     };

@@ -1,0 +1,467 @@
+//! Execution forms of an int8 bundle, chosen at load time. The bundle carries
+//! int8 weights in ONNX QDQ form (small on the serial line); how to run them
+//! depends on the CPU:
+//!
+//! - [`ExecutionForm::Dequantized`]: int8 weights turned back into f32
+//!   initializers and activation Quantize/Dequantize pairs removed, so tract
+//!   runs its fast f32 kernels (x86 here: tract's int8 matmul is ~55× slower
+//!   and its QDQ path 2.4× slower than fp32).
+//! - [`ExecutionForm::Int8`]: every `DQ(Q(x)) → Conv(DQ(W)) → Q` is rewritten
+//!   to one QLinearConv with an int32 bias, so tract uses true int8 kernels
+//!   (aarch64 picks its SDOT dot-product kernel).
+//! - [`ExecutionForm::AsShipped`]: the QDQ graph unchanged (reference
+//!   semantics: f32 arithmetic on fake-quantized values).
+//!
+//! The rewrites work on the protobuf (`tract_onnx::pb`) before tract parses it.
+
+use std::collections::{HashMap, HashSet};
+
+use thiserror::Error;
+use tract_onnx::pb;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionForm {
+    AsShipped,
+    Dequantized,
+    Int8,
+}
+
+impl ExecutionForm {
+    /// Int8 where tract has int8 dot-product kernels (aarch64), f32 elsewhere.
+    pub fn auto() -> ExecutionForm {
+        if cfg!(target_arch = "aarch64") {
+            ExecutionForm::Int8
+        } else {
+            ExecutionForm::Dequantized
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionForm::AsShipped => "as-shipped",
+            ExecutionForm::Dequantized => "dequantized",
+            ExecutionForm::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for ExecutionForm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "as-shipped" => Ok(ExecutionForm::AsShipped),
+            "dequantized" => Ok(ExecutionForm::Dequantized),
+            "int8" => Ok(ExecutionForm::Int8),
+            "auto" => Ok(ExecutionForm::auto()),
+            _ => Err(format!(
+                "unknown execution form {s:?} (auto, dequantized, int8, as-shipped)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FormError {
+    #[error("the model has no graph")]
+    NoGraph,
+    #[error("quantized tensor {0}: {1}")]
+    Tensor(String, String),
+}
+
+fn tensor_error(name: &str, why: impl Into<String>) -> FormError {
+    FormError::Tensor(name.to_string(), why.into())
+}
+
+/// Rewrites `model` in place into `form`. A graph with no quantized ops is
+/// left unchanged whatever the form.
+pub fn apply(model: &mut pb::ModelProto, form: ExecutionForm) -> Result<(), FormError> {
+    let graph = model.graph.as_mut().ok_or(FormError::NoGraph)?;
+    match form {
+        ExecutionForm::AsShipped => Ok(()),
+        ExecutionForm::Dequantized => dequantize(graph),
+        ExecutionForm::Int8 => to_qlinear(graph),
+    }
+}
+
+const INT8: i32 = pb::tensor_proto::DataType::Int8 as i32;
+const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
+const INT32: i32 = pb::tensor_proto::DataType::Int32 as i32;
+
+fn floats(t: &pb::TensorProto) -> Result<Vec<f32>, FormError> {
+    if t.data_type != FLOAT {
+        return Err(tensor_error(&t.name, "expected f32"));
+    }
+    if !t.float_data.is_empty() {
+        return Ok(t.float_data.clone());
+    }
+    if t.raw_data.len() % 4 != 0 {
+        return Err(tensor_error(
+            &t.name,
+            "raw data is not a whole number of f32",
+        ));
+    }
+    Ok(t.raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn int8s(t: &pb::TensorProto) -> Result<Vec<i8>, FormError> {
+    if t.data_type != INT8 {
+        return Err(tensor_error(&t.name, "expected int8"));
+    }
+    if !t.int32_data.is_empty() {
+        return Ok(t.int32_data.iter().map(|&v| v as i8).collect());
+    }
+    Ok(t.raw_data.iter().map(|&b| b as i8).collect())
+}
+
+fn element_count(t: &pb::TensorProto) -> usize {
+    t.dims.iter().map(|&d| d.max(0) as usize).product()
+}
+
+/// Per-axis (or per-tensor) scale and zero point for `values` along `axis`.
+fn dequantize_values(
+    values: &[i8],
+    dims: &[i64],
+    scales: &[f32],
+    zero_points: &[i8],
+    axis: usize,
+) -> Result<Vec<f32>, String> {
+    if scales.len() != zero_points.len() || scales.is_empty() {
+        return Err("scale and zero point lengths differ".to_string());
+    }
+    let inner: usize = dims.iter().skip(axis + 1).map(|&d| d as usize).product();
+    let axis_len = dims.get(axis).copied().unwrap_or(1) as usize;
+    if scales.len() != 1 && scales.len() != axis_len {
+        return Err(format!("{} scales for an axis of {axis_len}", scales.len()));
+    }
+    Ok(values
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| {
+            let c = if scales.len() == 1 {
+                0
+            } else {
+                (i / inner.max(1)) % axis_len
+            };
+            (f32::from(q) - f32::from(zero_points[c])) * scales[c]
+        })
+        .collect())
+}
+
+fn axis_attr(node: &pb::NodeProto, rank: usize) -> usize {
+    let axis = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "axis")
+        .map(|a| a.i)
+        .unwrap_or(1);
+    if axis < 0 {
+        (axis + rank as i64).max(0) as usize
+    } else {
+        axis as usize
+    }
+}
+
+struct Index {
+    initializers: HashMap<String, usize>,
+    producers: HashMap<String, usize>,
+    consumers: HashMap<String, Vec<usize>>,
+}
+
+impl Index {
+    fn of(graph: &pb::GraphProto) -> Index {
+        let mut producers = HashMap::new();
+        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, node) in graph.node.iter().enumerate() {
+            for out in &node.output {
+                producers.insert(out.clone(), i);
+            }
+            for input in &node.input {
+                consumers.entry(input.clone()).or_default().push(i);
+            }
+        }
+        Index {
+            initializers: graph
+                .initializer
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect(),
+            producers,
+            consumers,
+        }
+    }
+
+    fn producer<'g>(
+        &self,
+        graph: &'g pb::GraphProto,
+        name: &str,
+        op: &str,
+    ) -> Option<(usize, &'g pb::NodeProto)> {
+        let &i = self.producers.get(name)?;
+        let node = &graph.node[i];
+        (node.op_type == op).then_some((i, node))
+    }
+
+    fn initializer<'g>(
+        &self,
+        graph: &'g pb::GraphProto,
+        name: &str,
+    ) -> Option<&'g pb::TensorProto> {
+        self.initializers.get(name).map(|&i| &graph.initializer[i])
+    }
+
+    fn single_consumer(&self, name: &str) -> Option<usize> {
+        match self.consumers.get(name).map(Vec::as_slice) {
+            Some([only]) => Some(*only),
+            _ => None,
+        }
+    }
+}
+
+/// A DequantizeLinear of a constant int8 tensor, as f32 values.
+fn constant_dequantize(
+    graph: &pb::GraphProto,
+    index: &Index,
+    node: &pb::NodeProto,
+) -> Result<Option<Vec<f32>>, FormError> {
+    let Some(q) = index.initializer(graph, &node.input[0]) else {
+        return Ok(None);
+    };
+    let scale = node
+        .input
+        .get(1)
+        .and_then(|n| index.initializer(graph, n))
+        .ok_or_else(|| tensor_error(&q.name, "scale is not a constant"))?;
+    let scales = floats(scale)?;
+    let zero_points = match node.input.get(2).and_then(|n| index.initializer(graph, n)) {
+        Some(z) => int8s(z)?,
+        None => vec![0; scales.len()],
+    };
+    let values = int8s(q)?;
+    if values.len() != element_count(q) {
+        return Err(tensor_error(&q.name, "data length does not match dims"));
+    }
+    let axis = axis_attr(node, q.dims.len());
+    dequantize_values(&values, &q.dims, &scales, &zero_points, axis)
+        .map(Some)
+        .map_err(|why| tensor_error(&q.name, why))
+}
+
+fn f32_initializer(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.to_string(),
+        dims: dims.to_vec(),
+        data_type: FLOAT,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Drops nodes by index and initializers nothing reads any more.
+fn prune(graph: &mut pb::GraphProto, dead: &HashSet<usize>) {
+    let mut i = 0;
+    graph.node.retain(|_| {
+        let keep = !dead.contains(&i);
+        i += 1;
+        keep
+    });
+    let used: HashSet<&String> = graph.node.iter().flat_map(|n| n.input.iter()).collect();
+    let used: HashSet<String> = used.into_iter().cloned().collect();
+    graph.initializer.retain(|t| used.contains(&t.name));
+}
+
+fn dequantize(graph: &mut pb::GraphProto) -> Result<(), FormError> {
+    let index = Index::of(graph);
+    let mut dead = HashSet::new();
+    let mut new_initializers = Vec::new();
+    let mut rename: HashMap<String, String> = HashMap::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op_type != "DequantizeLinear" {
+            continue;
+        }
+        if let Some(values) = constant_dequantize(graph, &index, node)? {
+            let dims = index
+                .initializer(graph, &node.input[0])
+                .map(|t| t.dims.clone())
+                .unwrap_or_default();
+            new_initializers.push(f32_initializer(&node.output[0], &dims, &values));
+            dead.insert(i);
+        } else if let Some((q, quantize)) = index.producer(graph, &node.input[0], "QuantizeLinear")
+        {
+            // Activation fake-quantization: read the f32 value directly.
+            rename.insert(node.output[0].clone(), quantize.input[0].clone());
+            dead.insert(i);
+            dead.insert(q);
+        }
+    }
+    // A QuantizeLinear may feed a DequantizeLinear that stays (not expected
+    // from our exporter); keep it alive then.
+    for (i, node) in graph.node.iter().enumerate() {
+        if node.op_type == "QuantizeLinear" && dead.contains(&i) {
+            let all_gone = index
+                .consumers
+                .get(&node.output[0])
+                .is_none_or(|users| users.iter().all(|u| dead.contains(u)));
+            if !all_gone {
+                dead.remove(&i);
+            }
+        }
+    }
+    for node in graph.node.iter_mut() {
+        for input in node.input.iter_mut() {
+            if let Some(to) = rename.get(input) {
+                *input = to.clone();
+            }
+        }
+    }
+    for output in graph.output.iter_mut() {
+        if let Some(to) = rename.get(&output.name) {
+            // A graph output must keep its name: re-expose it with Identity.
+            let from = to.clone();
+            graph.node.push(pb::NodeProto {
+                op_type: "Identity".to_string(),
+                name: format!("{}.identity", output.name),
+                input: vec![from],
+                output: vec![output.name.clone()],
+                ..Default::default()
+            });
+        }
+    }
+    graph.initializer.extend(new_initializers);
+    prune(graph, &dead);
+    Ok(())
+}
+
+fn to_qlinear(graph: &mut pb::GraphProto) -> Result<(), FormError> {
+    let index = Index::of(graph);
+    let mut dead = HashSet::new();
+    let mut replacements: Vec<(usize, pb::NodeProto)> = Vec::new();
+    let mut new_initializers = Vec::new();
+    for (ci, conv) in graph.node.iter().enumerate() {
+        if conv.op_type != "Conv" || conv.input.len() < 2 {
+            continue;
+        }
+        let Some((dx_i, dx)) = index.producer(graph, &conv.input[0], "DequantizeLinear") else {
+            continue;
+        };
+        if index
+            .producer(graph, &dx.input[0], "QuantizeLinear")
+            .is_none()
+        {
+            continue;
+        }
+        let Some((dw_i, dw)) = index.producer(graph, &conv.input[1], "DequantizeLinear") else {
+            continue;
+        };
+        let Some(w) = index.initializer(graph, &dw.input[0]) else {
+            continue;
+        };
+        let Some(qy_i) = index.single_consumer(&conv.output[0]) else {
+            continue;
+        };
+        let qy = &graph.node[qy_i];
+        if qy.op_type != "QuantizeLinear" || w.data_type != INT8 || dx.input.len() < 3 {
+            continue;
+        }
+        let x_scale = index
+            .initializer(graph, &dx.input[1])
+            .map(floats)
+            .transpose()?
+            .and_then(|v| v.first().copied())
+            .ok_or_else(|| tensor_error(&dx.input[1], "activation scale is not a constant"))?;
+        let w_scales = index
+            .initializer(graph, &dw.input[1])
+            .map(floats)
+            .transpose()?
+            .ok_or_else(|| tensor_error(&dw.input[1], "weight scale is not a constant"))?;
+        let mut inputs = vec![
+            dx.input[0].clone(),
+            dx.input[1].clone(),
+            dx.input[2].clone(),
+            dw.input[0].clone(),
+            dw.input[1].clone(),
+            dw.input.get(2).cloned().unwrap_or_default(),
+            qy.input[1].clone(),
+            qy.input.get(2).cloned().unwrap_or_default(),
+        ];
+        if let Some(bias_name) = conv.input.get(2) {
+            let bias = index
+                .initializer(graph, bias_name)
+                .map(floats)
+                .transpose()?
+                .ok_or_else(|| tensor_error(bias_name, "bias is not a constant"))?;
+            if w_scales.len() != 1 && w_scales.len() != bias.len() {
+                return Err(tensor_error(
+                    bias_name,
+                    "bias and weight scales differ in length",
+                ));
+            }
+            // QLinearConv's bias is int32 at scale x_scale·w_scale[c].
+            let q: Vec<i32> = bias
+                .iter()
+                .enumerate()
+                .map(|(c, &b)| {
+                    let s = x_scale * w_scales[if w_scales.len() == 1 { 0 } else { c }];
+                    (f64::from(b) / f64::from(s)).round() as i32
+                })
+                .collect();
+            let name = format!("{bias_name}.int32");
+            new_initializers.push(pb::TensorProto {
+                name: name.clone(),
+                dims: vec![q.len() as i64],
+                data_type: INT32,
+                raw_data: q.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ..Default::default()
+            });
+            inputs.push(name);
+        }
+        replacements.push((
+            ci,
+            pb::NodeProto {
+                op_type: "QLinearConv".to_string(),
+                name: conv.name.clone(),
+                input: inputs,
+                output: qy.output.clone(),
+                attribute: conv.attribute.clone(),
+                ..Default::default()
+            },
+        ));
+        dead.insert(qy_i);
+        dead.insert(dw_i);
+        if index.single_consumer(&dx.output[0]) == Some(ci) {
+            dead.insert(dx_i);
+        }
+    }
+    for (i, node) in replacements {
+        graph.node[i] = node;
+    }
+    graph.initializer.extend(new_initializers);
+    prune(graph, &dead);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_axis_dequantization_by_hand() {
+        // dims [2, 3], axis 0: row 0 scale 0.5 zp 1, row 1 scale 2 zp 0.
+        let v = dequantize_values(&[1, 3, -1, 4, 0, -2], &[2, 3], &[0.5, 2.0], &[1, 0], 0).unwrap();
+        assert_eq!(v, vec![0.0, 1.0, -1.0, 8.0, 0.0, -4.0]);
+        let per_tensor = dequantize_values(&[2, -2], &[2], &[0.25], &[0], 0).unwrap();
+        assert_eq!(per_tensor, vec![0.5, -0.5]);
+        assert!(dequantize_values(&[1, 2], &[2], &[1.0, 1.0, 1.0], &[0, 0, 0], 0).is_err());
+    }
+
+    #[test]
+    fn forms_parse_by_name() {
+        assert_eq!("int8".parse(), Ok(ExecutionForm::Int8));
+        assert_eq!("dequantized".parse(), Ok(ExecutionForm::Dequantized));
+        assert_eq!("auto".parse(), Ok(ExecutionForm::auto()));
+        assert!("fast".parse::<ExecutionForm>().is_err());
+    }
+}

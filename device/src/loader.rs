@@ -1,0 +1,137 @@
+//! Loading a signed model bundle on the device, once: structure and hash,
+//! signature against the trust store, manifest and preprocessing spec against
+//! what this build honours, execution form (int8 bundles), tract
+//! optimisation, and the bundle's golden self-test. Any failure refuses the
+//! bundle with a message that says which check failed.
+
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::VerifyingKey;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tract_onnx::pb;
+use tumorxai_shared::bundle::{read_bundle, BundleError, Manifest, QuantizationForm};
+use tumorxai_shared::spec::SPEC_FORMAT_VERSION;
+use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessError, PreprocessSpec};
+
+use crate::forms::{self, ExecutionForm, FormError};
+use crate::runtime::{Model, RuntimeError};
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("the bundle's preprocessing spec cannot be honoured by this build: {0}")]
+    Spec(String),
+    #[error("the bundle's ONNX model is not valid protobuf: {0}")]
+    Onnx(String),
+    #[error("cannot prepare the {form} execution form: {source}")]
+    Form {
+        form: &'static str,
+        source: FormError,
+    },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("self-test {name:?} failed: {why}")]
+    SelfTest { name: String, why: String },
+    #[error("trust store key {0}: {1}")]
+    TrustKey(String, String),
+}
+
+/// A verified bundle, ready to run.
+pub struct LoadedModel {
+    pub model: Model,
+    pub manifest: Manifest,
+    pub classes: Vec<String>,
+    pub spec: PreprocessSpec,
+    pub form: ExecutionForm,
+    /// MCUboot image digest of the bundle (hex), for the audit log.
+    pub bundle_sha256: String,
+    /// Largest |Δ logit| of the golden self-test (0 when the bundle has none).
+    pub self_test_max_delta: f32,
+}
+
+/// Parses a PEM (SubjectPublicKeyInfo) Ed25519 public key.
+pub fn parse_trusted_key(name: &str, pem: &str) -> Result<VerifyingKey, LoadError> {
+    VerifyingKey::from_public_key_pem(pem)
+        .map_err(|e| LoadError::TrustKey(name.to_string(), e.to_string()))
+}
+
+/// SHA-256 (hex) of a tensor as little-endian f32: what golden vectors record.
+pub fn tensor_sha256(values: &[f32]) -> String {
+    let mut hasher = Sha256::new();
+    for v in values {
+        hasher.update(v.to_le_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+impl LoadedModel {
+    /// Verifies and loads `bytes` (a bundle) with `form` for int8 bundles.
+    pub fn from_bundle(
+        bytes: &[u8],
+        trust: &[VerifyingKey],
+        form: ExecutionForm,
+    ) -> Result<LoadedModel, LoadError> {
+        let bundle = read_bundle(bytes)?;
+        bundle.verify_trusted(trust)?;
+        let manifest = bundle.manifest.clone();
+        let spec = manifest.preprocess_spec.clone();
+        if spec.version != SPEC_FORMAT_VERSION {
+            return Err(LoadError::Spec(format!(
+                "spec format {} (this build implements {SPEC_FORMAT_VERSION})",
+                spec.version
+            )));
+        }
+        spec.validate()
+            .map_err(|e| LoadError::Spec(e.to_string()))?;
+        let mut proto =
+            pb::ModelProto::decode(bundle.model).map_err(|e| LoadError::Onnx(e.to_string()))?;
+        let form = match manifest.quantization.form {
+            QuantizationForm::Fp32 => ExecutionForm::AsShipped,
+            QuantizationForm::Int8Qdq => form,
+        };
+        forms::apply(&mut proto, form).map_err(|source| LoadError::Form {
+            form: form.name(),
+            source,
+        })?;
+        let model = Model::load_proto(&proto, spec.input_size)?;
+        let mut self_test_max_delta = 0f32;
+        for (golden, image) in bundle.golden.iter().zip(&bundle.golden_images) {
+            let fail = |why: String| LoadError::SelfTest {
+                name: golden.name.clone(),
+                why,
+            };
+            let input = preprocess_bytes(image, &spec, DecodeLimits::default())
+                .map_err(|e: PreprocessError| fail(e.to_string()))?;
+            if tensor_sha256(&input.data) != golden.input_sha256 {
+                return Err(fail(
+                    "preprocessing gave a different tensor than on the workstation".to_string(),
+                ));
+            }
+            let out = model.run(&input)?;
+            let delta = out
+                .logits
+                .iter()
+                .zip(&golden.logits)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            if out.logits.len() != golden.logits.len() || !(delta <= golden.logit_tolerance) {
+                return Err(fail(format!(
+                    "logits differ by {delta:.3e} (tolerance {:.1e})",
+                    golden.logit_tolerance
+                )));
+            }
+            self_test_max_delta = self_test_max_delta.max(delta);
+        }
+        Ok(LoadedModel {
+            model,
+            classes: manifest.classes.clone(),
+            spec,
+            form,
+            bundle_sha256: hex::encode(bundle.digest),
+            self_test_max_delta,
+            manifest,
+        })
+    }
+}

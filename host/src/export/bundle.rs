@@ -1,0 +1,347 @@
+//! Building a signed model bundle from a training run: export (fp32, or int8
+//! after calibration on training images), golden self-test vectors whose
+//! expected logits come from the trained tch model, the manifest, and the
+//! Ed25519 signature (format in `tumorxai_shared::bundle`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use ed25519_dalek::SigningKey;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use tch::{nn, Tensor};
+use tract_onnx::pb;
+use tumorxai_device::forms::{self, ExecutionForm};
+use tumorxai_device::loader::tensor_sha256;
+use tumorxai_device::runtime::Model;
+use tumorxai_shared::bundle::{
+    rfc3339_utc, write_bundle, BundleContents, GoldenVector, Manifest, Outputs, Quantization,
+    QuantizationForm, Training, MANIFEST_FORMAT,
+};
+use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
+
+use super::onnx;
+use super::quantize::{calibrate, CALIBRATION_METHOD};
+use crate::model::weights::{self, Strictness};
+use crate::model::{resnet, ResNet};
+use crate::split::{Side, SplitFile};
+use crate::train::checkpoint::{self, TrainState};
+use crate::train::fit::final_weights;
+
+/// What to put in the bundle besides the run's weights.
+#[derive(Debug, Clone)]
+pub struct BundleOptions {
+    pub model_id: String,
+    pub version: String,
+    /// int8 QDQ weights with calibrated activation ranges instead of fp32.
+    pub int8: bool,
+    /// Training images to calibrate on (int8).
+    pub calibration_images: usize,
+    /// Self-test images; empty picks up to three test-side images of the
+    /// run's split (of different classes).
+    pub golden_images: Vec<PathBuf>,
+    pub notice: Option<String>,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix: u64,
+}
+
+/// A trained run loaded on the CPU, as the exporter and parity need it.
+pub struct TrainedRun {
+    pub state: TrainState,
+    pub vs: nn::VarStore,
+    pub model: ResNet,
+    pub weights_path: PathBuf,
+}
+
+impl TrainedRun {
+    /// Loads `run` (a run folder, or its `model.safetensors`).
+    pub fn load(run: &Path) -> Result<TrainedRun> {
+        let run = if run.is_file() {
+            run.parent().unwrap_or(Path::new("."))
+        } else {
+            run
+        };
+        let state = checkpoint::load_state(run)?;
+        let mut vs = nn::VarStore::new(tch::Device::Cpu);
+        let model = resnet(
+            &vs.root(),
+            state.config.model.resnet(),
+            Some(state.classes.len() as i64),
+        );
+        let weights_path = final_weights(run);
+        weights::load(&mut vs, &weights_path, Strictness::Exact)?;
+        Ok(TrainedRun {
+            state,
+            vs,
+            model,
+            weights_path,
+        })
+    }
+
+    pub fn input_size(&self) -> u32 {
+        self.state.config.model.input_size
+    }
+
+    /// The trained model's eval-mode logits for a preprocessed input.
+    pub fn logits(&self, input: &[f32]) -> Result<Vec<f32>> {
+        let s = i64::from(self.input_size());
+        let x = Tensor::from_slice(input).reshape([1, 3, s, s]);
+        let (logits, _) = onnx::reference_outputs(&self.model, &x);
+        Ok(Vec::<f32>::try_from(logits.flatten(0, -1))?)
+    }
+
+    pub fn export_fp32(&self) -> Result<Vec<u8>> {
+        onnx::export(
+            &self.vs,
+            self.model.config,
+            self.input_size(),
+            self.state.classes.len(),
+            &onnx::metadata(&self.state.classes, &self.state.spec)?,
+        )
+    }
+}
+
+/// Evenly spaced picks (deterministic, spread over classes as the split is
+/// ordered by class): `count` of `items`.
+fn spread<T: Clone>(items: &[T], count: usize) -> Vec<T> {
+    if items.len() <= count {
+        return items.to_vec();
+    }
+    (0..count)
+        .map(|i| items[i * items.len() / count].clone())
+        .collect()
+}
+
+fn split_paths(state: &TrainState, side: Side) -> Result<(PathBuf, Vec<(PathBuf, usize)>)> {
+    let split = SplitFile::load(&state.config.data.split)?;
+    let root = state.config.data.root.clone();
+    let items = split
+        .on(side)
+        .map(|item| (root.join(&item.path), item.class))
+        .collect();
+    Ok((root, items))
+}
+
+fn preprocess_file(path: &Path, spec: &PreprocessSpec) -> Result<(Vec<u8>, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let input = preprocess_bytes(&bytes, spec, DecodeLimits::default())
+        .with_context(|| format!("preprocessing {}", path.display()))?;
+    Ok((bytes, input.data))
+}
+
+fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
+    let (_, items) = split_paths(state, Side::Test)?;
+    let mut picked: Vec<PathBuf> = Vec::new();
+    let mut classes = Vec::new();
+    for (path, class) in spread(&items, items.len().min(64)) {
+        if !classes.contains(&class) {
+            classes.push(class);
+            picked.push(path);
+        }
+        if picked.len() == 3 {
+            break;
+        }
+    }
+    ensure!(
+        !picked.is_empty(),
+        "the split has no test images for self-tests"
+    );
+    Ok(picked)
+}
+
+fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
+    let mut proto = pb::ModelProto::decode(onnx_bytes)?;
+    forms::apply(&mut proto, form)?;
+    Ok(Model::load_proto(&proto, input_size)?)
+}
+
+/// Builds and signs a bundle for `run`; `progress` receives status lines.
+pub fn build_bundle(
+    run: &TrainedRun,
+    options: &BundleOptions,
+    key: &SigningKey,
+    mut progress: impl FnMut(&str),
+) -> Result<(Vec<u8>, BundleSummary)> {
+    let state = &run.state;
+    let spec = state.spec.clone();
+    let s = spec.input_size;
+    let fp32 = run.export_fp32()?;
+    let (model, form, calibration_images) = if options.int8 {
+        let (_, items) = split_paths(state, Side::Train)?;
+        let picks = spread(&items, options.calibration_images.max(1));
+        progress(&format!("calibrating on {} training images", picks.len()));
+        let inputs: Vec<Vec<f32>> = picks
+            .iter()
+            .map(|(path, _)| preprocess_file(path, &spec).map(|(_, x)| x))
+            .collect::<Result<_>>()?;
+        let ranges = calibrate(&fp32, s, &inputs)?;
+        let int8 = onnx::export_int8(
+            &run.vs,
+            run.model.config,
+            s,
+            state.classes.len(),
+            &onnx::metadata(&state.classes, &spec)?,
+            &ranges,
+        )?;
+        (int8, QuantizationForm::Int8Qdq, Some(picks.len() as u32))
+    } else {
+        (fp32.clone(), QuantizationForm::Fp32, None)
+    };
+
+    let golden_paths = if options.golden_images.is_empty() {
+        default_golden_images(state)?
+    } else {
+        options.golden_images.clone()
+    };
+    let forms_to_check: &[ExecutionForm] = match form {
+        QuantizationForm::Fp32 => &[ExecutionForm::AsShipped],
+        QuantizationForm::Int8Qdq => &[
+            ExecutionForm::AsShipped,
+            ExecutionForm::Dequantized,
+            ExecutionForm::Int8,
+        ],
+    };
+    let runtimes: Vec<Model> = forms_to_check
+        .iter()
+        .map(|&f| run_form(&model, f, s))
+        .collect::<Result<_>>()?;
+    let mut golden = Vec::new();
+    let mut golden_images = Vec::new();
+    let mut max_delta = 0f32;
+    for path in &golden_paths {
+        let (bytes, input) = preprocess_file(path, &spec)?;
+        let expected = run.logits(&input)?;
+        let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let preprocessed = preprocess_bytes(&bytes, &spec, DecodeLimits::default())?;
+        let mut delta = 0f32;
+        for runtime in &runtimes {
+            let got = runtime.run(&preprocessed)?.logits;
+            delta = got
+                .iter()
+                .zip(&expected)
+                .map(|(a, b)| (a - b).abs())
+                .fold(delta, f32::max);
+        }
+        max_delta = max_delta.max(delta);
+        let tolerance = match form {
+            QuantizationForm::Fp32 => {
+                let bar = 1e-4 * scale;
+                if delta > bar {
+                    bail!(
+                        "tract and tch disagree by {delta:.2e} on {} (bar {bar:.1e}): export regression",
+                        path.display()
+                    );
+                }
+                bar
+            }
+            // Quantization drift differs per form and CPU; the self-test is
+            // there to catch broken weights or preprocessing, not rounding.
+            QuantizationForm::Int8Qdq => 2.0 * delta + 1e-3 * scale,
+        };
+        let top1 = expected
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        golden.push(GoldenVector {
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            image_sha256: hex::encode(Sha256::digest(&bytes)),
+            input_sha256: tensor_sha256(&input),
+            logits: expected,
+            top1,
+            logit_tolerance: tolerance,
+        });
+        golden_images.push(bytes);
+    }
+
+    let checkpoint_bytes = std::fs::read(&run.weights_path)
+        .with_context(|| format!("reading {}", run.weights_path.display()))?;
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        model_id: options.model_id.clone(),
+        version: options.version.clone(),
+        created: rfc3339_utc(options.created_unix),
+        classes: state.classes.clone(),
+        preprocess_spec_sha256: spec.hash_hex(),
+        preprocess_spec: spec,
+        input_size: s,
+        outputs: Outputs {
+            logits: onnx::LOGITS.to_string(),
+            features: onnx::FEATURES.to_string(),
+        },
+        model_sha256: hex::encode(Sha256::digest(&model)),
+        training: Training {
+            checkpoint_sha256: hex::encode(Sha256::digest(&checkpoint_bytes)),
+            metrics: test_metrics(&run.weights_path)?,
+        },
+        quantization: Quantization {
+            form,
+            calibration_images,
+            calibration_method: calibration_images.map(|_| CALIBRATION_METHOD.to_string()),
+        },
+        notice: options.notice.clone(),
+    };
+    let summary = BundleSummary {
+        fp32_onnx_bytes: fp32.len(),
+        model_bytes: model.len(),
+        golden_vectors: golden.len(),
+        golden_max_delta: max_delta,
+    };
+    let bytes = write_bundle(
+        &BundleContents {
+            manifest,
+            model,
+            golden,
+            golden_images,
+        },
+        key,
+    )?;
+    Ok((bytes, summary))
+}
+
+#[derive(Debug, Clone)]
+pub struct BundleSummary {
+    pub fp32_onnx_bytes: usize,
+    pub model_bytes: usize,
+    pub golden_vectors: usize,
+    /// Largest |Δ logit| between tch and any execution form on the golden images.
+    pub golden_max_delta: f32,
+}
+
+/// Numeric fields of the run's test report (`report-test.json` beside the
+/// weights), if it was evaluated.
+fn test_metrics(weights_path: &Path) -> Result<BTreeMap<String, f64>> {
+    let path = weights_path.with_file_name("report-test.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(BTreeMap::new());
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    Ok(json["report"]
+        .as_object()
+        .map(|report| {
+            report
+                .iter()
+                .filter_map(|(k, v)| v.as_f64().map(|v| (k.clone(), v)))
+                .filter(|(_, v)| v.is_finite())
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_picks_evenly() {
+        let v: Vec<usize> = (0..10).collect();
+        assert_eq!(spread(&v, 3), vec![0, 3, 6]);
+        assert_eq!(spread(&v, 20), v);
+    }
+}

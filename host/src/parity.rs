@@ -1,0 +1,226 @@
+//! Host ↔ device parity: the same slice through the workstation path
+//! (shared decode → libtorch normalisation → tch ResNet → SVD EigenCAM) and
+//! the device path (shared preprocessing → tract on the bundle's model →
+//! power-iteration EigenCAM), with the bars a regression must not cross.
+
+use anyhow::Result;
+use serde::Serialize;
+use tch::Tensor;
+use tumorxai_device::eigencam::eigencam as device_eigencam;
+use tumorxai_device::loader::LoadedModel;
+use tumorxai_shared::bundle::QuantizationForm;
+use tumorxai_shared::{decode_luminance, input_plane, preprocess_bytes, DecodeLimits};
+
+use crate::data::normalize;
+use crate::explain::eigencam::{correlation, eigencam as host_eigencam};
+use crate::export::bundle::TrainedRun;
+use crate::export::onnx::reference_outputs;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileParity {
+    pub file: String,
+    /// max |Δ| of the `1×3×S×S` model inputs (the contract says 0).
+    pub preprocess_max_abs: f32,
+    pub logits_max_abs: f32,
+    /// max |host logit| (at least 1): the scale relative bars use.
+    pub logit_scale: f32,
+    pub features_max_abs: f32,
+    pub feature_scale: f32,
+    pub host_top1: usize,
+    pub device_top1: usize,
+    /// Pearson correlation of the host and device EigenCAM maps.
+    pub cam_correlation: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParitySummary {
+    pub files: usize,
+    pub preprocess_max_abs: f32,
+    pub logits_max_abs: f32,
+    /// max over files of |Δ logit| / logit scale.
+    pub logits_max_relative: f32,
+    pub features_max_relative: f32,
+    pub top1_agreement: f64,
+    pub cam_correlation_min: f64,
+    pub cam_correlation_mean: f64,
+}
+
+/// Regression bars, by the bundle's quantization form.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ParityBars {
+    pub preprocess_max_abs: f32,
+    /// `None`: not checked (int8 logits drift by design).
+    pub logits_max_relative: Option<f32>,
+    pub features_max_relative: Option<f32>,
+    pub top1_agreement_min: f64,
+    pub cam_correlation_mean_min: f64,
+}
+
+impl ParityBars {
+    pub fn for_form(form: QuantizationForm) -> ParityBars {
+        match form {
+            QuantizationForm::Fp32 => ParityBars {
+                preprocess_max_abs: 0.0,
+                logits_max_relative: Some(1e-4),
+                features_max_relative: Some(1e-4),
+                top1_agreement_min: 1.0,
+                cam_correlation_mean_min: 0.999,
+            },
+            QuantizationForm::Int8Qdq => ParityBars {
+                preprocess_max_abs: 0.0,
+                logits_max_relative: None,
+                features_max_relative: None,
+                top1_agreement_min: 0.99,
+                cam_correlation_mean_min: 0.9,
+            },
+        }
+    }
+
+    /// The bars `summary` crosses, in words (empty: no regression).
+    pub fn failures(&self, summary: &ParitySummary) -> Vec<String> {
+        let mut out = Vec::new();
+        if summary.preprocess_max_abs > self.preprocess_max_abs {
+            out.push(format!(
+                "preprocessed inputs differ by {:.3e} (bar {})",
+                summary.preprocess_max_abs, self.preprocess_max_abs
+            ));
+        }
+        if let Some(bar) = self.logits_max_relative {
+            if !(summary.logits_max_relative <= bar) {
+                out.push(format!(
+                    "logits differ by {:.3e} relative (bar {bar:.0e})",
+                    summary.logits_max_relative
+                ));
+            }
+        }
+        if let Some(bar) = self.features_max_relative {
+            if !(summary.features_max_relative <= bar) {
+                out.push(format!(
+                    "features differ by {:.3e} relative (bar {bar:.0e})",
+                    summary.features_max_relative
+                ));
+            }
+        }
+        if summary.top1_agreement < self.top1_agreement_min {
+            out.push(format!(
+                "top-1 agreement {:.4} (bar {})",
+                summary.top1_agreement, self.top1_agreement_min
+            ));
+        }
+        if summary.cam_correlation_mean < self.cam_correlation_mean_min {
+            out.push(format!(
+                "mean EigenCAM correlation {:.4} (bar {})",
+                summary.cam_correlation_mean, self.cam_correlation_mean_min
+            ));
+        }
+        out
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// Runs one slice (file bytes) through both paths.
+pub fn compare_slice(
+    run: &TrainedRun,
+    device: &LoadedModel,
+    name: &str,
+    bytes: &[u8],
+) -> Result<FileParity> {
+    let spec = &device.spec;
+    let s = i64::from(spec.input_size);
+    // Host path: shared decode + plane, normalisation and model in libtorch.
+    let lum = decode_luminance(bytes, DecodeLimits::default())?;
+    let plane = input_plane(&lum, spec)?;
+    let host_input = normalize(&Tensor::from_slice(&plane).reshape([1, 1, s, s]), spec);
+    let (host_logits, host_features) = reference_outputs(&run.model, &host_input);
+    let host_input = Vec::<f32>::try_from(host_input.flatten(0, -1))?;
+    let host_logits = Vec::<f32>::try_from(host_logits.flatten(0, -1))?;
+    let host_cam = host_eigencam(&host_features.squeeze_dim(0))?;
+    let host_features = Vec::<f32>::try_from(host_features.flatten(0, -1))?;
+    // Device path: the device crate's preprocessing, tract and EigenCAM.
+    let device_input = preprocess_bytes(bytes, spec, DecodeLimits::default())?;
+    let out = device.model.run(&device_input)?;
+    let [c, h, w] = out.feature_shape;
+    let device_cam = device_eigencam(&out.features, c, h, w);
+    let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
+    Ok(FileParity {
+        file: name.to_string(),
+        preprocess_max_abs: max_abs_diff(&host_input, &device_input.data),
+        logits_max_abs: max_abs_diff(&host_logits, &out.logits),
+        logit_scale: scale(&host_logits),
+        features_max_abs: max_abs_diff(&host_features, &out.features),
+        feature_scale: scale(&host_features),
+        host_top1: argmax(&host_logits),
+        device_top1: argmax(&out.logits),
+        cam_correlation: correlation(&host_cam, &device_cam),
+    })
+}
+
+pub fn summarise(rows: &[FileParity]) -> ParitySummary {
+    let n = rows.len().max(1) as f64;
+    let max = |f: &dyn Fn(&FileParity) -> f32| rows.iter().map(f).fold(0f32, f32::max);
+    ParitySummary {
+        files: rows.len(),
+        preprocess_max_abs: max(&|r| r.preprocess_max_abs),
+        logits_max_abs: max(&|r| r.logits_max_abs),
+        logits_max_relative: max(&|r| r.logits_max_abs / r.logit_scale),
+        features_max_relative: max(&|r| r.features_max_abs / r.feature_scale),
+        top1_agreement: rows.iter().filter(|r| r.host_top1 == r.device_top1).count() as f64 / n,
+        cam_correlation_min: rows
+            .iter()
+            .map(|r| r.cam_correlation)
+            .fold(f64::INFINITY, f64::min)
+            .min(1.0),
+        cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(logits: f32, top: usize, cam: f64) -> FileParity {
+        FileParity {
+            file: "f".into(),
+            preprocess_max_abs: 0.0,
+            logits_max_abs: logits,
+            logit_scale: 10.0,
+            features_max_abs: 0.0,
+            feature_scale: 1.0,
+            host_top1: 0,
+            device_top1: top,
+            cam_correlation: cam,
+        }
+    }
+
+    #[test]
+    fn summary_and_bars_by_hand() {
+        let rows = [row(1e-4, 0, 1.0), row(5e-4, 1, 0.9)];
+        let s = summarise(&rows);
+        assert_eq!(s.files, 2);
+        assert!((s.logits_max_relative - 5e-5).abs() < 1e-9);
+        assert_eq!(s.top1_agreement, 0.5);
+        assert!((s.cam_correlation_mean - 0.95).abs() < 1e-12);
+        assert_eq!(s.cam_correlation_min, 0.9);
+        let fp32 = ParityBars::for_form(QuantizationForm::Fp32).failures(&s);
+        assert_eq!(fp32.len(), 2, "{fp32:?}"); // agreement and CAM, not logits
+        let int8 = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
+        assert_eq!(int8.len(), 1, "{int8:?}"); // agreement only
+    }
+}

@@ -1,0 +1,212 @@
+//! The real `tumorxai` binary through the bundle workflow on a tiny trained
+//! run: keygen → bundle (fp32, int8) → inspect → verify → parity, and the
+//! refusals: overwriting a key, a tampered bundle, a foreign key, a downgrade.
+
+mod common;
+
+use common::{ok, s, tumorxai};
+use tumorxai_shared::bundle::read_bundle;
+
+fn tiny_run(tmp: &std::path::Path) -> std::path::PathBuf {
+    let data = tmp.join("data");
+    let split = tmp.join("split.json");
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--per-class",
+        "6",
+        "--size",
+        "64",
+        "--seed",
+        "3",
+    ]);
+    ok(&[
+        "split",
+        "--data",
+        s(&data),
+        "--out",
+        s(&split),
+        "--val",
+        "0.2",
+        "--test",
+        "0.3",
+    ]);
+    let config = tmp.join("tiny.toml");
+    std::fs::write(
+        &config,
+        "[model]\nwidth = 0.125\ninput_size = 48\n[optim]\nbatch_size = 16\n[run]\ndevice = \"cpu\"\n",
+    )
+    .unwrap();
+    let run = tmp.join("run");
+    ok(&[
+        "train",
+        "--config",
+        s(&config),
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+        "--out",
+        s(&run),
+        "--epochs",
+        "1",
+    ]);
+    run
+}
+
+#[test]
+fn keygen_bundle_inspect_verify_parity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tiny_run(tmp.path());
+    let key = tmp.path().join("keys/release.pem");
+    let public = tmp.path().join("keys/release.pub.pem");
+    let out = ok(&["keygen", "--out", s(&key)]);
+    assert!(out.contains("key hash"), "{out}");
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(std::fs::read_to_string(&public)
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = tumorxai(&["keygen", "--out", s(&key)]);
+    assert!(!again.status.success(), "keygen overwrote a key");
+
+    let fp32 = tmp.path().join("fp32.bundle");
+    let int8 = tmp.path().join("int8.bundle");
+    let common = ["--run", s(&run), "--key", s(&key), "--model-id", "tiny"];
+    let mut args = vec!["bundle"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&["--version", "1.0.0", "--out", s(&fp32)]);
+    ok(&args);
+    let mut args = vec!["bundle"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        "--version",
+        "1.0.0",
+        "--int8",
+        "--calibration-images",
+        "20",
+        "--out",
+        s(&int8),
+    ]);
+    let out = ok(&args);
+    assert!(out.contains("int8-qdq"), "{out}");
+
+    let fp32_bytes = std::fs::read(&fp32).unwrap();
+    let int8_bytes = std::fs::read(&int8).unwrap();
+    let (a, b) = (
+        read_bundle(&fp32_bytes).unwrap(),
+        read_bundle(&int8_bytes).unwrap(),
+    );
+    assert_eq!(a.golden.len(), 3);
+    assert_eq!(b.manifest.quantization.calibration_images, Some(20));
+    let ratio = b.model.len() as f64 / a.model.len() as f64;
+    assert!(ratio <= 0.30, "int8 model is {ratio:.3} of fp32");
+
+    let shown = ok(&["bundle", "inspect", s(&int8)]);
+    for needle in [
+        "tiny 1.0.0",
+        "int8-qdq",
+        "calibrated on 20 images",
+        "NORMAL T1",
+        "signed by",
+    ] {
+        assert!(shown.contains(needle), "inspect lacks {needle:?}:\n{shown}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["bundle", "inspect", "--json", s(&fp32)])).unwrap();
+    assert_eq!(json["classes"].as_array().unwrap().len(), 17);
+    assert_eq!(json["quantization"]["form"], "fp32");
+
+    for bundle in [&fp32, &int8] {
+        let out = ok(&["bundle", "verify", s(bundle), "--key", s(&public)]);
+        assert!(out.starts_with("OK"), "{out}");
+    }
+
+    // A foreign key, a flipped byte in the model, a downgrade: all refused.
+    let other = tmp.path().join("other.pem");
+    ok(&["keygen", "--out", s(&other)]);
+    let foreign = tumorxai(&["bundle", "verify", s(&fp32), "--key", s(&other)]);
+    assert!(!foreign.status.success());
+    assert!(String::from_utf8_lossy(&foreign.stderr).contains("not in the trust store"));
+    let tampered = tmp.path().join("tampered.bundle");
+    let mut bytes = fp32_bytes.clone();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&tampered, bytes).unwrap();
+    let out = tumorxai(&["bundle", "verify", s(&tampered), "--key", s(&public)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hash does not match"));
+    let older = tmp.path().join("older.bundle");
+    let mut args = vec!["bundle"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        "--version",
+        "0.9.0",
+        "--previous",
+        s(&fp32),
+        "--out",
+        s(&older),
+    ]);
+    let out = tumorxai(&args);
+    assert!(!out.status.success() && !older.exists());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing downgrade"));
+    let newer = tmp.path().join("newer.bundle");
+    let mut args = vec!["bundle"];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&[
+        "--version",
+        "1.0.1",
+        "--previous",
+        s(&fp32),
+        "--out",
+        s(&newer),
+    ]);
+    ok(&args);
+
+    let data = tmp.path().join("data");
+    let out = ok(&[
+        "parity",
+        "--bundle",
+        s(&fp32),
+        "--key",
+        s(&public),
+        "--checkpoint",
+        s(&run),
+        "--images",
+        s(&data),
+        "--limit",
+        "20",
+    ]);
+    assert!(out.contains("parity OK"), "{out}");
+    assert!(out.contains("top-1 agreement     1.0000"), "{out}");
+    let report = tmp.path().join("parity.json");
+    let out = tumorxai(&[
+        "parity",
+        "--bundle",
+        s(&int8),
+        "--key",
+        s(&public),
+        "--checkpoint",
+        s(&run),
+        "--images",
+        s(&data),
+        "--limit",
+        "20",
+        "--json",
+        s(&report),
+    ]);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(json["files"].as_array().unwrap().len(), 20);
+    assert_eq!(json["summary"]["preprocess_max_abs"].as_f64(), Some(0.0));
+    // The exit status follows the int8 bar (agreement ≥ 0.99).
+    let agreement = json["summary"]["top1_agreement"].as_f64().unwrap();
+    assert_eq!(out.status.success(), agreement >= 0.99, "{agreement}");
+}

@@ -1,0 +1,150 @@
+//! The device's bundle loader against bundles written with the shared format
+//! around a real export: what it accepts, and each refusal with its reason
+//! (foreign signer, spec it cannot honour, golden self-test failures).
+
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+use tch::nn;
+use tumorxai_device::forms::ExecutionForm;
+use tumorxai_device::loader::{tensor_sha256, LoadError, LoadedModel};
+use tumorxai_host::export::onnx;
+use tumorxai_host::model::{resnet, Depth, ResNetConfig};
+use tumorxai_shared::bundle::{
+    mcuboot, payload, write_bundle, BundleContents, GoldenVector, Manifest, Outputs, Quantization,
+    QuantizationForm, Training, MANIFEST_FORMAT,
+};
+use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec, CLASS_NAMES};
+
+const SIZE: u32 = 32;
+
+fn sample() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../models/samples/01-glioma-t1c.jpg"
+    );
+    std::fs::read(path).unwrap()
+}
+
+/// A signed fp32 bundle of a random ResNet-18 ×0.125, with one golden vector
+/// whose expected logits come from tch.
+fn contents() -> BundleContents {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let config = ResNetConfig {
+        depth: Depth::ResNet18,
+        width: 0.125,
+    };
+    let net = resnet(&vs.root(), config, Some(17));
+    let spec = PreprocessSpec::with_input_size(SIZE);
+    let classes: Vec<String> = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
+    let model = onnx::export(&vs, config, SIZE, 17, &[]).unwrap();
+    let image = sample();
+    let input = preprocess_bytes(&image, &spec, DecodeLimits::default()).unwrap();
+    let x = tch::Tensor::from_slice(&input.data).reshape([1, 3, SIZE as i64, SIZE as i64]);
+    let (logits, _) = onnx::reference_outputs(&net, &x);
+    let logits = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
+    BundleContents {
+        manifest: Manifest {
+            format: MANIFEST_FORMAT,
+            model_id: "loader-test".into(),
+            version: "2.1.0".into(),
+            created: "2026-11-27T00:00:00Z".into(),
+            classes,
+            preprocess_spec_sha256: spec.hash_hex(),
+            preprocess_spec: spec,
+            input_size: SIZE,
+            outputs: Outputs {
+                logits: "logits".into(),
+                features: "features".into(),
+            },
+            model_sha256: hex::encode(Sha256::digest(&model)),
+            training: Training {
+                checkpoint_sha256: "a".repeat(64),
+                metrics: Default::default(),
+            },
+            quantization: Quantization {
+                form: QuantizationForm::Fp32,
+                calibration_images: None,
+                calibration_method: None,
+            },
+            notice: None,
+        },
+        model,
+        golden: vec![GoldenVector {
+            name: "glioma".into(),
+            image_sha256: hex::encode(Sha256::digest(&image)),
+            input_sha256: tensor_sha256(&input.data),
+            top1: 0,
+            logits,
+            logit_tolerance: 1e-4,
+        }],
+        golden_images: vec![image],
+    }
+}
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn load(c: &BundleContents, signer: u8, trusted: u8) -> Result<LoadedModel, LoadError> {
+    let bytes = write_bundle(c, &key(signer)).unwrap();
+    LoadedModel::from_bundle(
+        &bytes,
+        &[key(trusted).verifying_key()],
+        ExecutionForm::auto(),
+    )
+}
+
+#[test]
+fn a_good_bundle_loads_with_its_manifest() {
+    let c = contents();
+    let loaded = load(&c, 1, 1).unwrap();
+    assert_eq!(loaded.classes.len(), 17);
+    assert_eq!(loaded.spec, PreprocessSpec::with_input_size(SIZE));
+    assert_eq!(loaded.manifest.version, "2.1.0");
+    assert_eq!(loaded.form, ExecutionForm::AsShipped);
+    assert!(loaded.self_test_max_delta <= 1e-4);
+}
+
+#[test]
+fn a_foreign_signer_is_refused() {
+    let err = load(&contents(), 2, 1).err().expect("must refuse");
+    assert!(err.to_string().contains("not in the trust store"), "{err}");
+}
+
+#[test]
+fn a_spec_this_build_cannot_honour_is_refused() {
+    let mut c = contents();
+    c.manifest.preprocess_spec.version = 99;
+    c.manifest.preprocess_spec_sha256 = c.manifest.preprocess_spec.hash_hex();
+    // The writer validates too, so assemble the signed bytes by hand.
+    assert!(write_bundle(&c, &key(1)).is_err());
+    let manifest = serde_json::to_vec(&c.manifest).unwrap();
+    let payload = payload::encode_sections(&payload::Sections {
+        manifest: &manifest,
+        model: &c.model,
+        golden: None,
+        golden_images: vec![],
+    })
+    .unwrap();
+    let bytes = mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap();
+    let err = LoadedModel::from_bundle(&bytes, &[key(1).verifying_key()], ExecutionForm::auto())
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("spec version 99"), "{err}");
+}
+
+#[test]
+fn golden_self_test_failures_are_refused() {
+    let mut c = contents();
+    c.golden[0].logits[3] += 0.01;
+    let err = load(&c, 1, 1).err().expect("wrong logits must fail");
+    assert!(
+        matches!(&err, LoadError::SelfTest { why, .. } if why.contains("logits differ")),
+        "{err}"
+    );
+    let mut c = contents();
+    c.golden[0].input_sha256 = "0".repeat(64);
+    let err = load(&c, 1, 1).err().expect("wrong input hash must fail");
+    assert!(err.to_string().contains("different tensor"), "{err}");
+}
