@@ -6,9 +6,10 @@
 //!   initializers and activation Quantize/Dequantize pairs removed, so tract
 //!   runs its fast f32 kernels (x86 here: tract's int8 matmul is ~55× slower
 //!   and its QDQ path 2.4× slower than fp32).
-//! - [`ExecutionForm::Int8`]: every `DQ(Q(x)) → Conv(DQ(W)) → Q` is rewritten
-//!   to one QLinearConv with an int32 bias, so tract uses true int8 kernels
-//!   (aarch64 picks its SDOT dot-product kernel).
+//! - [`ExecutionForm::Int8`]: every `Conv(DQ(Q(x)), DQ(W_int8), b)` becomes
+//!   `ConvInteger(Q(x), W_int8)` (int32 accumulation) → Cast → × (x_scale ·
+//!   w_scale[c]) → + b, so tract uses true int8 kernels (aarch64 picks its
+//!   SDOT dot-product kernel) and the output stays f32.
 //! - [`ExecutionForm::AsShipped`]: the QDQ graph unchanged (reference
 //!   semantics: f32 arithmetic on fake-quantized values).
 //!
@@ -79,13 +80,12 @@ pub fn apply(model: &mut pb::ModelProto, form: ExecutionForm) -> Result<(), Form
     match form {
         ExecutionForm::AsShipped => Ok(()),
         ExecutionForm::Dequantized => dequantize(graph),
-        ExecutionForm::Int8 => to_qlinear(graph),
+        ExecutionForm::Int8 => to_conv_integer(graph),
     }
 }
 
 const INT8: i32 = pb::tensor_proto::DataType::Int8 as i32;
 const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
-const INT32: i32 = pb::tensor_proto::DataType::Int32 as i32;
 
 fn floats(t: &pb::TensorProto) -> Result<Vec<f32>, FormError> {
     if t.data_type != FLOAT {
@@ -335,10 +335,24 @@ fn dequantize(graph: &mut pb::GraphProto) -> Result<(), FormError> {
     Ok(())
 }
 
-fn to_qlinear(graph: &mut pb::GraphProto) -> Result<(), FormError> {
+fn constant_floats(
+    graph: &pb::GraphProto,
+    index: &Index,
+    name: &str,
+    what: &str,
+) -> Result<Vec<f32>, FormError> {
+    index
+        .initializer(graph, name)
+        .map(floats)
+        .transpose()?
+        .ok_or_else(|| tensor_error(name, format!("{what} is not a constant")))
+}
+
+fn to_conv_integer(graph: &mut pb::GraphProto) -> Result<(), FormError> {
     let index = Index::of(graph);
     let mut dead = HashSet::new();
-    let mut replacements: Vec<(usize, pb::NodeProto)> = Vec::new();
+    // (position of the Conv, nodes replacing it)
+    let mut replacements: Vec<(usize, Vec<pb::NodeProto>)> = Vec::new();
     let mut new_initializers = Vec::new();
     for (ci, conv) in graph.node.iter().enumerate() {
         if conv.op_type != "Conv" || conv.input.len() < 2 {
@@ -359,87 +373,100 @@ fn to_qlinear(graph: &mut pb::GraphProto) -> Result<(), FormError> {
         let Some(w) = index.initializer(graph, &dw.input[0]) else {
             continue;
         };
-        let Some(qy_i) = index.single_consumer(&conv.output[0]) else {
+        if w.data_type != INT8 || dx.input.len() < 2 {
             continue;
+        }
+        let x_scale = constant_floats(graph, &index, &dx.input[1], "activation scale")?;
+        let w_scales = constant_floats(graph, &index, &dw.input[1], "weight scale")?;
+        let channels = w.dims.first().copied().unwrap_or(0).max(0) as usize;
+        if x_scale.len() != 1 || (w_scales.len() != 1 && w_scales.len() != channels) {
+            return Err(tensor_error(
+                &w.name,
+                "expected per-tensor x and per-channel w scales",
+            ));
+        }
+        let scale: Vec<f32> = (0..channels)
+            .map(|c| x_scale[0] * w_scales[if w_scales.len() == 1 { 0 } else { c }])
+            .collect();
+        let name = &conv.name;
+        let per_channel = [1, channels as i64, 1, 1];
+        let scale_name = format!("{name}.int8.scale");
+        new_initializers.push(f32_initializer(&scale_name, &per_channel, &scale));
+        let (acc, wide, scaled) = (
+            format!("{name}.int8.acc"),
+            format!("{name}.int8.f32"),
+            format!("{name}.int8.scaled"),
+        );
+        let node = |op: &str, suffix: &str, inputs: Vec<String>, output: String| pb::NodeProto {
+            op_type: op.to_string(),
+            name: format!("{name}.{suffix}"),
+            input: inputs,
+            output: vec![output],
+            ..Default::default()
         };
-        let qy = &graph.node[qy_i];
-        if qy.op_type != "QuantizeLinear" || w.data_type != INT8 || dx.input.len() < 3 {
-            continue;
-        }
-        let x_scale = index
-            .initializer(graph, &dx.input[1])
-            .map(floats)
-            .transpose()?
-            .and_then(|v| v.first().copied())
-            .ok_or_else(|| tensor_error(&dx.input[1], "activation scale is not a constant"))?;
-        let w_scales = index
-            .initializer(graph, &dw.input[1])
-            .map(floats)
-            .transpose()?
-            .ok_or_else(|| tensor_error(&dw.input[1], "weight scale is not a constant"))?;
-        let mut inputs = vec![
-            dx.input[0].clone(),
-            dx.input[1].clone(),
-            dx.input[2].clone(),
-            dw.input[0].clone(),
-            dw.input[1].clone(),
-            dw.input.get(2).cloned().unwrap_or_default(),
-            qy.input[1].clone(),
-            qy.input.get(2).cloned().unwrap_or_default(),
-        ];
+        // tract names a node's internals "<node>.<part>": no node name here
+        // may be another's prefix followed by a dot.
+        let mut conv_integer = node(
+            "ConvInteger",
+            "conv_integer",
+            vec![dx.input[0].clone(), dw.input[0].clone()],
+            acc.clone(),
+        );
+        conv_integer.attribute = conv.attribute.clone();
+        let mut cast = node("Cast", "cast", vec![acc], wide.clone());
+        cast.attribute.push(pb::AttributeProto {
+            name: "to".to_string(),
+            r#type: pb::attribute_proto::AttributeType::Int as i32,
+            i: i64::from(FLOAT),
+            ..Default::default()
+        });
+        let mut nodes = vec![conv_integer, cast];
         if let Some(bias_name) = conv.input.get(2) {
-            let bias = index
-                .initializer(graph, bias_name)
-                .map(floats)
-                .transpose()?
-                .ok_or_else(|| tensor_error(bias_name, "bias is not a constant"))?;
-            if w_scales.len() != 1 && w_scales.len() != bias.len() {
-                return Err(tensor_error(
-                    bias_name,
-                    "bias and weight scales differ in length",
-                ));
-            }
-            // QLinearConv's bias is int32 at scale x_scale·w_scale[c].
-            let q: Vec<i32> = bias
-                .iter()
-                .enumerate()
-                .map(|(c, &b)| {
-                    let s = x_scale * w_scales[if w_scales.len() == 1 { 0 } else { c }];
-                    (f64::from(b) / f64::from(s)).round() as i32
-                })
-                .collect();
-            let name = format!("{bias_name}.int32");
-            new_initializers.push(pb::TensorProto {
-                name: name.clone(),
-                dims: vec![q.len() as i64],
-                data_type: INT32,
-                raw_data: q.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ..Default::default()
-            });
-            inputs.push(name);
+            let bias = constant_floats(graph, &index, bias_name, "bias")?;
+            let bias_4d = format!("{bias_name}.int8.bias");
+            new_initializers.push(f32_initializer(&bias_4d, &per_channel, &bias));
+            nodes.push(node(
+                "Mul",
+                "rescale",
+                vec![wide, scale_name],
+                scaled.clone(),
+            ));
+            nodes.push(node(
+                "Add",
+                "add_bias",
+                vec![scaled, bias_4d],
+                conv.output[0].clone(),
+            ));
+        } else {
+            nodes.push(node(
+                "Mul",
+                "rescale",
+                vec![wide, scale_name],
+                conv.output[0].clone(),
+            ));
         }
-        replacements.push((
-            ci,
-            pb::NodeProto {
-                op_type: "QLinearConv".to_string(),
-                name: conv.name.clone(),
-                input: inputs,
-                output: qy.output.clone(),
-                attribute: conv.attribute.clone(),
-                ..Default::default()
-            },
-        ));
-        dead.insert(qy_i);
+        replacements.push((ci, nodes));
         dead.insert(dw_i);
         if index.single_consumer(&dx.output[0]) == Some(ci) {
             dead.insert(dx_i);
         }
     }
-    for (i, node) in replacements {
-        graph.node[i] = node;
+    // Rebuild the node list in order, expanding each replaced Conv in place.
+    let mut replaced: HashMap<usize, Vec<pb::NodeProto>> = replacements.into_iter().collect();
+    let old = std::mem::take(&mut graph.node);
+    let mut kept_dead = HashSet::new();
+    for (i, node) in old.into_iter().enumerate() {
+        if let Some(nodes) = replaced.remove(&i) {
+            graph.node.extend(nodes);
+        } else {
+            if dead.contains(&i) {
+                kept_dead.insert(graph.node.len());
+            }
+            graph.node.push(node);
+        }
     }
     graph.initializer.extend(new_initializers);
-    prune(graph, &dead);
+    prune(graph, &kept_dead);
     Ok(())
 }
 

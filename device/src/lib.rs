@@ -2,6 +2,7 @@
 //! preprocessing contract, tract inference, EigenCAM, the triage policy and
 //! the overlay.
 
+pub mod display;
 pub mod eigencam;
 pub mod forms;
 pub mod input;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
+use tumorxai_shared::ood::{ood_score, pooled_embedding};
 use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
 };
@@ -14,7 +15,7 @@ use crate::eigencam::{eigencam, upsample};
 use crate::loader::LoadedModel;
 use crate::overlay::overlay;
 use crate::runtime::RuntimeError;
-use crate::triage::{triage, Thresholds, Triage};
+use crate::triage::{triage, OodCheck, Thresholds, Triage};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -67,7 +68,11 @@ pub fn run_slice(
     let saliency = upsample(&eigencam(&out.features, c, h, w), h, w, s);
     timings.eigencam_ms = ms(t);
     let t = Instant::now();
-    let triage = triage(&out.logits, &model.classes, thresholds);
+    let ood = model.manifest.ood.as_ref().map(|calibration| OodCheck {
+        score: ood_score(&pooled_embedding(&out.features, c), &calibration.centroids),
+        threshold: calibration.threshold,
+    });
+    let triage = triage(&out.logits, &model.classes, thresholds, ood);
     let overlay = overlay(&lum, &saliency, &geometry);
     timings.render_ms = ms(t);
     Ok(SliceResult {

@@ -1,6 +1,7 @@
 //! The triage policy: from logits to top-3 classes, family probabilities and
 //! one flag for the radiographer — `TUMOR LIKELY: <family>`, `NO TUMOR
-//! FLAGGED`, or `REVIEW` (abstain) when the model is not confident enough.
+//! FLAGGED`, or `REVIEW` (abstain) when the model is not confident enough or
+//! the input looks out of distribution (not like any training slice).
 
 use serde::{Deserialize, Serialize};
 use tumorxai_shared::{ClassInfo, Family};
@@ -55,6 +56,18 @@ pub struct Triage {
     /// Family → summed probability of its T1 / T1C+ / T2 classes, in family order.
     pub families: Vec<(String, f32)>,
     pub flag: Flag,
+    /// Why the flag was raised, in words.
+    pub reason: String,
+    /// Out-of-distribution score (see `tumorxai_shared::ood`), when the
+    /// bundle ships a calibration.
+    pub ood_score: Option<f32>,
+}
+
+/// An out-of-distribution score and the threshold above which it abstains.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OodCheck {
+    pub score: f32,
+    pub threshold: f32,
 }
 
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
@@ -66,7 +79,12 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 /// Applies the policy. Classes whose names are not of the real layout count
 /// toward no family (they can still be in the top 3).
-pub fn triage(logits: &[f32], classes: &[String], thresholds: Thresholds) -> Triage {
+pub fn triage(
+    logits: &[f32],
+    classes: &[String],
+    thresholds: Thresholds,
+    ood: Option<OodCheck>,
+) -> Triage {
     let p = softmax(logits);
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
@@ -104,15 +122,36 @@ pub fn triage(logits: &[f32], classes: &[String], thresholds: Thresholds) -> Tri
         .iter()
         .find(|(n, _)| n == Family::Normal.label())
         .map_or(0.0, |f| f.1);
-    let flag = match tumour {
-        Some((name, q)) if *q >= thresholds.tumour => Flag::TumourLikely(name.clone()),
-        _ if normal >= thresholds.normal => Flag::NoTumour,
-        _ => Flag::Review,
+    let (flag, reason) = match (ood, tumour) {
+        (Some(o), _) if !(o.score <= o.threshold) => (
+            Flag::Review,
+            format!(
+                "input looks out of distribution (score {:.3} > {:.3})",
+                o.score, o.threshold
+            ),
+        ),
+        (_, Some((name, q))) if *q >= thresholds.tumour => (
+            Flag::TumourLikely(name.clone()),
+            format!("{name} probability {q:.2} ≥ {:.2}", thresholds.tumour),
+        ),
+        _ if normal >= thresholds.normal => (
+            Flag::NoTumour,
+            format!("Normal probability {normal:.2} ≥ {:.2}", thresholds.normal),
+        ),
+        _ => (
+            Flag::Review,
+            format!(
+                "low confidence: no tumour family ≥ {:.2}, Normal {normal:.2} < {:.2}",
+                thresholds.tumour, thresholds.normal
+            ),
+        ),
     };
     Triage {
         top3,
         families,
         flag,
+        reason,
+        ood_score: ood.map(|o| o.score),
     }
 }
 
@@ -142,6 +181,7 @@ mod tests {
             &logits_for(&[(0, 0.3), (1, 0.25), (6, 0.1)]),
             &classes(),
             Thresholds::default(),
+            None,
         );
         assert_eq!(t.top3[0].class, CLASS_NAMES[0]);
         assert!((t.top3[0].probability - 0.3).abs() < 1e-5);
@@ -160,13 +200,47 @@ mod tests {
             &logits_for(&[(6, 0.5), (7, 0.4)]),
             &classes(),
             Thresholds::default(),
+            None,
         );
         assert_eq!(t.flag, Flag::NoTumour);
         // Spread evenly: no family reaches its threshold → REVIEW.
-        let t = triage(&[0.0; 17], &classes(), Thresholds::default());
+        let t = triage(&[0.0; 17], &classes(), Thresholds::default(), None);
         assert_eq!(t.flag, Flag::Review);
+        assert!(t.reason.starts_with("low confidence"), "{}", t.reason);
         // Normal 0.6 with the default normal threshold 0.7 → REVIEW.
-        let t = triage(&logits_for(&[(6, 0.6)]), &classes(), Thresholds::default());
+        let t = triage(
+            &logits_for(&[(6, 0.6)]),
+            &classes(),
+            Thresholds::default(),
+            None,
+        );
+        assert_eq!(t.flag, Flag::Review);
+        let json = serde_json::to_string(&Flag::TumourLikely("Schwannoma".into())).unwrap();
+        assert_eq!(json, r#"{"flag":"TUMOR LIKELY","family":"Schwannoma"}"#);
+    }
+
+    #[test]
+    fn out_of_distribution_inputs_are_sent_to_review_whatever_the_model_says() {
+        let confident = logits_for(&[(0, 0.9)]);
+        let inside = OodCheck {
+            score: 0.1,
+            threshold: 0.2,
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), Some(inside));
+        assert_eq!(t.flag, Flag::TumourLikely("Glioma".into()));
+        assert_eq!(t.ood_score, Some(0.1));
+        let outside = OodCheck {
+            score: 0.35,
+            threshold: 0.2,
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), Some(outside));
+        assert_eq!(t.flag, Flag::Review);
+        assert!(t.reason.contains("out of distribution"), "{}", t.reason);
+        let nan = OodCheck {
+            score: f32::NAN,
+            threshold: 0.2,
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), Some(nan));
         assert_eq!(t.flag, Flag::Review);
         let json = serde_json::to_string(&Flag::TumourLikely("Schwannoma".into())).unwrap();
         assert_eq!(json, r#"{"flag":"TUMOR LIKELY","family":"Schwannoma"}"#);

@@ -10,6 +10,7 @@ pub mod bundle;
 pub mod classes;
 pub mod decode;
 pub mod error;
+pub mod ood;
 pub mod preprocess;
 pub mod resize;
 pub mod spec;

@@ -44,6 +44,7 @@ fn signed_bundle() -> Vec<u8> {
             calibration_method: None,
         },
         notice: Some("test".into()),
+        ood: None,
     };
     let contents = BundleContents {
         manifest,

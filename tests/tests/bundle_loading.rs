@@ -68,6 +68,7 @@ fn contents() -> BundleContents {
                 calibration_method: None,
             },
             notice: None,
+            ood: None,
         },
         model,
         golden: vec![GoldenVector {

@@ -22,6 +22,7 @@ use tumorxai_shared::bundle::{
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
 
 use super::onnx;
+use super::ood::calibrate_ood;
 use super::quantize::{calibrate, CALIBRATION_METHOD};
 use crate::model::weights::{self, Strictness};
 use crate::model::{resnet, ResNet};
@@ -259,6 +260,8 @@ pub fn build_bundle(
         golden_images.push(bytes);
     }
 
+    progress("calibrating the out-of-distribution score on the training images");
+    let ood = calibrate_ood(run)?;
     let checkpoint_bytes = std::fs::read(&run.weights_path)
         .with_context(|| format!("reading {}", run.weights_path.display()))?;
     let manifest = Manifest {
@@ -285,6 +288,7 @@ pub fn build_bundle(
             calibration_method: calibration_images.map(|_| CALIBRATION_METHOD.to_string()),
         },
         notice: options.notice.clone(),
+        ood: Some(ood),
     };
     let summary = BundleSummary {
         fp32_onnx_bytes: fp32.len(),

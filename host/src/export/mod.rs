@@ -3,4 +3,5 @@
 
 pub mod bundle;
 pub mod onnx;
+pub mod ood;
 pub mod quantize;

@@ -6,8 +6,8 @@
 //!
 //! Opset 13 (default domain), IR version 7. Ops used: Conv, Relu, MaxPool,
 //! Add, GlobalAveragePool, Flatten, Gemm; the int8 form ([`export_int8`])
-//! adds QuantizeLinear and DequantizeLinear around every Conv (QDQ form, see
-//! [`super::quantize`]).
+//! adds DequantizeLinear for int8 weights and QuantizeLinear → DequantizeLinear
+//! on every Conv input but the stem's (QDQ form, see [`super::quantize`]).
 
 use std::collections::HashMap;
 
@@ -241,28 +241,8 @@ impl Builder<'_> {
                 attributes,
             ));
         }
-        let input_quantization = range(input)?.quantization();
-        let output_quantization = range(&output)?.quantization();
-        let x = self.fake_quantize(input, &format!("{conv}.x"), input_quantization);
-        let raw = self.node(
-            "Conv",
-            conv,
-            &[&x, &w_name, &b_name],
-            &format!("{conv}.conv"),
-            attributes,
-        );
-        let q_out = self.quantize(&raw, &format!("{conv}.y"), output_quantization);
-        Ok(self.node(
-            "DequantizeLinear",
-            &format!("{conv}.y.dequantize"),
-            &[
-                &q_out,
-                &format!("{conv}.y.scale"),
-                &format!("{conv}.y.zero_point"),
-            ],
-            &output,
-            vec![],
-        ))
+        let x = self.fake_quantize(input, &format!("{conv}.x"), range(input)?.quantization());
+        Ok(self.node("Conv", conv, &[&x, &w_name, &b_name], &output, attributes))
     }
 
     /// QuantizeLinear of `input` with a per-tensor scale named

@@ -58,6 +58,20 @@ pub struct Training {
     pub metrics: BTreeMap<String, f64>,
 }
 
+/// Out-of-distribution calibration (see [`crate::ood`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OodCalibration {
+    /// "centroid-cosine": `1 − max cosine(pooled embedding, class centroid)`.
+    pub method: String,
+    /// Unit centroids, one per class, in class order.
+    pub centroids: Vec<Vec<f32>>,
+    /// Scores above this are out of distribution (→ REVIEW).
+    pub threshold: f32,
+    /// Fraction of training images whose score is at or below the threshold.
+    pub percentile: f64,
+    pub training_images: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
@@ -79,6 +93,10 @@ pub struct Manifest {
     pub quantization: Quantization,
     /// Free text shown to users, e.g. "trained on synthetic phantoms".
     pub notice: Option<String>,
+    /// Out-of-distribution calibration; without it the device cannot flag
+    /// inputs that are not brain slices.
+    #[serde(default)]
+    pub ood: Option<OodCalibration>,
 }
 
 /// One self-test: a sample image, the tensor it must preprocess to (by hash,
@@ -221,6 +239,24 @@ impl Manifest {
         if self.training.metrics.values().any(|v| !v.is_finite()) {
             return Err(invalid("training metrics must be finite"));
         }
+        if let Some(ood) = &self.ood {
+            let dim = ood.centroids.first().map_or(0, Vec::len);
+            let ok = ood.method == "centroid-cosine"
+                && ood.centroids.len() == self.classes.len()
+                && dim > 0
+                && ood
+                    .centroids
+                    .iter()
+                    .all(|c| c.len() == dim && c.iter().all(|v| v.is_finite()))
+                && ood.threshold.is_finite()
+                && (0.0..=2.0).contains(&ood.threshold)
+                && (0.0..=1.0).contains(&ood.percentile);
+            if !ok {
+                return Err(invalid(
+                    "ood calibration is malformed (method, one centroid per class, threshold in [0, 2])",
+                ));
+            }
+        }
         let int8 = self.quantization.form == QuantizationForm::Int8Qdq;
         if int8 != self.quantization.calibration_images.is_some() {
             return Err(invalid(
@@ -284,6 +320,7 @@ pub(crate) mod tests {
                 calibration_method: None,
             },
             notice: None,
+            ood: None,
         }
     }
 
@@ -316,6 +353,18 @@ pub(crate) mod tests {
             (
                 "calibration",
                 Box::new(|m| m.quantization.form = QuantizationForm::Int8Qdq),
+            ),
+            (
+                "ood",
+                Box::new(|m| {
+                    m.ood = Some(OodCalibration {
+                        method: "centroid-cosine".into(),
+                        centroids: vec![vec![1.0, 0.0]],
+                        threshold: 0.3,
+                        percentile: 0.99,
+                        training_images: 10,
+                    })
+                }),
             ),
             (
                 "finite",
