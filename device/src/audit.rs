@@ -83,7 +83,10 @@ impl AuditLog {
         if size > 0 && size + line.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&current)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&current)?;
         file.write_all(&line)?;
         file.sync_data()?;
         Ok(())

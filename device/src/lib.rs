@@ -2,6 +2,7 @@
 //! preprocessing contract, tract inference, EigenCAM, the triage policy and
 //! the overlay.
 
+pub mod audit;
 pub mod display;
 pub mod eigencam;
 pub mod forms;
@@ -10,4 +11,5 @@ pub mod loader;
 pub mod overlay;
 pub mod pipeline;
 pub mod runtime;
+pub mod service;
 pub mod triage;

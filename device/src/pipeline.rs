@@ -36,6 +36,7 @@ pub struct Timings {
 
 pub struct SliceResult {
     pub triage: Triage,
+    pub logits: Vec<f32>,
     pub timings: Timings,
     pub overlay: RgbImage,
     /// EigenCAM at the model input's resolution (S×S, [0, 1]).
@@ -77,6 +78,7 @@ pub fn run_slice(
     timings.render_ms = ms(t);
     Ok(SliceResult {
         triage,
+        logits: out.logits,
         timings,
         overlay,
         saliency,

@@ -1,5 +1,6 @@
-//! `tumorxai-device triage`, run for real on the committed demo model and
-//! sample scans: results, overlays, and errors that do not stop the run.
+//! `tumorxai-device triage`, run for real on the committed demo bundle and
+//! sample scans: results, overlays, display frames, out-of-distribution
+//! inputs, and errors that do not stop the run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -79,13 +80,111 @@ fn triage_writes_results_and_overlays_and_survives_bad_files() {
 }
 
 #[test]
-fn a_missing_model_is_a_clear_error() {
+fn a_missing_or_damaged_bundle_is_a_clear_error() {
     let run = device(&[
         "triage",
-        "--model",
-        "nope.onnx",
+        "--bundle",
+        "nope.bundle",
         "models/samples/00-glioma-t1.jpg",
     ]);
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("reading model nope.onnx"));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("reading bundle nope.bundle"));
+    let tmp = tempfile::tempdir().unwrap();
+    let damaged = tmp.path().join("damaged.bundle");
+    let mut bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&damaged, bytes).unwrap();
+    let run = device(&["triage", "--bundle", damaged.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("hash does not match"), "{stderr}");
+}
+
+#[test]
+fn with_no_arguments_the_demo_bundle_triages_the_sample_scans() {
+    let out = repo().join("triage-output");
+    let run = device(&["triage"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 17, "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("15-schwannoma-t1c.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["model"]["model_id"], "tumorxai-demo");
+    assert_eq!(json["model"]["execution_form"], ExpectedForm::AUTO);
+    assert!(json["triage"]["ood_score"].as_f64().is_some());
+    let frame = image::open(out.join("15-schwannoma-t1c-display.png")).unwrap();
+    assert_eq!((frame.width(), frame.height()), (320, 240));
+}
+
+struct ExpectedForm;
+impl ExpectedForm {
+    const AUTO: &'static str = if cfg!(target_arch = "aarch64") {
+        "int8"
+    } else {
+        "dequantized"
+    };
+}
+
+/// A 256×256 grey PNG from a pixel function.
+fn png(path: &Path, f: impl Fn(u32, u32) -> u8) {
+    image::GrayImage::from_fn(256, 256, |x, y| image::Luma([f(x, y)]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn inputs_that_are_not_brain_slices_go_to_review() {
+    let tmp = tempfile::tempdir().unwrap();
+    let white = tmp.path().join("white.png");
+    let grid = tmp.path().join("grid.png");
+    png(&white, |_, _| 255);
+    png(
+        &grid,
+        |x, y| if x % 16 == 0 || y % 16 == 0 { 255 } else { 0 },
+    );
+    let out = tmp.path().join("out");
+    let run = device(&[
+        "triage",
+        "--panel",
+        "480x320",
+        "--out",
+        out.to_str().unwrap(),
+        white.to_str().unwrap(),
+        grid.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for stem in ["white", "grid"] {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(json["triage"]["flag"]["flag"], "REVIEW", "{stem}: {json}");
+        let reason = json["triage"]["reason"].as_str().unwrap();
+        assert!(reason.contains("out of distribution"), "{stem}: {reason}");
+        let frame = image::open(out.join(format!("{stem}-display.png"))).unwrap();
+        assert_eq!((frame.width(), frame.height()), (480, 320));
+    }
+}
+
+#[test]
+fn a_bundle_from_an_untrusted_signer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("other.pem"),
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAUxDZhLpyCEgRnkvkUJtxBCBRWmvLw0yK8SMlKDDpunk=\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let run = device(&["triage", "--trust", tmp.path().to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("not in the trust store"), "{stderr}");
 }

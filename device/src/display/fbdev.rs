@@ -155,6 +155,7 @@ impl LinuxFramebuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use embedded_graphics::pixelcolor::Rgb565;
     use embedded_graphics::primitives::{PrimitiveStyle, Rectangle};
 
     fn frame() -> FrameBuffer {

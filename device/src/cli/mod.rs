@@ -1,0 +1,252 @@
+//! Command-line interface of `tumorxai-device`.
+
+mod bench;
+mod serve;
+mod triage;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use embedded_graphics::prelude::Size;
+use tumorxai_device::display::fbdev::LinuxFramebuffer;
+use tumorxai_device::display::framebuffer::FrameBuffer;
+use tumorxai_device::display::{draw, Frame, ModelLabel, Screen};
+use tumorxai_device::forms::ExecutionForm;
+use tumorxai_device::input::load_input;
+use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use tumorxai_device::triage::Thresholds;
+use tumorxai_shared::bundle::rfc3339_utc;
+use tumorxai_shared::{DecodeLimits, PreprocessSpec};
+
+/// TumorXAI scanner-side runtime. Research software, not for diagnostic use.
+#[derive(Debug, Parser)]
+#[command(name = "tumorxai-device", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Triage slice files: top-3 classes, family probabilities and a flag
+    /// (TUMOR LIKELY / NO TUMOR FLAGGED / REVIEW), with an EigenCAM overlay
+    /// and the display frame. With no files: the demo bundle on the sample
+    /// scans in models/samples.
+    #[command(
+        after_help = "Examples:\n  tumorxai-device triage\n  tumorxai-device triage --bundle models/demo-int8.bundle models/samples/01-glioma-t1c.jpg"
+    )]
+    Triage(triage::TriageArgs),
+    /// Watch an inbox folder: triage each complete slice once, answer in the
+    /// outbox (JSON + overlay), log to the audit log, archive the input.
+    #[command(
+        after_help = "Example:\n  tumorxai-device serve --inbox /srv/scans/in --outbox /srv/scans/out --fb /dev/fb0"
+    )]
+    Serve(serve::ServeArgs),
+    /// Per-stage latency (decode, preprocess, inference, EigenCAM, render)
+    /// over repeated runs of the sample scans, and peak memory, as JSON.
+    Bench(bench::BenchArgs),
+    /// Run slice files through the shared preprocessing contract and print
+    /// the model input's shape and statistics (one JSON line per file).
+    Preprocess {
+        /// Image files (JPEG, PNG, BMP, TIFF).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Model input side S (tensor 1×3×S×S).
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+    },
+}
+
+/// Which model bundle to run, whom to trust, and how to execute int8 weights.
+#[derive(Debug, Args)]
+struct ModelArgs {
+    /// Signed model bundle written by `tumorxai bundle`.
+    #[arg(long, default_value = "models/demo-int8.bundle")]
+    bundle: PathBuf,
+    /// Trust store: a folder of Ed25519 public keys (*.pem, SubjectPublicKeyInfo).
+    /// A bundle signed by any other key is refused.
+    #[arg(long, default_value = "models/trust")]
+    trust: PathBuf,
+    /// Execution form of int8 bundles: auto (int8 kernels on aarch64,
+    /// dequantized f32 elsewhere), dequantized, int8, as-shipped (QDQ).
+    #[arg(long, default_value = "auto")]
+    form: ExecutionForm,
+}
+
+/// Triage thresholds and the panel the result is drawn for.
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    /// Probability at which a tumour family is flagged.
+    #[arg(long, default_value_t = Thresholds::default().tumour)]
+    tumour_threshold: f32,
+    /// Probability of Normal needed to clear a slice.
+    #[arg(long, default_value_t = Thresholds::default().normal)]
+    normal_threshold: f32,
+    /// Display panel size, WIDTHxHEIGHT (e.g. 320x240, 480x320).
+    #[arg(long, default_value = "320x240", value_parser = parse_panel)]
+    panel: Size,
+    /// Also show frames on this Linux framebuffer (e.g. /dev/fb0; its own
+    /// geometry then decides the panel size).
+    #[arg(long)]
+    fb: Option<PathBuf>,
+}
+
+impl PolicyArgs {
+    fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            tumour: self.tumour_threshold,
+            normal: self.normal_threshold,
+        }
+    }
+}
+
+fn parse_panel(text: &str) -> Result<Size, String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("{text:?} is not WIDTHxHEIGHT"))?;
+    let (w, h): (u32, u32) = (
+        w.parse().map_err(|_| format!("bad width in {text:?}"))?,
+        h.parse().map_err(|_| format!("bad height in {text:?}"))?,
+    );
+    if !(160..=1920).contains(&w) || !(120..=1080).contains(&h) || w < h {
+        return Err(format!(
+            "{text:?}: panels are landscape, 160x120 to 1920x1080"
+        ));
+    }
+    Ok(Size::new(w, h))
+}
+
+/// Where frames go: always a PNG snapshot, optionally a Linux framebuffer.
+struct Display {
+    panel: Size,
+    fb: Option<LinuxFramebuffer>,
+}
+
+impl Display {
+    fn open(policy: &PolicyArgs) -> Result<Display> {
+        let fb = match &policy.fb {
+            Some(path) => Some(
+                LinuxFramebuffer::open(path)
+                    .with_context(|| format!("opening framebuffer {}", path.display()))?,
+            ),
+            None => None,
+        };
+        let panel = fb
+            .as_ref()
+            .map(|f| Size::new(f.geometry.width, f.geometry.height))
+            .unwrap_or(policy.panel);
+        Ok(Display { panel, fb })
+    }
+
+    /// Draws `frame`, writes it as PNG to `png`, and shows it on the panel.
+    fn show(&self, frame: &Frame, png: &Path) -> Result<()> {
+        let mut buffer = FrameBuffer::new(self.panel.width, self.panel.height);
+        // Drawing into memory cannot fail (Infallible).
+        let _ = draw(&mut buffer, frame);
+        tumorxai_device::service::write_atomic(png, &buffer.to_png()?)
+            .with_context(|| format!("writing {}", png.display()))?;
+        if let Some(fb) = &self.fb {
+            fb.show(&buffer)?;
+        }
+        Ok(())
+    }
+}
+
+fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339_utc(secs)
+}
+
+/// "YYYY-MM-DD HH:MM UTC" for the panel header.
+fn panel_time() -> String {
+    let t = now_rfc3339();
+    format!("{} {} UTC", &t[..10], &t[11..16])
+}
+
+fn frame(screen: Screen, model: &LoadedModel) -> Frame {
+    Frame {
+        screen,
+        model: Some(ModelLabel {
+            name: model.manifest.model_id.clone(),
+            version: model.manifest.version.clone(),
+        }),
+        time: panel_time(),
+    }
+}
+
+/// Every `*.pem` public key in `dir`.
+fn load_trust_store(dir: &Path) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
+    let mut keys = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading trust store {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pem") {
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            keys.push(parse_trusted_key(&path.display().to_string(), &pem)?);
+        }
+    }
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "trust store {} holds no *.pem public key",
+        dir.display()
+    );
+    Ok(keys)
+}
+
+fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    let trust = load_trust_store(&args.trust)?;
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("reading bundle {}", args.bundle.display()))?;
+    LoadedModel::from_bundle(&bytes, &trust, args.form)
+        .with_context(|| format!("refusing bundle {}", args.bundle.display()))
+}
+
+/// Runs `f` on every file; a failing file is reported and the rest still run.
+/// The exit status is a failure if any file failed.
+fn each_file(files: &[PathBuf], mut f: impl FnMut(&Path) -> Result<()>) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        if let Err(err) = f(file) {
+            failed = true;
+            eprintln!("error: {err:#}");
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn run() -> Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Triage(args) => triage::triage(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Bench(args) => bench::bench(args),
+        Command::Preprocess { files, size } => {
+            let spec = PreprocessSpec::with_input_size(size);
+            spec.validate()?;
+            Ok(each_file(&files, |file| {
+                let input = load_input(file, &spec, DecodeLimits::default())?;
+                let n = input.data.len() as f64;
+                let mean = input.data.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
+                let line = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "shape": input.shape(),
+                    "mean": mean,
+                    "spec_hash": spec.hash_hex(),
+                });
+                println!("{line}");
+                Ok(())
+            }))
+        }
+    }
+}

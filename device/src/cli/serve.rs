@@ -1,0 +1,206 @@
+//! `tumorxai-device serve`: the inbox service (see the library's `service`
+//! module for the pickup and crash-safety rules), with the display and the
+//! audit log.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tumorxai_device::audit::{AuditEntry, AuditLog, ModelRecord, Outcome};
+use tumorxai_device::display::Screen;
+use tumorxai_device::loader::LoadedModel;
+use tumorxai_device::pipeline::run_slice;
+use tumorxai_device::service::{sha256_hex, write_atomic, Folders, Watcher};
+use tumorxai_device::triage::Thresholds;
+
+use super::triage::{answer_json, png_bytes, result_screen};
+use super::{frame, load_model, now_rfc3339, Display, ModelArgs, PolicyArgs};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Folder the scanner or gateway drops slices into.
+    #[arg(long)]
+    inbox: PathBuf,
+    /// Folder for answers: <name>-<sha12>.json, -overlay.png, and display.png.
+    #[arg(long)]
+    outbox: PathBuf,
+    /// Where processed inputs go (default: OUTBOX/../archive).
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    /// Audit log folder (default: OUTBOX/../audit).
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    /// Rotate the audit log past this many bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    audit_max_bytes: u64,
+    /// Rotated audit files kept.
+    #[arg(long, default_value_t = 10)]
+    audit_keep: usize,
+    /// A file is complete when unchanged for this long (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    settle_ms: u64,
+    /// Inbox polling interval (milliseconds).
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
+    /// Process what is complete now, then exit (for scripts and tests).
+    #[arg(long)]
+    once: bool,
+}
+
+struct Service<'a> {
+    model: &'a LoadedModel,
+    folders: Folders,
+    audit: AuditLog,
+    display: Display,
+    thresholds: Thresholds,
+}
+
+impl Service<'_> {
+    fn model_record(&self) -> ModelRecord {
+        ModelRecord {
+            model_id: self.model.manifest.model_id.clone(),
+            version: self.model.manifest.version.clone(),
+            bundle_sha256: self.model.bundle_sha256.clone(),
+            execution_form: self.model.form.name().to_string(),
+        }
+    }
+
+    fn show(&self, screen: Screen) {
+        let png = self.folders.outbox.join("display.png");
+        if let Err(e) = self.display.show(&frame(screen, self.model), &png) {
+            eprintln!("warning: display: {e:#}");
+        }
+    }
+
+    /// Steps 2–5 for one claimed file; errors here are I/O on our own folders.
+    fn handle(&mut self, claimed: &Path, recovered: bool) -> Result<()> {
+        let name = claimed
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let bytes = std::fs::read(claimed).with_context(|| format!("reading {name}"))?;
+        let sha = sha256_hex(&bytes);
+        let stem = Folders::result_stem(claimed, &sha);
+        let answer_path = self.folders.outbox.join(format!("{stem}.json"));
+        if answer_path.exists() {
+            // Answered before a crash: only the archiving was left.
+            self.folders.archive(claimed, &sha)?;
+            return Ok(());
+        }
+        self.show(Screen::Processing { file: name.clone() });
+        let (json, outcome) = match run_slice(self.model, &bytes, self.thresholds) {
+            Ok(r) => {
+                let overlay = self.folders.outbox.join(format!("{stem}-overlay.png"));
+                write_atomic(&overlay, &png_bytes(&r.overlay)?)?;
+                println!("{name}: {}", r.triage.flag.banner());
+                self.show(result_screen(&name, &r));
+                (
+                    answer_json(&name, self.model, &r),
+                    Outcome::Triaged {
+                        triage: r.triage,
+                        logits: r.logits,
+                        timings_ms: r.timings,
+                    },
+                )
+            }
+            Err(e) => {
+                let message = format!("{e}");
+                eprintln!("{name}: error: {message}");
+                self.show(Screen::Error {
+                    message: format!("{name}: {message}"),
+                });
+                (
+                    serde_json::json!({ "file": name, "error": message, "not_for_diagnostic_use": true }),
+                    Outcome::Error { message },
+                )
+            }
+        };
+        self.audit
+            .append(&AuditEntry {
+                time: now_rfc3339(),
+                input_name: name,
+                input_sha256: sha.clone(),
+                input_bytes: bytes.len() as u64,
+                model: self.model_record(),
+                outcome,
+                recovered,
+            })
+            .context("appending to the audit log")?;
+        write_atomic(
+            &answer_path,
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+        self.folders.archive(claimed, &sha)?;
+        Ok(())
+    }
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let model = load_model(&args.model)?;
+    let parent = args
+        .outbox
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let folders = Folders {
+        inbox: args.inbox.clone(),
+        outbox: args.outbox.clone(),
+        archive: args
+            .archive
+            .clone()
+            .unwrap_or_else(|| parent.join("archive")),
+    };
+    folders.create().context("creating the service folders")?;
+    let audit_dir = args.audit.clone().unwrap_or_else(|| parent.join("audit"));
+    let mut service = Service {
+        model: &model,
+        audit: AuditLog::open(&audit_dir, args.audit_max_bytes, args.audit_keep)
+            .with_context(|| format!("opening audit log in {}", audit_dir.display()))?,
+        display: Display::open(&args.policy)?,
+        thresholds: args.policy.thresholds(),
+        folders,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    for claimed in service.folders.unfinished()? {
+        eprintln!("recovering {}", claimed.display());
+        service.handle(&claimed, true)?;
+    }
+    service.show(Screen::Idle);
+    let settle = if args.once {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(args.settle_ms)
+    };
+    let mut watcher = Watcher::new(settle);
+    loop {
+        let entries = service.folders.scan_inbox()?;
+        let ready = watcher.ready(&entries, Instant::now());
+        for path in &ready {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if let Some(claimed) = service.folders.claim(path)? {
+                service.handle(&claimed, false)?;
+            }
+        }
+        if !ready.is_empty() {
+            service.show(Screen::Idle);
+        }
+        if args.once || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(args.poll_ms.max(10)));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,149 @@
+//! `tumorxai-device triage`: one-shot triage of slice files, and the answer
+//! (JSON, overlay, display frame) that `serve` writes too.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tumorxai_device::display::{short_class_label, Bar, ResultView, Screen};
+use tumorxai_device::loader::LoadedModel;
+use tumorxai_device::pipeline::{run_slice, SliceResult};
+use tumorxai_device::service::write_atomic;
+use tumorxai_device::triage::Thresholds;
+
+use super::{each_file, frame, load_model, Display, ModelArgs, PolicyArgs};
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Where to write results: <name>.json, <name>-overlay.png, <name>-display.png.
+    #[arg(long, default_value = "triage-output")]
+    out: PathBuf,
+    /// Slice files (JPEG, PNG, BMP, TIFF); none: the sample scans in models/samples.
+    files: Vec<PathBuf>,
+}
+
+/// The JSON answer for one triaged slice.
+pub fn answer_json(name: &str, model: &LoadedModel, r: &SliceResult) -> serde_json::Value {
+    serde_json::json!({
+        "file": name,
+        "triage": r.triage,
+        "timings_ms": r.timings,
+        "model": {
+            "model_id": model.manifest.model_id,
+            "version": model.manifest.version,
+            "bundle_sha256": model.bundle_sha256,
+            "execution_form": model.form.name(),
+        },
+        "not_for_diagnostic_use": true,
+    })
+}
+
+/// The result screen for one triaged slice.
+pub fn result_screen(name: &str, r: &SliceResult) -> Screen {
+    Screen::Result(ResultView {
+        overlay: r.overlay.clone(),
+        flag: r.triage.flag.clone(),
+        top3: r
+            .triage
+            .top3
+            .iter()
+            .map(|t| Bar {
+                label: short_class_label(&t.class),
+                probability: t.probability,
+            })
+            .collect(),
+        file: name.to_string(),
+    })
+}
+
+pub fn png_bytes(image: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png)?;
+    Ok(out.into_inner())
+}
+
+fn sample_scans() -> Result<Vec<PathBuf>> {
+    let dir = Path::new("models/samples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| {
+            format!(
+                "no files given and no sample scans in {} (run from the repository root)",
+                dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+pub fn triage(args: TriageArgs) -> Result<ExitCode> {
+    let loaded = load_model(&args.model)?;
+    let display = Display::open(&args.policy)?;
+    let thresholds: Thresholds = args.policy.thresholds();
+    let files = if args.files.is_empty() {
+        sample_scans()?
+    } else {
+        args.files.clone()
+    };
+    eprintln!(
+        "{} {} ({}, {} form; {})",
+        loaded.manifest.model_id,
+        loaded.manifest.version,
+        loaded.manifest.quantization.form,
+        loaded.form.name(),
+        loaded
+            .manifest
+            .notice
+            .as_deref()
+            .unwrap_or("not for diagnostic use")
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    Ok(each_file(&files, |file| {
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "slice".into());
+        let name = file.display().to_string();
+        let bytes = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+        let r =
+            run_slice(&loaded, &bytes, thresholds).with_context(|| format!("triaging {name}"))?;
+        let top: Vec<String> = r
+            .triage
+            .top3
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:.1}%",
+                    short_class_label(&t.class),
+                    100.0 * t.probability
+                )
+            })
+            .collect();
+        println!("{name}: {} — {}", r.triage.flag.banner(), top.join("; "));
+        let json = answer_json(&name, &loaded, &r);
+        write_atomic(
+            &args.out.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+        write_atomic(
+            &args.out.join(format!("{stem}-overlay.png")),
+            &png_bytes(&r.overlay)?,
+        )?;
+        let file_name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        display.show(
+            &frame(result_screen(&file_name, &r), &loaded),
+            &args.out.join(format!("{stem}-display.png")),
+        )
+    }))
+}
