@@ -27,41 +27,70 @@ pub fn colour(t: f32) -> [f32; 3] {
     ]
 }
 
-fn sample(map: &[f32], size: usize, u: f32, v: f32) -> f32 {
-    let (u, v) = (
-        u.clamp(0.0, (size - 1) as f32),
-        v.clamp(0.0, (size - 1) as f32),
-    );
-    let (x0, y0) = (u.floor() as usize, v.floor() as usize);
-    let (x1, y1) = ((x0 + 1).min(size - 1), (y0 + 1).min(size - 1));
-    let (tx, ty) = (u - x0 as f32, v - y0 as f32);
-    let top = map[y0 * size + x0] * (1.0 - tx) + map[y0 * size + x1] * tx;
-    let bottom = map[y1 * size + x0] * (1.0 - tx) + map[y1 * size + x1] * tx;
-    top * (1.0 - ty) + bottom * ty
+/// Bilinear taps along one axis: (low index, high index, weight of high).
+type Taps = (usize, usize, f32);
+
+fn taps(coordinate: f32, size: usize) -> Taps {
+    let c = coordinate.clamp(0.0, (size - 1) as f32);
+    let low = c.floor() as usize;
+    (low, (low + 1).min(size - 1), c - low as f32)
 }
 
+/// Colour map sampled at 256 levels, so the per-pixel work is a lookup.
+const LEVELS: usize = 256;
+
 /// Blends the S×S saliency map (in [0, 1]) onto the original slice.
+///
+/// The crop-and-frame mapping is separable (u depends on x only, v on y
+/// only), so the bilinear taps are computed once per column and per row.
 pub fn overlay(slice: &Luminance, saliency: &[f32], geometry: &InputGeometry) -> RgbImage {
     let s = geometry.input_size as usize;
+    let (w, h) = (slice.width as usize, slice.height as usize);
+    let crop = geometry.crop;
+    let in_x = |x: usize| (crop.x..crop.x + crop.w).contains(&x);
+    let in_y = |y: usize| (crop.y..crop.y + crop.h).contains(&y);
+    let columns: Vec<Option<Taps>> = (0..w)
+        .map(|x| {
+            let y = crop.y.min(h.saturating_sub(1));
+            in_x(x)
+                .then(|| geometry.to_input(x, y).map(|(u, _)| taps(u, s)))
+                .flatten()
+        })
+        .collect();
+    let rows: Vec<Option<Taps>> = (0..h)
+        .map(|y| {
+            let x = crop.x.min(w.saturating_sub(1));
+            in_y(y)
+                .then(|| geometry.to_input(x, y).map(|(_, v)| taps(v, s)))
+                .flatten()
+        })
+        .collect();
+    let lut: Vec<[f32; 3]> = (0..LEVELS)
+        .map(|i| colour(i as f32 / (LEVELS - 1) as f32))
+        .collect();
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
     let mut out = RgbImage::new(slice.width, slice.height);
-    for y in 0..slice.height as usize {
-        for x in 0..slice.width as usize {
-            let g = slice.data[y * slice.width as usize + x];
-            let (r, gr, b) = match geometry.to_input(x, y) {
-                Some((u, v)) => {
-                    let m = sample(saliency, s, u, v);
+    let buffer: &mut [u8] = &mut out;
+    for (y, row_taps) in rows.iter().enumerate() {
+        let line = &slice.data[y * w..(y + 1) * w];
+        let pixels = &mut buffer[y * w * 3..(y + 1) * w * 3];
+        for (x, (&g, px)) in line.iter().zip(pixels.chunks_exact_mut(3)).enumerate() {
+            let (r, gr, b) = match (row_taps, columns[x]) {
+                (Some((y0, y1, ty)), Some((x0, x1, tx))) => {
+                    let top = saliency[y0 * s + x0] * (1.0 - tx) + saliency[y0 * s + x1] * tx;
+                    let bottom = saliency[y1 * s + x0] * (1.0 - tx) + saliency[y1 * s + x1] * tx;
+                    let m = (top * (1.0 - ty) + bottom * ty).clamp(0.0, 1.0);
                     let alpha = 0.5 * m;
-                    let c = colour(m);
+                    let c = lut[(m * (LEVELS - 1) as f32 + 0.5) as usize];
                     (
                         g * (1.0 - alpha) + c[0] * alpha,
                         g * (1.0 - alpha) + c[1] * alpha,
                         g * (1.0 - alpha) + c[2] * alpha,
                     )
                 }
-                None => (g, g, g),
+                _ => (g, g, g),
             };
-            let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
-            out.put_pixel(x as u32, y as u32, image::Rgb([byte(r), byte(gr), byte(b)]));
+            px.copy_from_slice(&[byte(r), byte(gr), byte(b)]);
         }
     }
     out
@@ -87,5 +116,58 @@ mod tests {
         assert!(hot[0] > hot[2], "{hot:?}"); // red end of the map
         assert_eq!(slice.data, vec![0.5; 16], "the original is untouched");
         assert!(colour(0.0)[2] > colour(0.0)[0] && colour(1.0)[0] > colour(1.0)[2]);
+    }
+
+    /// The per-pixel definition, written directly (the reference the fast
+    /// separable version must match within one 8-bit step).
+    fn reference(slice: &Luminance, saliency: &[f32], geometry: &InputGeometry) -> RgbImage {
+        let s = geometry.input_size as usize;
+        let sample = |u: f32, v: f32| {
+            let (x0, x1, tx) = taps(u, s);
+            let (y0, y1, ty) = taps(v, s);
+            let top = saliency[y0 * s + x0] * (1.0 - tx) + saliency[y0 * s + x1] * tx;
+            let bottom = saliency[y1 * s + x0] * (1.0 - tx) + saliency[y1 * s + x1] * tx;
+            top * (1.0 - ty) + bottom * ty
+        };
+        RgbImage::from_fn(slice.width, slice.height, |x, y| {
+            let g = slice.data[y as usize * slice.width as usize + x as usize];
+            let v = match geometry.to_input(x as usize, y as usize) {
+                Some((u, v)) => {
+                    let m = sample(u, v).clamp(0.0, 1.0);
+                    let c = colour(m);
+                    let a = 0.5 * m;
+                    [0, 1, 2].map(|k| g * (1.0 - a) + c[k] * a)
+                }
+                None => [g; 3],
+            };
+            image::Rgb(v.map(|c| (c.clamp(0.0, 1.0) * 255.0 + 0.5) as u8))
+        })
+    }
+
+    #[test]
+    fn the_fast_overlay_matches_the_per_pixel_definition() {
+        // A slice with a dark border so the brain crop is a proper sub-box.
+        let (w, h) = (90usize, 70usize);
+        let data: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                if (10..80).contains(&x) && (8..60).contains(&y) {
+                    0.3 + 0.5 * ((x * 7 + y * 3) % 17) as f32 / 17.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let slice = Luminance::new(w as u32, h as u32, data);
+        let spec = PreprocessSpec::with_input_size(16);
+        let geometry = input_geometry(&slice, &spec).unwrap();
+        let saliency: Vec<f32> = (0..256).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let fast = overlay(&slice, &saliency, &geometry);
+        let slow = reference(&slice, &saliency, &geometry);
+        for (a, b) in fast.pixels().zip(slow.pixels()) {
+            for k in 0..3 {
+                assert!((i16::from(a.0[k]) - i16::from(b.0[k])).abs() <= 1, "{a:?} vs {b:?}");
+            }
+        }
     }
 }
