@@ -166,7 +166,10 @@ mod tests {
         let slow = reference(&slice, &saliency, &geometry);
         for (a, b) in fast.pixels().zip(slow.pixels()) {
             for k in 0..3 {
-                assert!((i16::from(a.0[k]) - i16::from(b.0[k])).abs() <= 1, "{a:?} vs {b:?}");
+                assert!(
+                    (i16::from(a.0[k]) - i16::from(b.0[k])).abs() <= 1,
+                    "{a:?} vs {b:?}"
+                );
             }
         }
     }
