@@ -116,7 +116,10 @@ impl LoadedModel {
                 .zip(&golden.logits)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            if out.logits.len() != golden.logits.len() || !(delta <= golden.logit_tolerance) {
+            if out.logits.len() != golden.logits.len()
+                || delta.is_nan()
+                || delta > golden.logit_tolerance
+            {
                 return Err(fail(format!(
                     "logits differ by {delta:.3e} (tolerance {:.1e})",
                     golden.logit_tolerance

@@ -123,7 +123,7 @@ pub fn triage(
         .find(|(n, _)| n == Family::Normal.label())
         .map_or(0.0, |f| f.1);
     let (flag, reason) = match (ood, tumour) {
-        (Some(o), _) if !(o.score <= o.threshold) => (
+        (Some(o), _) if o.score.is_nan() || o.score > o.threshold => (
             Flag::Review,
             format!(
                 "input looks out of distribution (score {:.3} > {:.3})",

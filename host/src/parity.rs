@@ -86,7 +86,7 @@ impl ParityBars {
             ));
         }
         if let Some(bar) = self.logits_max_relative {
-            if !(summary.logits_max_relative <= bar) {
+            if summary.logits_max_relative.is_nan() || summary.logits_max_relative > bar {
                 out.push(format!(
                     "logits differ by {:.3e} relative (bar {bar:.0e})",
                     summary.logits_max_relative
@@ -94,7 +94,7 @@ impl ParityBars {
             }
         }
         if let Some(bar) = self.features_max_relative {
-            if !(summary.features_max_relative <= bar) {
+            if summary.features_max_relative.is_nan() || summary.features_max_relative > bar {
                 out.push(format!(
                     "features differ by {:.3e} relative (bar {bar:.0e})",
                     summary.features_max_relative

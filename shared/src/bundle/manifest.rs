@@ -341,7 +341,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_broken_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Breakage = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Breakage)> = vec![
             ("model id", Box::new(|m| m.model_id = "Bad Id".into())),
             ("version", Box::new(|m| m.version = "1.0".into())),
             ("created", Box::new(|m| m.created = "2026-11-27".into())),
