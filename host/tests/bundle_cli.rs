@@ -144,32 +144,26 @@ fn keygen_bundle_inspect_verify_parity() {
     let out = tumorxai(&["bundle", "verify", s(&tampered), "--key", s(&public)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hash does not match"));
+    let after_fp32 = |version: &str, out: &std::path::Path| {
+        let mut args = vec!["bundle"];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(&[
+            "--version",
+            version,
+            "--previous",
+            s(&fp32),
+            "--out",
+            s(out),
+        ]);
+        tumorxai(&args)
+    };
     let older = tmp.path().join("older.bundle");
-    let mut args = vec!["bundle"];
-    args.extend_from_slice(&common);
-    args.extend_from_slice(&[
-        "--version",
-        "0.9.0",
-        "--previous",
-        s(&fp32),
-        "--out",
-        s(&older),
-    ]);
-    let out = tumorxai(&args);
+    let out = after_fp32("0.9.0", &older);
     assert!(!out.status.success() && !older.exists());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing downgrade"));
     let newer = tmp.path().join("newer.bundle");
-    let mut args = vec!["bundle"];
-    args.extend_from_slice(&common);
-    args.extend_from_slice(&[
-        "--version",
-        "1.0.1",
-        "--previous",
-        s(&fp32),
-        "--out",
-        s(&newer),
-    ]);
-    ok(&args);
+    assert!(after_fp32("1.0.1", &newer).status.success());
+    assert!(newer.exists());
 
     let data = tmp.path().join("data");
     let out = ok(&[

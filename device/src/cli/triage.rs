@@ -32,6 +32,7 @@ pub fn answer_json(name: &str, model: &LoadedModel, r: &SliceResult) -> serde_js
     serde_json::json!({
         "file": name,
         "triage": r.triage,
+        "logits": r.logits,
         "timings_ms": r.timings,
         "model": {
             "model_id": model.manifest.model_id,

@@ -70,38 +70,35 @@ fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     }
 }
 
-fn tensor_proto(name: &str, dims: &[i64], values: &[f64]) -> pb::TensorProto {
-    let raw: Vec<u8> = values
-        .iter()
-        .flat_map(|v| (*v as f32).to_le_bytes())
-        .collect();
+fn raw_tensor(
+    name: &str,
+    dims: &[i64],
+    data_type: pb::tensor_proto::DataType,
+    raw_data: Vec<u8>,
+) -> pb::TensorProto {
     pb::TensorProto {
         name: name.to_string(),
         dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: raw,
+        data_type: data_type as i32,
+        raw_data,
         ..Default::default()
     }
 }
 
-fn int8_tensor_proto(name: &str, dims: &[i64], values: &[i8]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Int8 as i32,
-        raw_data: values.iter().map(|&v| v as u8).collect(),
-        ..Default::default()
-    }
+/// f32 tensor from f64 host values (the folded weights).
+fn tensor_proto(name: &str, dims: &[i64], values: &[f64]) -> pb::TensorProto {
+    let f32s: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    f32_tensor_proto(name, dims, &f32s)
 }
 
 fn f32_tensor_proto(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type: pb::tensor_proto::DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_tensor(name, dims, pb::tensor_proto::DataType::Float, raw)
+}
+
+fn int8_tensor_proto(name: &str, dims: &[i64], values: &[i8]) -> pb::TensorProto {
+    let raw = values.iter().map(|&v| v as u8).collect();
+    raw_tensor(name, dims, pb::tensor_proto::DataType::Int8, raw)
 }
 
 fn value_info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
