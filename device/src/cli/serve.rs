@@ -50,7 +50,8 @@ pub struct ServeArgs {
     /// Inbox polling interval (milliseconds).
     #[arg(long, default_value_t = 500)]
     poll_ms: u64,
-    /// Process what is complete now, then exit (for scripts and tests).
+    /// Process what the inbox holds now (in-progress names excepted, no
+    /// settle wait), then exit: for scripts and tests.
     #[arg(long)]
     once: bool,
 }
