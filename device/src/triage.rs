@@ -61,6 +61,8 @@ pub struct Triage {
     /// Out-of-distribution score (see `tumorxai_shared::ood`), when the
     /// bundle ships a calibration.
     pub ood_score: Option<f32>,
+    /// The score crossed its threshold (the flag is then REVIEW).
+    pub out_of_distribution: bool,
 }
 
 /// An out-of-distribution score and the threshold above which it abstains.
@@ -122,8 +124,9 @@ pub fn triage(
         .iter()
         .find(|(n, _)| n == Family::Normal.label())
         .map_or(0.0, |f| f.1);
+    let out_of_distribution = ood.is_some_and(|o| o.score.is_nan() || o.score > o.threshold);
     let (flag, reason) = match (ood, tumour) {
-        (Some(o), _) if o.score.is_nan() || o.score > o.threshold => (
+        (Some(o), _) if out_of_distribution => (
             Flag::Review,
             format!(
                 "input looks out of distribution (score {:.3} > {:.3})",
@@ -152,6 +155,7 @@ pub fn triage(
         flag,
         reason,
         ood_score: ood.map(|o| o.score),
+        out_of_distribution,
     }
 }
 
@@ -229,12 +233,14 @@ mod tests {
         let t = triage(&confident, &classes(), Thresholds::default(), Some(inside));
         assert_eq!(t.flag, Flag::TumourLikely("Glioma".into()));
         assert_eq!(t.ood_score, Some(0.1));
+        assert!(!t.out_of_distribution);
         let outside = OodCheck {
             score: 0.35,
             threshold: 0.2,
         };
         let t = triage(&confident, &classes(), Thresholds::default(), Some(outside));
         assert_eq!(t.flag, Flag::Review);
+        assert!(t.out_of_distribution);
         assert!(t.reason.contains("out of distribution"), "{}", t.reason);
         let nan = OodCheck {
             score: f32::NAN,

@@ -38,6 +38,7 @@ fn result(flag: Flag) -> Screen {
     Screen::Result(ResultView {
         overlay: slice(),
         flag,
+        review_detail: None,
         top3: vec![
             Bar {
                 label: "Glioma T1C+".into(),

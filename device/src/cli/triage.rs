@@ -49,6 +49,10 @@ pub fn result_screen(name: &str, r: &SliceResult) -> Screen {
     Screen::Result(ResultView {
         overlay: r.overlay.clone(),
         flag: r.triage.flag.clone(),
+        review_detail: r
+            .triage
+            .out_of_distribution
+            .then(|| "unusual input".to_string()),
         top3: r
             .triage
             .top3

@@ -38,6 +38,8 @@ pub struct ResultView {
     /// The original slice with the EigenCAM overlay.
     pub overlay: RgbImage,
     pub flag: Flag,
+    /// Second banner line for REVIEW (why); `None` shows "low confidence".
+    pub review_detail: Option<String>,
     pub top3: Vec<Bar>,
     pub file: String,
 }

@@ -272,7 +272,12 @@ fn draw_result<D: DrawTarget<Color = Rgb565>>(
     let (first, second) = match &view.flag {
         Flag::TumourLikely(family) => ("TUMOR LIKELY".to_string(), family.clone()),
         Flag::NoTumour => ("NO TUMOR".to_string(), "FLAGGED".to_string()),
-        Flag::Review => ("REVIEW".to_string(), "low confidence".to_string()),
+        Flag::Review => (
+            "REVIEW".to_string(),
+            view.review_detail
+                .clone()
+                .unwrap_or_else(|| "low confidence".to_string()),
+        ),
     };
     let inner = l.banner.size.width.saturating_sub(8);
     let line_h = l.bold.character_size.height as i32;
