@@ -37,6 +37,17 @@ pub struct Outputs {
     pub feature_shape: [usize; 3],
 }
 
+/// Worker threads for tract's matrix products, process-wide (1: the
+/// calling thread only, tract's default).
+pub fn set_threads(threads: usize) {
+    use tract_linalg::multithread::{set_default_executor, Executor};
+    set_default_executor(if threads > 1 {
+        Executor::multithread(threads)
+    } else {
+        Executor::SingleThread
+    });
+}
+
 pub struct Model {
     plan: std::sync::Arc<TypedRunnableModel>,
     input_size: u32,

@@ -188,3 +188,46 @@ fn a_bundle_from_an_untrusted_signer_is_refused() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("not in the trust store"), "{stderr}");
 }
+
+#[test]
+fn more_threads_give_the_same_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut logits = Vec::new();
+    for threads in ["1", "2"] {
+        let out = tmp.path().join(threads);
+        let run = device(&[
+            "triage",
+            "--bundle",
+            "models/demo-fp32.bundle",
+            "--threads",
+            threads,
+            "--out",
+            out.to_str().unwrap(),
+            "models/samples/09-neurocitoma-t1c.jpg",
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("09-neurocitoma-t1c.json")).unwrap())
+                .unwrap();
+        let l: Vec<f64> = json["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        logits.push(l);
+    }
+    assert_eq!(logits[0].len(), 17);
+    let diff = logits[0]
+        .iter()
+        .zip(&logits[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(diff <= 1e-5, "1 vs 2 threads: {diff}");
+    let zero = device(&["triage", "--threads", "0"]);
+    assert!(!zero.status.success());
+}

@@ -85,6 +85,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         loaded.manifest.quantization.form.to_string().into(),
     );
     report.insert("execution_form".into(), loaded.form.name().into());
+    report.insert("threads".into(), args.model.threads.into());
     report.insert("peak_rss_kib".into(), peak_rss_kib().into());
     println!("{}", serde_json::Value::Object(report));
     Ok(ExitCode::SUCCESS)

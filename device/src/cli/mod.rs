@@ -74,6 +74,9 @@ struct ModelArgs {
     /// dequantized f32 elsewhere), dequantized, int8, as-shipped (QDQ).
     #[arg(long, default_value = "auto")]
     form: ExecutionForm,
+    /// Threads for tract's matrix products (multithreaded matmul).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
 }
 
 /// Triage thresholds and the panel the result is drawn for.
@@ -202,6 +205,7 @@ fn load_trust_store(dir: &Path) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
 }
 
 fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
+    tumorxai_device::runtime::set_threads(usize::from(args.threads));
     let trust = load_trust_store(&args.trust)?;
     let bytes = std::fs::read(&args.bundle)
         .with_context(|| format!("reading bundle {}", args.bundle.display()))?;
