@@ -28,13 +28,13 @@ fn arm_binary() -> Option<PathBuf> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"));
-    let bin = target.join("aarch64-unknown-linux-gnu/debug/tumorxai-device");
+    let bin = target.join("aarch64-unknown-linux-gnu/arm-test/tumorxai-device");
     if bin.exists() {
         return Some(bin);
     }
     assert!(
         std::env::var_os("TUMORXAI_REQUIRE_ARM").is_none(),
-        "{} is missing: `cargo build -p tumorxai-device --target aarch64-unknown-linux-gnu` (.ci/test does)",
+        "{} is missing: `cargo build -p tumorxai-device --target aarch64-unknown-linux-gnu --profile arm-test` (.ci/test does)",
         bin.display()
     );
     eprintln!("skipping ARM parity: {} not built", bin.display());

@@ -2,9 +2,7 @@
 //! run: keygen → bundle (fp32, int8) → inspect → verify → parity, and the
 //! refusals: overwriting a key, a tampered bundle, a foreign key, a downgrade.
 
-mod common;
-
-use common::{ok, s, tumorxai};
+use crate::common::{ok, s, tumorxai};
 use tumorxai_shared::bundle::read_bundle;
 
 fn tiny_run(tmp: &std::path::Path) -> std::path::PathBuf {

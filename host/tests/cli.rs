@@ -7,9 +7,7 @@ use std::path::Path;
 use tumorxai_host::split::{Side, SplitFile, LABEL_PERCENTS};
 use tumorxai_shared::CLASS_NAMES;
 
-mod common;
-
-use common::{ok, tumorxai};
+use crate::common::{ok, tumorxai};
 
 fn synth(dir: &Path, per_class: usize, seed: u64) {
     ok(&[

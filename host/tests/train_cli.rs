@@ -4,9 +4,7 @@
 
 use std::process::Command;
 
-mod common;
-
-use common::{ok, s, tumorxai};
+use crate::common::{ok, s, tumorxai};
 
 #[test]
 fn train_evaluate_finetune_and_probe() {

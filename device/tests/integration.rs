@@ -1,0 +1,7 @@
+//! One integration-test binary for `device` (one link instead of one per file;
+//! the tests of all modules run in parallel). Each module is one concern.
+
+mod arm_parity;
+mod display;
+mod serve_cli;
+mod triage_cli;

@@ -1,0 +1,10 @@
+//! One integration-test binary for `host` (one link instead of one per file;
+//! the tests of all modules run in parallel). Each module is one concern.
+
+mod bundle_cli;
+mod cli;
+mod common;
+mod phantom;
+mod resnet;
+mod train_cli;
+mod training;
