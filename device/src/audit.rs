@@ -1,6 +1,8 @@
 //! Append-only audit log: one JSON object per line for every scan the device
-//! handled (input name and SHA-256, model id/version/bundle hash, outputs,
-//! flag, timings, timestamps — never pixel data), each line fsynced before
+//! handled (input SHA-256 and size, model id/version/bundle hash, outputs,
+//! flag, timings, timestamps — never pixel data, and never the file name,
+//! which gateways often build from the patient's name or ID; the content
+//! hash identifies the scan), each line fsynced before
 //! the scan counts as done, rotated by size (`audit.jsonl` →
 //! `audit.1.jsonl` … `audit.N.jsonl`, the oldest dropped).
 
@@ -35,11 +37,18 @@ pub enum Outcome {
     },
 }
 
+/// The panel's and the log's name for a scan: the first 8 hex digits of its
+/// content hash, never its file name.
+pub fn short_id(sha256_hex: &str) -> String {
+    format!("scan {}", sha256_hex.get(..8).unwrap_or(sha256_hex))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
     /// RFC 3339 UTC time the entry was written.
     pub time: String,
-    pub input_name: String,
+    /// Content hash: what identifies the scan here (and, shortened by
+    /// [`short_id`], on the panel).
     pub input_sha256: String,
     pub input_bytes: u64,
     pub model: ModelRecord,
@@ -116,8 +125,7 @@ mod tests {
     fn entry(i: usize) -> AuditEntry {
         AuditEntry {
             time: "2026-11-27T00:00:00Z".into(),
-            input_name: format!("scan-{i}.png"),
-            input_sha256: "ab".repeat(32),
+            input_sha256: format!("{i:02}").repeat(32),
             input_bytes: 10,
             model: ModelRecord {
                 model_id: "m".into(),
@@ -147,12 +155,19 @@ mod tests {
             .collect();
         // 10 entries, 3 per file: current holds the 10th alone, .1 the 7th–9th.
         assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0]["input_name"], "scan-9.png");
+        assert_eq!(lines[0]["input_sha256"], "09".repeat(32));
+        assert!(lines[0].get("input_name").is_none(), "no file names");
         assert_eq!(lines[0]["outcome"], "error");
         let first = std::fs::read_to_string(dir.path().join("audit.1.jsonl")).unwrap();
         assert_eq!(first.lines().count(), 3);
-        assert!(first.contains("scan-6.png") && first.contains("scan-8.png"));
+        assert!(first.contains(&"06".repeat(32)) && first.contains(&"08".repeat(32)));
         assert!(dir.path().join("audit.2.jsonl").exists());
         assert!(!dir.path().join("audit.3.jsonl").exists());
+    }
+
+    #[test]
+    fn short_ids_come_from_the_hash() {
+        assert_eq!(short_id(&"1a2b3c4d".repeat(8)), "scan 1a2b3c4d");
+        assert_eq!(short_id("abc"), "scan abc");
     }
 }

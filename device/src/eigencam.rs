@@ -6,6 +6,13 @@
 //! (the reference implementation's arbitrary sign makes maps invert or
 //! vanish), then ReLU and normalisation to [0, 1].
 
+/// Largest feature map (h·w positions) the device computes EigenCAM for: the
+/// Gram matrix is (h·w)² and its squarings (h·w)³, so this bounds the cost
+/// (32² positions: 8 MiB and ~10⁹ multiply-adds). ResNets at 224² give 7².
+pub const MAX_POSITIONS: usize = 32 * 32;
+/// Largest channel count accepted (ResNet-50 has 2048).
+pub const MAX_CHANNELS: usize = 8192;
+
 /// EigenCAM of features `[C, h, w]` (row-major); returns an `h × w` map in [0, 1].
 pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) -> Vec<f32> {
     let n = height * width;

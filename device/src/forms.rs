@@ -94,7 +94,7 @@ fn floats(t: &pb::TensorProto) -> Result<Vec<f32>, FormError> {
     if !t.float_data.is_empty() {
         return Ok(t.float_data.clone());
     }
-    if t.raw_data.len() % 4 != 0 {
+    if !t.raw_data.len().is_multiple_of(4) {
         return Err(tensor_error(
             &t.name,
             "raw data is not a whole number of f32",
@@ -116,14 +116,39 @@ fn int8s(t: &pb::TensorProto) -> Result<Vec<i8>, FormError> {
     Ok(t.raw_data.iter().map(|&b| b as i8).collect())
 }
 
-fn element_count(t: &pb::TensorProto) -> usize {
-    t.dims.iter().map(|&d| d.max(0) as usize).product()
+/// Dimensions as `usize`, refusing negative ones (a crafted model may carry
+/// them) and element counts that overflow.
+fn checked_dims(t: &pb::TensorProto) -> Result<Vec<usize>, FormError> {
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| tensor_error(&t.name, "negative dimension"))?;
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| tensor_error(&t.name, "element count overflows"))?;
+    Ok(dims)
+}
+
+fn element_count(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+/// The `i`-th input or output name of a node: crafted models may have fewer.
+fn nth<'n>(names: &'n [String], i: usize, node: &pb::NodeProto) -> Result<&'n str, FormError> {
+    names.get(i).map(String::as_str).ok_or_else(|| {
+        tensor_error(
+            &node.name,
+            format!("{} node has too few inputs or outputs", node.op_type),
+        )
+    })
 }
 
 /// Per-axis (or per-tensor) scale and zero point for `values` along `axis`.
 fn dequantize_values(
     values: &[i8],
-    dims: &[i64],
+    dims: &[usize],
     scales: &[f32],
     zero_points: &[i8],
     axis: usize,
@@ -131,23 +156,26 @@ fn dequantize_values(
     if scales.len() != zero_points.len() || scales.is_empty() {
         return Err("scale and zero point lengths differ".to_string());
     }
-    let inner: usize = dims.iter().skip(axis + 1).map(|&d| d as usize).product();
-    let axis_len = dims.get(axis).copied().unwrap_or(1) as usize;
+    let inner: usize = dims.iter().skip(axis + 1).product();
+    let axis_len = dims.get(axis).copied().unwrap_or(1);
     if scales.len() != 1 && scales.len() != axis_len {
         return Err(format!("{} scales for an axis of {axis_len}", scales.len()));
     }
-    Ok(values
+    values
         .iter()
         .enumerate()
         .map(|(i, &q)| {
             let c = if scales.len() == 1 {
                 0
             } else {
-                (i / inner.max(1)) % axis_len
+                (i / inner.max(1)) % axis_len.max(1)
             };
-            (f32::from(q) - f32::from(zero_points[c])) * scales[c]
+            match (scales.get(c), zero_points.get(c)) {
+                (Some(&scale), Some(&zero)) => Ok((f32::from(q) - f32::from(zero)) * scale),
+                _ => Err("scale index out of range".to_string()),
+            }
         })
-        .collect())
+        .collect()
 }
 
 fn axis_attr(node: &pb::NodeProto, rank: usize) -> usize {
@@ -157,11 +185,14 @@ fn axis_attr(node: &pb::NodeProto, rank: usize) -> usize {
         .find(|a| a.name == "axis")
         .map(|a| a.i)
         .unwrap_or(1);
-    if axis < 0 {
-        (axis + rank as i64).max(0) as usize
+    let rank = i64::try_from(rank).unwrap_or(i64::MAX);
+    let axis = if axis < 0 {
+        axis.saturating_add(rank)
     } else {
-        axis as usize
-    }
+        axis
+    };
+    // Out-of-range axes clamp; `dequantize_values` then rejects the scales.
+    usize::try_from(axis.max(0)).unwrap_or(usize::MAX)
 }
 
 struct Index {
@@ -201,7 +232,7 @@ impl Index {
         op: &str,
     ) -> Option<(usize, &'g pb::NodeProto)> {
         let &i = self.producers.get(name)?;
-        let node = &graph.node[i];
+        let node = graph.node.get(i)?;
         (node.op_type == op).then_some((i, node))
     }
 
@@ -210,7 +241,9 @@ impl Index {
         graph: &'g pb::GraphProto,
         name: &str,
     ) -> Option<&'g pb::TensorProto> {
-        self.initializers.get(name).map(|&i| &graph.initializer[i])
+        self.initializers
+            .get(name)
+            .and_then(|&i| graph.initializer.get(i))
     }
 
     fn single_consumer(&self, name: &str) -> Option<usize> {
@@ -227,7 +260,7 @@ fn constant_dequantize(
     index: &Index,
     node: &pb::NodeProto,
 ) -> Result<Option<Vec<f32>>, FormError> {
-    let Some(q) = index.initializer(graph, &node.input[0]) else {
+    let Some(q) = index.initializer(graph, nth(&node.input, 0, node)?) else {
         return Ok(None);
     };
     let scale = node
@@ -241,11 +274,12 @@ fn constant_dequantize(
         None => vec![0; scales.len()],
     };
     let values = int8s(q)?;
-    if values.len() != element_count(q) {
+    let dims = checked_dims(q)?;
+    if values.len() != element_count(&dims) {
         return Err(tensor_error(&q.name, "data length does not match dims"));
     }
-    let axis = axis_attr(node, q.dims.len());
-    dequantize_values(&values, &q.dims, &scales, &zero_points, axis)
+    let axis = axis_attr(node, dims.len());
+    dequantize_values(&values, &dims, &scales, &zero_points, axis)
         .map(Some)
         .map_err(|why| tensor_error(&q.name, why))
 }
@@ -282,17 +316,20 @@ fn dequantize(graph: &mut pb::GraphProto) -> Result<(), FormError> {
         if node.op_type != "DequantizeLinear" {
             continue;
         }
+        let (input, output) = (nth(&node.input, 0, node)?, nth(&node.output, 0, node)?);
         if let Some(values) = constant_dequantize(graph, &index, node)? {
             let dims = index
-                .initializer(graph, &node.input[0])
+                .initializer(graph, input)
                 .map(|t| t.dims.clone())
                 .unwrap_or_default();
-            new_initializers.push(f32_initializer(&node.output[0], &dims, &values));
+            new_initializers.push(f32_initializer(output, &dims, &values));
             dead.insert(i);
-        } else if let Some((q, quantize)) = index.producer(graph, &node.input[0], "QuantizeLinear")
-        {
+        } else if let Some((q, quantize)) = index.producer(graph, input, "QuantizeLinear") {
             // Activation fake-quantization: read the f32 value directly.
-            rename.insert(node.output[0].clone(), quantize.input[0].clone());
+            rename.insert(
+                output.to_string(),
+                nth(&quantize.input, 0, quantize)?.to_string(),
+            );
             dead.insert(i);
             dead.insert(q);
         }
@@ -301,10 +338,12 @@ fn dequantize(graph: &mut pb::GraphProto) -> Result<(), FormError> {
     // from our exporter); keep it alive then.
     for (i, node) in graph.node.iter().enumerate() {
         if node.op_type == "QuantizeLinear" && dead.contains(&i) {
-            let all_gone = index
-                .consumers
-                .get(&node.output[0])
-                .is_none_or(|users| users.iter().all(|u| dead.contains(u)));
+            let all_gone = node.output.iter().all(|out| {
+                index
+                    .consumers
+                    .get(out)
+                    .is_none_or(|users| users.iter().all(|u| dead.contains(u)))
+            });
             if !all_gone {
                 dead.remove(&i);
             }
@@ -358,38 +397,47 @@ fn to_conv_integer(graph: &mut pb::GraphProto) -> Result<(), FormError> {
         if conv.op_type != "Conv" || conv.input.len() < 2 {
             continue;
         }
-        let Some((dx_i, dx)) = index.producer(graph, &conv.input[0], "DequantizeLinear") else {
+        let (conv_x, conv_w, conv_out) = (
+            nth(&conv.input, 0, conv)?,
+            nth(&conv.input, 1, conv)?,
+            nth(&conv.output, 0, conv)?,
+        );
+        let Some((dx_i, dx)) = index.producer(graph, conv_x, "DequantizeLinear") else {
             continue;
         };
-        if index
-            .producer(graph, &dx.input[0], "QuantizeLinear")
-            .is_none()
-        {
+        let (dx_q, dx_out) = (nth(&dx.input, 0, dx)?, nth(&dx.output, 0, dx)?);
+        if index.producer(graph, dx_q, "QuantizeLinear").is_none() {
             continue;
         }
-        let Some((dw_i, dw)) = index.producer(graph, &conv.input[1], "DequantizeLinear") else {
+        let Some((dw_i, dw)) = index.producer(graph, conv_w, "DequantizeLinear") else {
             continue;
         };
-        let Some(w) = index.initializer(graph, &dw.input[0]) else {
+        let dw_q = nth(&dw.input, 0, dw)?;
+        let Some(w) = index.initializer(graph, dw_q) else {
             continue;
         };
         if w.data_type != INT8 || dx.input.len() < 2 {
             continue;
         }
-        let x_scale = constant_floats(graph, &index, &dx.input[1], "activation scale")?;
-        let w_scales = constant_floats(graph, &index, &dw.input[1], "weight scale")?;
-        let channels = w.dims.first().copied().unwrap_or(0).max(0) as usize;
-        if x_scale.len() != 1 || (w_scales.len() != 1 && w_scales.len() != channels) {
-            return Err(tensor_error(
-                &w.name,
-                "expected per-tensor x and per-channel w scales",
-            ));
-        }
-        let scale: Vec<f32> = (0..channels)
-            .map(|c| x_scale[0] * w_scales[if w_scales.len() == 1 { 0 } else { c }])
-            .collect();
+        let x_scale = constant_floats(graph, &index, nth(&dx.input, 1, dx)?, "activation scale")?;
+        let w_scales = constant_floats(graph, &index, nth(&dw.input, 1, dw)?, "weight scale")?;
+        let channels = checked_dims(w)?.first().copied().unwrap_or(0);
+        let scale: Vec<f32> = match (x_scale.as_slice(), w_scales.as_slice()) {
+            ([x], [w_all]) => vec![x * w_all; channels],
+            ([x], per_channel) if per_channel.len() == channels => {
+                per_channel.iter().map(|w_c| x * w_c).collect()
+            }
+            _ => {
+                return Err(tensor_error(
+                    &w.name,
+                    "expected per-tensor x and per-channel w scales",
+                ))
+            }
+        };
+        let channels = i64::try_from(channels)
+            .map_err(|_| tensor_error(&w.name, "too many output channels"))?;
         let name = &conv.name;
-        let per_channel = [1, channels as i64, 1, 1];
+        let per_channel = [1, channels, 1, 1];
         let scale_name = format!("{name}.int8.scale");
         new_initializers.push(f32_initializer(&scale_name, &per_channel, &scale));
         let (acc, wide, scaled) = (
@@ -409,7 +457,7 @@ fn to_conv_integer(graph: &mut pb::GraphProto) -> Result<(), FormError> {
         let mut conv_integer = node(
             "ConvInteger",
             "conv_integer",
-            vec![dx.input[0].clone(), dw.input[0].clone()],
+            vec![dx_q.to_string(), dw_q.to_string()],
             acc.clone(),
         );
         conv_integer.attribute = conv.attribute.clone();
@@ -435,19 +483,19 @@ fn to_conv_integer(graph: &mut pb::GraphProto) -> Result<(), FormError> {
                 "Add",
                 "add_bias",
                 vec![scaled, bias_4d],
-                conv.output[0].clone(),
+                conv_out.to_string(),
             ));
         } else {
             nodes.push(node(
                 "Mul",
                 "rescale",
                 vec![wide, scale_name],
-                conv.output[0].clone(),
+                conv_out.to_string(),
             ));
         }
         replacements.push((ci, nodes));
         dead.insert(dw_i);
-        if index.single_consumer(&dx.output[0]) == Some(ci) {
+        if index.single_consumer(dx_out) == Some(ci) {
             dead.insert(dx_i);
         }
     }
@@ -482,6 +530,107 @@ mod tests {
         let per_tensor = dequantize_values(&[2, -2], &[2], &[0.25], &[0], 0).unwrap();
         assert_eq!(per_tensor, vec![0.5, -0.5]);
         assert!(dequantize_values(&[1, 2], &[2], &[1.0, 1.0, 1.0], &[0, 0, 0], 0).is_err());
+    }
+
+    fn node(op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
+        pb::NodeProto {
+            op_type: op.to_string(),
+            name: format!("{op}.crafted"),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn model(nodes: Vec<pb::NodeProto>, initializers: Vec<pb::TensorProto>) -> pb::ModelProto {
+        pb::ModelProto {
+            graph: Some(pb::GraphProto {
+                node: nodes,
+                initializer: initializers,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn int8_tensor(name: &str, dims: &[i64], len: usize) -> pb::TensorProto {
+        pb::TensorProto {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            data_type: INT8,
+            raw_data: vec![1; len],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn crafted_graphs_give_errors_not_panics() {
+        let scale = f32_initializer("s", &[], &[0.5]);
+        let cases: Vec<(&str, pb::ModelProto)> = vec![
+            (
+                "DequantizeLinear without inputs",
+                model(vec![node("DequantizeLinear", &[], &["y"])], vec![]),
+            ),
+            (
+                "DequantizeLinear without outputs",
+                model(
+                    vec![node("DequantizeLinear", &["w", "s"], &[])],
+                    vec![int8_tensor("w", &[2], 2), scale.clone()],
+                ),
+            ),
+            (
+                "negative dimension",
+                model(
+                    vec![node("DequantizeLinear", &["w", "s"], &["y"])],
+                    vec![int8_tensor("w", &[-3, 2], 6), scale.clone()],
+                ),
+            ),
+            (
+                "overflowing dimensions",
+                model(
+                    vec![node("DequantizeLinear", &["w", "s"], &["y"])],
+                    vec![int8_tensor("w", &[i64::MAX, 4], 8), scale.clone()],
+                ),
+            ),
+            (
+                "Conv fed by a DequantizeLinear without inputs",
+                model(
+                    vec![
+                        node("DequantizeLinear", &[], &["x"]),
+                        node("Conv", &["x", "w"], &["y"]),
+                    ],
+                    vec![],
+                ),
+            ),
+            (
+                "Conv without outputs",
+                model(vec![node("Conv", &["x", "w"], &[])], vec![]),
+            ),
+        ];
+        for (what, crafted) in cases {
+            // The Int8 rewrite only looks at Conv nodes; the Dequantized one
+            // only at DequantizeLinear nodes. Each must refuse what it reads.
+            let has = |op: &str| {
+                crafted
+                    .graph
+                    .iter()
+                    .flat_map(|g| &g.node)
+                    .any(|n| n.op_type == op)
+            };
+            let expectations = [
+                (ExecutionForm::Dequantized, has("DequantizeLinear")),
+                (ExecutionForm::Int8, has("Conv")),
+            ];
+            for (form, must_fail) in expectations {
+                let result = apply(&mut crafted.clone(), form);
+                assert_eq!(result.is_err(), must_fail, "{what}, {form:?}: {result:?}");
+            }
+        }
+        let mut no_graph = pb::ModelProto::default();
+        assert_eq!(
+            apply(&mut no_graph, ExecutionForm::Int8),
+            Err(FormError::NoGraph)
+        );
     }
 
     #[test]

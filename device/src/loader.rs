@@ -1,8 +1,11 @@
 //! Loading a signed model bundle on the device, once: structure and hash,
 //! signature against the trust store, manifest and preprocessing spec against
 //! what this build honours, execution form (int8 bundles), tract
-//! optimisation, and the bundle's golden self-test. Any failure refuses the
-//! bundle with a message that says which check failed.
+//! optimisation, the model's outputs against the manifest (one logit per
+//! class, features as long as the out-of-distribution centroids), and the
+//! bundle's golden self-test (every output finite, every logit within the
+//! tolerance, the same top-1). Any failure refuses the bundle with a message
+//! that says which check failed.
 
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::VerifyingKey;
@@ -11,11 +14,13 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use tract_onnx::pb;
 use tumorxai_shared::bundle::{read_bundle, BundleError, Manifest, QuantizationForm};
+use tumorxai_shared::logits::{all_finite, argmax, max_abs_diff};
 use tumorxai_shared::spec::SPEC_FORMAT_VERSION;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessError, PreprocessSpec};
 
+use crate::eigencam::{MAX_CHANNELS, MAX_POSITIONS};
 use crate::forms::{self, ExecutionForm, FormError};
-use crate::runtime::{Model, RuntimeError};
+use crate::runtime::{Model, OutputNames, RuntimeError};
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -34,6 +39,10 @@ pub enum LoadError {
     Runtime(#[from] RuntimeError),
     #[error("self-test {name:?} failed: {why}")]
     SelfTest { name: String, why: String },
+    #[error("the bundle carries no golden self-test vectors: refusing an unverifiable model")]
+    NoSelfTest,
+    #[error("the model does not fit its manifest: {0}")]
+    Inconsistent(String),
     #[error("trust store key {0}: {1}")]
     TrustKey(String, String),
 }
@@ -47,8 +56,10 @@ pub struct LoadedModel {
     pub form: ExecutionForm,
     /// MCUboot image digest of the bundle (hex), for the audit log.
     pub bundle_sha256: String,
-    /// Largest |Δ logit| of the golden self-test (0 when the bundle has none).
+    /// Largest |Δ logit| of the golden self-test.
     pub self_test_max_delta: f32,
+    /// Golden vectors the self-test ran (at least one).
+    pub self_tests_passed: usize,
 }
 
 /// Parses a PEM (SubjectPublicKeyInfo) Ed25519 public key.
@@ -95,7 +106,21 @@ impl LoadedModel {
             form: form.name(),
             source,
         })?;
-        let model = Model::load_proto(&proto, spec.input_size)?;
+        let names = OutputNames {
+            logits: &manifest.outputs.logits,
+            features: &manifest.outputs.features,
+        };
+        let model = Model::load_proto(&proto, spec.input_size, names)?;
+        // `read_bundle` refuses bundles without golden vectors already; this
+        // build never loads an unverified model whatever that check becomes.
+        if bundle.golden.is_empty() || bundle.golden.len() != bundle.golden_images.len() {
+            return Err(LoadError::NoSelfTest);
+        }
+        let centroid_len = manifest
+            .ood
+            .as_ref()
+            .and_then(|o| o.centroids.first())
+            .map(Vec::len);
         let mut self_test_max_delta = 0f32;
         for (golden, image) in bundle.golden.iter().zip(&bundle.golden_images) {
             let fail = |why: String| LoadError::SelfTest {
@@ -110,19 +135,44 @@ impl LoadedModel {
                 ));
             }
             let out = model.run(&input)?;
-            let delta = out
-                .logits
-                .iter()
-                .zip(&golden.logits)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            if out.logits.len() != golden.logits.len()
-                || delta.is_nan()
-                || delta > golden.logit_tolerance
-            {
+            if out.logits.len() != manifest.classes.len() {
+                return Err(LoadError::Inconsistent(format!(
+                    "{} logits for {} classes",
+                    out.logits.len(),
+                    manifest.classes.len()
+                )));
+            }
+            let [channels, height, width] = out.feature_shape;
+            if height.saturating_mul(width) > MAX_POSITIONS || channels > MAX_CHANNELS {
+                return Err(LoadError::Inconsistent(format!(
+                    "a {channels}×{height}×{width} feature map is beyond what this device explains \
+                     (at most {MAX_POSITIONS} positions and {MAX_CHANNELS} channels)"
+                )));
+            }
+            if let Some(len) = centroid_len {
+                if out.feature_shape[0] != len {
+                    return Err(LoadError::Inconsistent(format!(
+                        "{} feature channels, but the out-of-distribution centroids have {len}",
+                        out.feature_shape[0]
+                    )));
+                }
+            }
+            if !all_finite(&out.logits) || !all_finite(&out.features) {
+                return Err(fail("the model gave non-finite outputs".to_string()));
+            }
+            let delta = max_abs_diff(&out.logits, &golden.logits);
+            // Non-finite values give +∞ here: they never pass.
+            if delta > golden.logit_tolerance {
                 return Err(fail(format!(
                     "logits differ by {delta:.3e} (tolerance {:.1e})",
                     golden.logit_tolerance
+                )));
+            }
+            let top1 = argmax(&out.logits);
+            if top1 != Some(golden.top1) {
+                return Err(fail(format!(
+                    "top-1 is class {top1:?}, the workstation's was {}",
+                    golden.top1
                 )));
             }
             self_test_max_delta = self_test_max_delta.max(delta);
@@ -134,6 +184,7 @@ impl LoadedModel {
             form,
             bundle_sha256: hex::encode(bundle.digest),
             self_test_max_delta,
+            self_tests_passed: bundle.golden.len(),
             manifest,
         })
     }

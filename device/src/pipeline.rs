@@ -6,7 +6,10 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
+use tumorxai_shared::integrity::damage;
+use tumorxai_shared::logits::all_finite;
 use tumorxai_shared::ood::{ood_score, pooled_embedding};
+use tumorxai_shared::plausibility::implausible;
 use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
 };
@@ -15,7 +18,7 @@ use crate::eigencam::{eigencam, upsample};
 use crate::loader::LoadedModel;
 use crate::overlay::overlay;
 use crate::runtime::RuntimeError;
-use crate::triage::{triage, OodCheck, Thresholds, Triage};
+use crate::triage::{triage, Evidence, OodCheck, Thresholds, Triage};
 
 #[derive(Debug, Error)]
 pub enum PipelineError {
@@ -23,6 +26,9 @@ pub enum PipelineError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Input(#[from] PreprocessError),
+    /// The model gave NaN or infinite outputs: nothing can be vouched for.
+    #[error("the model gave non-finite outputs for this slice: no triage")]
+    NonFinite,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -54,7 +60,10 @@ pub fn run_slice(
 ) -> Result<SliceResult, PipelineError> {
     let mut timings = Timings::default();
     let t = Instant::now();
-    let lum = decode_luminance(bytes, DecodeLimits::default())?;
+    let lum = decode_luminance(bytes, DecodeLimits::slice())?;
+    // Decoded leniently; is the encoded data itself whole, and is the image
+    // plausibly one brain slice at all?
+    let input_doubt = damage(bytes, &lum).or_else(|| implausible(&lum));
     timings.decode_ms = ms(t);
     let t = Instant::now();
     let geometry = input_geometry(&lum, &model.spec)?;
@@ -63,6 +72,9 @@ pub fn run_slice(
     let t = Instant::now();
     let out = model.model.run(&input)?;
     timings.inference_ms = ms(t);
+    if !all_finite(&out.logits) || !all_finite(&out.features) {
+        return Err(PipelineError::NonFinite);
+    }
     let t = Instant::now();
     let [c, h, w] = out.feature_shape;
     let s = model.spec.input_size as usize;
@@ -73,7 +85,12 @@ pub fn run_slice(
         score: ood_score(&pooled_embedding(&out.features, c), &calibration.centroids),
         threshold: calibration.threshold,
     });
-    let triage = triage(&out.logits, &model.classes, thresholds, ood);
+    let evidence = Evidence {
+        temperature: model.manifest.temperature,
+        ood,
+        input_doubt,
+    };
+    let triage = triage(&out.logits, &model.classes, thresholds, evidence);
     let overlay = overlay(&lum, &saliency, &geometry);
     timings.render_ms = ms(t);
     Ok(SliceResult {

@@ -1,5 +1,6 @@
 //! Inference with tract: an ONNX model with a fixed `1×3×S×S` input and two
-//! outputs, `logits` and `features`, loaded and optimised once, run per slice.
+//! outputs, logits and features, found by the names the manifest gives them
+//! (never by position), loaded and optimised once, run per slice.
 
 use std::io::Cursor;
 
@@ -14,6 +15,10 @@ pub enum RuntimeError {
     Load(String),
     #[error("the model has {0} outputs; expected logits and features")]
     Outputs(usize),
+    #[error("the outputs named as logits and features have ranks {logits} and {features}; expected 2 ([1, K]) and 4 ([1, C, h, w])")]
+    OutputRanks { logits: usize, features: usize },
+    #[error("the model has no output named {0:?} (its outputs: {1:?})")]
+    MissingOutput(String, Vec<String>),
     #[error("input is {got}×{got}, the model expects {expected}×{expected}")]
     InputSize { got: u32, expected: u32 },
     #[error("inference failed: {0}")]
@@ -48,22 +53,57 @@ pub fn set_threads(threads: usize) {
     });
 }
 
+/// Which graph outputs hold the logits and the features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputNames<'a> {
+    pub logits: &'a str,
+    pub features: &'a str,
+}
+
+/// The names `tumorxai export` gives its outputs.
+pub const EXPORTED_OUTPUTS: OutputNames<'static> = OutputNames {
+    logits: "logits",
+    features: "features",
+};
+
 pub struct Model {
     plan: std::sync::Arc<TypedRunnableModel>,
     input_size: u32,
+    /// Positions of the logits and features among the model's outputs.
+    logits_index: usize,
+    features_index: usize,
 }
 
 impl Model {
     /// Parses, types and optimises an ONNX model for a `1×3×S×S` input.
-    pub fn load(onnx: &[u8], input_size: u32) -> Result<Model, RuntimeError> {
+    pub fn load(onnx: &[u8], input_size: u32, names: OutputNames) -> Result<Model, RuntimeError> {
         let proto = tract_onnx::onnx()
             .proto_model_for_read(&mut Cursor::new(onnx))
             .map_err(load_error)?;
-        Model::load_proto(&proto, input_size)
+        Model::load_proto(&proto, input_size, names)
     }
 
     /// As [`Model::load`], from an already decoded (possibly rewritten) model.
-    pub fn load_proto(proto: &pb::ModelProto, input_size: u32) -> Result<Model, RuntimeError> {
+    pub fn load_proto(
+        proto: &pb::ModelProto,
+        input_size: u32,
+        names: OutputNames,
+    ) -> Result<Model, RuntimeError> {
+        let declared: Vec<String> = proto
+            .graph
+            .as_ref()
+            .map(|g| g.output.iter().map(|o| o.name.clone()).collect())
+            .unwrap_or_default();
+        let position = |name: &str| {
+            declared
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| RuntimeError::MissingOutput(name.to_string(), declared.clone()))
+        };
+        let (logits_index, features_index) = (position(names.logits)?, position(names.features)?);
+        if declared.len() != 2 || logits_index == features_index {
+            return Err(RuntimeError::Outputs(declared.len()));
+        }
         let s = input_size as usize;
         let model = tract_onnx::onnx()
             .model_for_proto_model(proto)
@@ -76,8 +116,22 @@ impl Model {
         if outputs != 2 {
             return Err(RuntimeError::Outputs(outputs));
         }
+        // Logits `[1, K]`, features `[1, C, h, w]`: known before any slice.
+        let rank = |i: usize| model.output_fact(i).map(|f| f.rank()).map_err(load_error);
+        let (logits_rank, features_rank) = (rank(logits_index)?, rank(features_index)?);
+        if logits_rank != 2 || features_rank != 4 {
+            return Err(RuntimeError::OutputRanks {
+                logits: logits_rank,
+                features: features_rank,
+            });
+        }
         let plan = model.into_runnable().map_err(load_error)?;
-        Ok(Model { plan, input_size })
+        Ok(Model {
+            plan,
+            input_size,
+            logits_index,
+            features_index,
+        })
     }
 
     pub fn input_size(&self) -> u32 {
@@ -99,22 +153,25 @@ impl Model {
             .plan
             .run(tvec!(tensor.into()))
             .map_err(inference_error)?;
-        let logits = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(inference_error)?;
-        let features = outputs[1]
-            .to_plain_array_view::<f32>()
-            .map_err(inference_error)?;
-        let shape = features.shape().to_vec();
-        if shape.len() != 4 {
+        let output = |index: usize| {
+            outputs
+                .get(index)
+                .ok_or_else(|| RuntimeError::Outputs(outputs.len()))?
+                .to_plain_array_view::<f32>()
+                .map_err(inference_error)
+        };
+        let logits = output(self.logits_index)?;
+        let features = output(self.features_index)?;
+        let [1, c, h, w] = *features.shape() else {
             return Err(RuntimeError::Inference(format!(
-                "features have shape {shape:?}, expected [1, C, h, w]"
+                "features have shape {:?}, expected [1, C, h, w]",
+                features.shape()
             )));
-        }
+        };
         Ok(Outputs {
             logits: logits.iter().copied().collect(),
             features: features.iter().copied().collect(),
-            feature_shape: [shape[1], shape[2], shape[3]],
+            feature_shape: [c, h, w],
         })
     }
 }

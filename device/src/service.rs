@@ -10,14 +10,18 @@
 //! Crash safety, step by step for one file:
 //! 1. claim: rename `inbox/x` → `inbox/.processing/x` (atomic; a restart
 //!    finds unfinished claims there and finishes them first);
-//! 2. if the outbox already holds the answer for this content (a crash after
-//!    step 4), skip to 5;
+//! 2. choose the answer's name — `<stem>-<sha12>`, numbered when that
+//!    content was answered before, so a scan dropped again gets its own
+//!    answer — and record it beside the claim (`.processing/.x.answer`);
+//!    a restart that finds the recorded answer in the outbox skips to 5;
 //! 3. triage, write the overlay, append the audit entry (fsynced);
-//! 4. write `outbox/<stem>-<sha12>.json` atomically: the commit point;
-//! 5. move the input to `archive/`.
+//! 4. write `outbox/<name>.json` atomically: the commit point;
+//! 5. move the input to `archive/` (never overwriting; across filesystems
+//!    by copy, fsync, link and unlink), then drop the record.
 //!
 //! So no file is lost, and none is answered twice; a crash between 3 and 4
-//! repeats the audit entry, marked `recovered`.
+//! repeats the audit entry, marked `recovered`. One service per inbox: a
+//! second instance is refused by a lock file (`inbox/.tumorxai.lock`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -107,11 +111,15 @@ impl Folders {
     pub fn scan_inbox(&self) -> std::io::Result<Vec<(PathBuf, Observation)>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.inbox)? {
-            let entry = entry?;
-            let meta = entry.metadata()?;
+            // An entry renamed away between the listing and the look is gone:
+            // skip it, the next poll sees the folder as it is then.
+            let Ok(meta) = entry.and_then(|e| e.metadata().map(|m| (e.path(), m))) else {
+                continue;
+            };
+            let (path, meta) = meta;
             if meta.is_file() {
                 out.push((
-                    entry.path(),
+                    path,
                     Observation {
                         size: meta.len(),
                         modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
@@ -122,14 +130,67 @@ impl Folders {
         Ok(out)
     }
 
-    /// Claimed files a previous run did not finish.
+    /// Claimed files a previous run did not finish (their answer records,
+    /// hidden files, are not claims).
     pub fn unfinished(&self) -> std::io::Result<Vec<PathBuf>> {
         let mut out: Vec<PathBuf> = std::fs::read_dir(self.processing())?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_file())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Takes the inbox for this process: `Ok(None)` when another instance
+    /// holds it. The lock lasts as long as the returned file is open (and
+    /// dies with the process, whatever kills it).
+    pub fn lock(&self) -> std::io::Result<Option<std::fs::File>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.inbox.join(".tumorxai.lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn answer_record(claimed: &Path) -> PathBuf {
+        let name = claimed
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        claimed.with_file_name(format!(".{name}.answer"))
+    }
+
+    /// Step 2: the answer name recorded for this claim by an earlier run.
+    pub fn recorded_answer(claimed: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(Folders::answer_record(claimed)).ok()?;
+        let stem = text.trim();
+        // Only a plain name (what `record_answer` writes) is trusted.
+        let plain = !stem.is_empty() && !stem.contains(['/', '\\']) && !stem.starts_with('.');
+        plain.then(|| stem.to_string())
+    }
+
+    /// Step 2: a fresh answer name for this content — `<stem>-<sha12>`, or
+    /// `…-2`, `…-3` when earlier drops of it were answered — recorded
+    /// beside the claim.
+    pub fn record_answer(&self, claimed: &Path, sha256: &str) -> std::io::Result<String> {
+        let base = Folders::result_stem(claimed, sha256);
+        let mut stem = base.clone();
+        let mut n = 2;
+        while self.outbox.join(format!("{stem}.json")).exists() {
+            stem = format!("{base}-{n}");
+            n += 1;
+        }
+        write_atomic(&Folders::answer_record(claimed), stem.as_bytes())?;
+        Ok(stem)
     }
 
     /// Step 1: moves an inbox file into `.processing`; `None` if it vanished.
@@ -145,18 +206,60 @@ impl Folders {
         }
     }
 
-    /// Step 5: moves a claimed file to the archive (never overwriting).
+    /// Step 5: moves a claimed file to the archive, never overwriting: the
+    /// first free name of `x`, `<sha12>-x`, `<sha12>-2-x`, … is taken with a
+    /// hard link (which fails rather than replace), then the claim is
+    /// unlinked. An archive on another filesystem (EXDEV) gets a fsynced
+    /// copy instead. The answer record goes last.
     pub fn archive(&self, claimed: &Path, sha256: &str) -> std::io::Result<PathBuf> {
         let name = claimed
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "scan".into());
-        let mut to = self.archive.join(&name);
-        if to.exists() {
-            to = self.archive.join(format!("{}-{name}", &sha256[..12]));
+        let short = sha256.get(..12).unwrap_or(sha256);
+        let mut staged: Option<PathBuf> = None;
+        let mut result = Err(std::io::Error::other("no archive name was free"));
+        let mut attempt = 0u32;
+        while attempt < 1000 {
+            let to = match attempt {
+                0 => self.archive.join(&name),
+                1 => self.archive.join(format!("{short}-{name}")),
+                n => self.archive.join(format!("{short}-{n}-{name}")),
+            };
+            let from = staged.as_deref().unwrap_or(claimed);
+            match std::fs::hard_link(from, &to) {
+                Ok(()) => {
+                    result = Ok(to);
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => attempt += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices && staged.is_none() => {
+                    // Copy into the archive's filesystem under a hidden
+                    // name, durable before it gets its real name.
+                    let tmp = self.archive.join(format!(".{name}.{short}.copy"));
+                    std::fs::copy(claimed, &tmp)?;
+                    std::fs::File::open(&tmp)?.sync_all()?;
+                    // Same name again, now linked from the copy.
+                    staged = Some(tmp);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
         }
-        std::fs::rename(claimed, &to)?;
-        Ok(to)
+        let archived = result?;
+        sync_dir(&self.archive)?;
+        if let Some(tmp) = staged {
+            std::fs::remove_file(tmp)?;
+        }
+        std::fs::remove_file(claimed)?;
+        match std::fs::remove_file(Folders::answer_record(claimed)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        sync_dir(&self.processing())?;
+        Ok(archived)
     }
 
     /// Outbox stem for an input: its file stem and the first 12 hex digits
@@ -166,7 +269,7 @@ impl Folders {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "scan".into());
-        format!("{stem}-{}", &sha256[..12])
+        format!("{stem}-{}", sha256.get(..12).unwrap_or(sha256))
     }
 }
 
@@ -174,7 +277,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Writes `bytes` to `path` via a temporary file and rename, fsynced.
+/// Fsyncs a directory, so the names created or removed in it survive a
+/// power cut.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` via a temporary file and rename, the file and
+/// then its directory fsynced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let name = path
@@ -187,7 +297,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    sync_dir(dir.unwrap_or(Path::new(".")))
 }
 
 #[cfg(test)]
@@ -254,5 +366,71 @@ mod tests {
         let second = f.archive(&claimed, &sha).unwrap();
         assert_ne!(first, second, "an archived file is never overwritten");
         assert!(f.unfinished().unwrap().is_empty());
+    }
+
+    fn folders(root: &Path) -> Folders {
+        let f = Folders {
+            inbox: root.join("in"),
+            outbox: root.join("out"),
+            archive: root.join("archive"),
+        };
+        f.create().unwrap();
+        f
+    }
+
+    #[test]
+    fn the_archive_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = folders(tmp.path());
+        // Three different scans with one name, and one archived file that
+        // already sits under the hash-prefixed name.
+        let sha = sha256_hex(b"x");
+        std::fs::write(f.archive.join(format!("{}-s.png", &sha[..12])), b"old").unwrap();
+        let mut archived = Vec::new();
+        for content in [b"1", b"2", b"3"] {
+            let claimed = f.processing().join("s.png");
+            std::fs::write(&claimed, content).unwrap();
+            archived.push(f.archive(&claimed, &sha).unwrap());
+            assert!(!claimed.exists());
+        }
+        assert_eq!(archived[0], f.archive.join("s.png"));
+        assert_eq!(
+            archived[1],
+            f.archive.join(format!("{}-2-s.png", &sha[..12]))
+        );
+        let contents: Vec<Vec<u8>> = archived.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        assert_eq!(contents, vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]);
+        let old = std::fs::read(f.archive.join(format!("{}-s.png", &sha[..12]))).unwrap();
+        assert_eq!(old, b"old");
+    }
+
+    #[test]
+    fn one_service_per_inbox() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = folders(tmp.path());
+        let first = f.lock().unwrap();
+        assert!(first.is_some());
+        assert!(f.lock().unwrap().is_none(), "a second instance is refused");
+        drop(first);
+        assert!(f.lock().unwrap().is_some(), "released with its holder");
+    }
+
+    #[test]
+    fn each_drop_of_a_scan_gets_its_own_answer_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = folders(tmp.path());
+        let claimed = f.processing().join("s.png");
+        std::fs::write(&claimed, b"x").unwrap();
+        let sha = sha256_hex(b"x");
+        let first = f.record_answer(&claimed, &sha).unwrap();
+        assert_eq!(first, format!("s-{}", &sha[..12]));
+        assert_eq!(Folders::recorded_answer(&claimed), Some(first.clone()));
+        // The record is not a claim of its own.
+        assert_eq!(f.unfinished().unwrap(), vec![claimed.clone()]);
+        std::fs::write(f.outbox.join(format!("{first}.json")), b"{}").unwrap();
+        let second = f.record_answer(&claimed, &sha).unwrap();
+        assert_eq!(second, format!("{first}-2"));
+        f.archive(&claimed, &sha).unwrap();
+        assert_eq!(Folders::recorded_answer(&claimed), None, "record dropped");
     }
 }

@@ -4,6 +4,7 @@
 //! the input looks out of distribution (not like any training slice).
 
 use serde::{Deserialize, Serialize};
+use tumorxai_shared::logits::{all_finite, softmax};
 use tumorxai_shared::{ClassInfo, Family};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -63,6 +64,13 @@ pub struct Triage {
     pub ood_score: Option<f32>,
     /// The score crossed its threshold (the flag is then REVIEW).
     pub out_of_distribution: bool,
+    /// Why the input itself is doubtful (damaged data, not a brain slice),
+    /// when it is; the flag is then REVIEW.
+    pub input_doubt: Option<String>,
+    /// Probabilities are `softmax(logits / T)` with a temperature fitted on
+    /// held-out images (the bundle's); `false`: raw softmax (T = 1).
+    pub calibrated: bool,
+    pub temperature: f32,
 }
 
 /// An out-of-distribution score and the threshold above which it abstains.
@@ -72,22 +80,33 @@ pub struct OodCheck {
     pub threshold: f32,
 }
 
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f64> = logits.iter().map(|&z| f64::from(z - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.iter().map(|e| (e / sum) as f32).collect()
+/// What is known about a slice besides its logits.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// The bundle's softmax temperature (`None`: 1, uncalibrated).
+    pub temperature: Option<f32>,
+    pub ood: Option<OodCheck>,
+    /// Why the input is doubtful, if it is.
+    pub input_doubt: Option<String>,
 }
 
 /// Applies the policy. Classes whose names are not of the real layout count
-/// toward no family (they can still be in the top 3).
+/// toward no family (they can still be in the top 3). Non-finite logits, a
+/// logit count other than the class count, a doubtful input or an
+/// out-of-distribution score end in REVIEW whatever else holds.
 pub fn triage(
     logits: &[f32],
     classes: &[String],
     thresholds: Thresholds,
-    ood: Option<OodCheck>,
+    evidence: Evidence,
 ) -> Triage {
-    let p = softmax(logits);
+    let Evidence {
+        temperature,
+        ood,
+        input_doubt,
+    } = evidence;
+    let t = temperature.unwrap_or(1.0);
+    let p = softmax(logits, f64::from(t));
     let mut order: Vec<usize> = (0..p.len()).collect();
     order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
     let top3 = order
@@ -125,7 +144,24 @@ pub fn triage(
         .find(|(n, _)| n == Family::Normal.label())
         .map_or(0.0, |f| f.1);
     let out_of_distribution = ood.is_some_and(|o| o.score.is_nan() || o.score > o.threshold);
+    let sound = all_finite(logits) && all_finite(&p) && logits.len() == classes.len();
     let (flag, reason) = match (ood, tumour) {
+        _ if !sound => (
+            Flag::Review,
+            format!(
+                "model output unusable: {} logits for {} classes, finite: {}",
+                logits.len(),
+                classes.len(),
+                all_finite(logits)
+            ),
+        ),
+        _ if input_doubt.is_some() => (
+            Flag::Review,
+            format!(
+                "doubtful input: {}",
+                input_doubt.as_deref().unwrap_or_default()
+            ),
+        ),
         (Some(o), _) if out_of_distribution => (
             Flag::Review,
             format!(
@@ -156,6 +192,9 @@ pub fn triage(
         reason,
         ood_score: ood.map(|o| o.score),
         out_of_distribution,
+        input_doubt,
+        calibrated: temperature.is_some(),
+        temperature: t,
     }
 }
 
@@ -185,7 +224,7 @@ mod tests {
             &logits_for(&[(0, 0.3), (1, 0.25), (6, 0.1)]),
             &classes(),
             Thresholds::default(),
-            None,
+            Evidence::default(),
         );
         assert_eq!(t.top3[0].class, CLASS_NAMES[0]);
         assert!((t.top3[0].probability - 0.3).abs() < 1e-5);
@@ -204,11 +243,16 @@ mod tests {
             &logits_for(&[(6, 0.5), (7, 0.4)]),
             &classes(),
             Thresholds::default(),
-            None,
+            Evidence::default(),
         );
         assert_eq!(t.flag, Flag::NoTumour);
         // Spread evenly: no family reaches its threshold → REVIEW.
-        let t = triage(&[0.0; 17], &classes(), Thresholds::default(), None);
+        let t = triage(
+            &[0.0; 17],
+            &classes(),
+            Thresholds::default(),
+            Evidence::default(),
+        );
         assert_eq!(t.flag, Flag::Review);
         assert!(t.reason.starts_with("low confidence"), "{}", t.reason);
         // Normal 0.6 with the default normal threshold 0.7 → REVIEW.
@@ -216,7 +260,7 @@ mod tests {
             &logits_for(&[(6, 0.6)]),
             &classes(),
             Thresholds::default(),
-            None,
+            Evidence::default(),
         );
         assert_eq!(t.flag, Flag::Review);
         let json = serde_json::to_string(&Flag::TumourLikely("Schwannoma".into())).unwrap();
@@ -230,7 +274,15 @@ mod tests {
             score: 0.1,
             threshold: 0.2,
         };
-        let t = triage(&confident, &classes(), Thresholds::default(), Some(inside));
+        let t = triage(
+            &confident,
+            &classes(),
+            Thresholds::default(),
+            Evidence {
+                ood: Some(inside),
+                ..Evidence::default()
+            },
+        );
         assert_eq!(t.flag, Flag::TumourLikely("Glioma".into()));
         assert_eq!(t.ood_score, Some(0.1));
         assert!(!t.out_of_distribution);
@@ -238,7 +290,15 @@ mod tests {
             score: 0.35,
             threshold: 0.2,
         };
-        let t = triage(&confident, &classes(), Thresholds::default(), Some(outside));
+        let t = triage(
+            &confident,
+            &classes(),
+            Thresholds::default(),
+            Evidence {
+                ood: Some(outside),
+                ..Evidence::default()
+            },
+        );
         assert_eq!(t.flag, Flag::Review);
         assert!(t.out_of_distribution);
         assert!(t.reason.contains("out of distribution"), "{}", t.reason);
@@ -246,9 +306,81 @@ mod tests {
             score: f32::NAN,
             threshold: 0.2,
         };
-        let t = triage(&confident, &classes(), Thresholds::default(), Some(nan));
+        let t = triage(
+            &confident,
+            &classes(),
+            Thresholds::default(),
+            Evidence {
+                ood: Some(nan),
+                ..Evidence::default()
+            },
+        );
         assert_eq!(t.flag, Flag::Review);
         let json = serde_json::to_string(&Flag::TumourLikely("Schwannoma".into())).unwrap();
         assert_eq!(json, r#"{"flag":"TUMOR LIKELY","family":"Schwannoma"}"#);
+    }
+
+    #[test]
+    fn the_bundle_temperature_softens_probabilities() {
+        // Logits [ln 9, 0, …]: at T = 2 the first becomes ln 3 → p = 3/(3+16).
+        let mut logits = vec![0.0f32; 17];
+        logits[0] = 9f32.ln();
+        let t = triage(
+            &logits,
+            &classes(),
+            Thresholds::default(),
+            Evidence {
+                temperature: Some(2.0),
+                ..Evidence::default()
+            },
+        );
+        assert!((t.top3[0].probability - 3.0 / 19.0).abs() < 1e-6);
+        assert!(t.calibrated);
+        assert_eq!(t.temperature, 2.0);
+        let raw = triage(
+            &logits,
+            &classes(),
+            Thresholds::default(),
+            Evidence::default(),
+        );
+        assert!((raw.top3[0].probability - 9.0 / 25.0).abs() < 1e-6);
+        assert!(!raw.calibrated);
+    }
+
+    #[test]
+    fn non_finite_or_misshapen_logits_are_never_flagged() {
+        let mut confident = logits_for(&[(0, 0.99)]);
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            confident[5] = bad;
+            let t = triage(
+                &confident,
+                &classes(),
+                Thresholds::default(),
+                Evidence::default(),
+            );
+            assert_eq!(t.flag, Flag::Review, "{bad}");
+            assert!(t.reason.contains("unusable"), "{}", t.reason);
+        }
+        let short = logits_for(&[(0, 0.99)])[..16].to_vec();
+        let t = triage(
+            &short,
+            &classes(),
+            Thresholds::default(),
+            Evidence::default(),
+        );
+        assert_eq!(t.flag, Flag::Review);
+    }
+
+    #[test]
+    fn a_doubtful_input_goes_to_review_whatever_the_model_says() {
+        let confident = logits_for(&[(0, 0.99)]);
+        let evidence = Evidence {
+            input_doubt: Some("damaged JPEG data".into()),
+            ..Evidence::default()
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), evidence);
+        assert_eq!(t.flag, Flag::Review);
+        assert!(t.reason.contains("damaged JPEG"), "{}", t.reason);
+        assert_eq!(t.input_doubt.as_deref(), Some("damaged JPEG data"));
     }
 }

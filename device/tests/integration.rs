@@ -3,5 +3,6 @@
 
 mod arm_parity;
 mod display;
+mod hostile_inputs;
 mod serve_cli;
 mod triage_cli;

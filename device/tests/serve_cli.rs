@@ -1,7 +1,10 @@
 //! `tumorxai-device serve --once`, run for real on the demo bundle: complete
 //! files are answered once and archived, files still being written are left
 //! alone, bad files get an error answer and an audit entry, and a restart
-//! finishes claimed files without answering anything twice.
+//! finishes claimed files without answering anything twice. A file whose
+//! handling fails does not stop the service, an archive on another
+//! filesystem works, a scan dropped twice is answered twice, one instance
+//! holds an inbox, and SIGTERM stops the service gracefully.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,26 +38,46 @@ fn dirs() -> Dirs {
     dirs
 }
 
-fn serve(d: &Dirs) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tumorxai-device"))
+fn serve_command(d: &Dirs, once: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tumorxai-device"));
+    command
         .current_dir(repo())
-        .args(["serve", "--once", "--inbox"])
+        .arg("serve")
+        .args(if once {
+            &["--once"][..]
+        } else {
+            &["--poll-ms", "50"][..]
+        })
+        .arg("--inbox")
         .arg(&d.inbox)
         .arg("--outbox")
         .arg(&d.outbox)
         .arg("--archive")
         .arg(&d.archive)
         .arg("--audit")
-        .arg(&d.audit)
+        .arg(&d.audit);
+    command
+}
+
+fn serve(d: &Dirs) -> Output {
+    serve_command(d, true)
         .output()
         .expect("run tumorxai-device")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|r| {
+            // Visible files: the service's own (its lock, answer records)
+            // are hidden.
             r.filter_map(|e| e.ok())
                 .filter(|e| e.path().is_file())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect()
         })
@@ -122,8 +145,15 @@ fn complete_files_are_answered_once_and_archived() {
     }
     let empty = audit
         .iter()
-        .find(|e| e["input_name"] == "empty.jpg")
+        .find(|e| e["input_sha256"] == sha256_hex(b""))
         .unwrap();
+    // File names (often patient names) never reach the audit log.
+    for entry in &audit {
+        let line = entry.to_string();
+        for name in ["a.jpg", "b.jpg", "corrupt.png", "empty.jpg"] {
+            assert!(!line.contains(name), "{name} in {line}");
+        }
+    }
     assert!(
         empty["message"].as_str().unwrap().contains("empty"),
         "{empty}"
@@ -159,9 +189,18 @@ fn a_restart_finishes_claimed_files_without_answering_twice() {
     assert_eq!(audit[0]["recovered"], true);
     assert_eq!(names(&d.archive), vec!["m.jpg"]);
 
-    // Answered before a crash, not yet archived (same name and content as
-    // the answer in the outbox): only archived now.
+    // Answered before a crash, not yet archived (the claim's answer record
+    // names the answer in the outbox): only archived now.
     copy_sample("04-meningioma-t1c.jpg", &processing.join("m.jpg"));
+    let answer = names(&d.outbox)
+        .into_iter()
+        .find(|n| n.starts_with("m-") && n.ends_with(".json"))
+        .unwrap();
+    std::fs::write(
+        processing.join(".m.jpg.answer"),
+        answer.trim_end_matches(".json"),
+    )
+    .unwrap();
     let answers_before = names(&d.outbox).len();
     serve(&d);
     assert_eq!(
@@ -172,4 +211,129 @@ fn a_restart_finishes_claimed_files_without_answering_twice() {
     assert_eq!(names(&d.outbox).len(), answers_before);
     assert!(names(&processing).is_empty());
     assert_eq!(names(&d.archive).len(), 2);
+}
+
+#[test]
+fn a_failing_file_gets_an_error_answer_and_the_service_goes_on() {
+    let d = dirs();
+    copy_sample("01-glioma-t1c.jpg", &d.inbox.join("a.jpg"));
+    copy_sample("07-normal-t2.jpg", &d.inbox.join("b.jpg"));
+    // A folder squats a.jpg's overlay name: writing the overlay fails.
+    let sha = sha256_hex(&std::fs::read(d.inbox.join("a.jpg")).unwrap());
+    let squatted = d.outbox.join(format!("a-{}-overlay.png", &sha[..12]));
+    std::fs::create_dir_all(squatted.join("x")).unwrap();
+    let run = serve(&d);
+    assert!(
+        run.status.success(),
+        "the service must survive one file's failure: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(names(&d.archive), vec!["a.jpg", "b.jpg"]);
+    assert!(names(&d.inbox).is_empty());
+    let audit = audit_lines(&d);
+    let outcome = |sha: &str| {
+        audit
+            .iter()
+            .filter(|e| e["input_sha256"] == sha)
+            .map(|e| e["outcome"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let b_sha = sha256_hex(&std::fs::read(d.archive.join("b.jpg")).unwrap());
+    assert_eq!(outcome(&b_sha), vec!["triaged"]);
+    assert_eq!(outcome(&sha), vec!["error"], "{audit:?}");
+    let error_answer = d.outbox.join(format!("a-{}.json", &sha[..12]));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&error_answer).unwrap()).unwrap();
+    assert!(json["error"].as_str().is_some(), "{json}");
+}
+
+#[test]
+fn an_archive_on_another_filesystem_is_copied_not_lost() {
+    // /dev/shm is a tmpfs: `rename` into it fails with EXDEV.
+    let shm = Path::new("/dev/shm");
+    let Ok(archive) = tempfile::tempdir_in(shm) else {
+        eprintln!("skipping: no /dev/shm here");
+        return;
+    };
+    use std::os::unix::fs::MetadataExt;
+    let mut d = dirs();
+    let same_fs = std::fs::metadata(archive.path()).unwrap().dev()
+        == std::fs::metadata(&d.inbox).unwrap().dev();
+    if same_fs {
+        eprintln!("skipping: /dev/shm is on the test folder's filesystem");
+        return;
+    }
+    d.archive = archive.path().join("archive");
+    copy_sample("01-glioma-t1c.jpg", &d.inbox.join("a.jpg"));
+    let original = std::fs::read(d.inbox.join("a.jpg")).unwrap();
+    for round in 0..2 {
+        let run = serve(&d);
+        assert!(
+            run.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    assert_eq!(names(&d.archive), vec!["a.jpg"]);
+    assert_eq!(std::fs::read(d.archive.join("a.jpg")).unwrap(), original);
+    assert!(names(&d.inbox.join(".processing")).is_empty());
+    assert_eq!(audit_lines(&d).len(), 1);
+}
+
+#[test]
+fn a_scan_dropped_again_gets_its_own_answer_and_audit_entry() {
+    let d = dirs();
+    for round in 1..=2 {
+        copy_sample("07-normal-t2.jpg", &d.inbox.join("n.jpg"));
+        let run = serve(&d);
+        assert!(run.status.success());
+        assert_eq!(audit_lines(&d).len(), round);
+    }
+    let out = names(&d.outbox);
+    let answers: Vec<&String> = out.iter().filter(|n| n.ends_with(".json")).collect();
+    assert_eq!(answers.len(), 2, "{out:?}");
+    assert_eq!(names(&d.archive).len(), 2, "both drops archived");
+    assert!(audit_lines(&d).iter().all(|e| e["outcome"] == "triaged"));
+}
+
+/// Waits until `path` exists (the service writes display.png once started).
+fn wait_for(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn one_instance_per_inbox_and_sigterm_stops_gracefully() {
+    let d = dirs();
+    let mut first = serve_command(&d, false)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&d.outbox.join("display.png"));
+    let second = serve(&d);
+    assert!(
+        !second.status.success(),
+        "a second instance must be refused"
+    );
+    let why = String::from_utf8_lossy(&second.stderr);
+    assert!(why.contains("already using"), "{why}");
+    // The first keeps serving.
+    copy_sample("07-normal-t2.jpg", &d.inbox.join("n.jpg"));
+    wait_for(&d.archive.join("n.jpg"));
+    let status = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = first.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "SIGTERM must end in a clean exit");
+    assert_eq!(audit_lines(&d).len(), 1);
 }

@@ -168,8 +168,14 @@ fn inputs_that_are_not_brain_slices_go_to_review() {
             serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap())
                 .unwrap();
         assert_eq!(json["triage"]["flag"]["flag"], "REVIEW", "{stem}: {json}");
+        // Caught twice over: the input checks (no dark background, too
+        // few intensity levels) and, independently, the feature-space score.
         let reason = json["triage"]["reason"].as_str().unwrap();
-        assert!(reason.contains("out of distribution"), "{stem}: {reason}");
+        assert!(reason.contains("doubtful input"), "{stem}: {reason}");
+        assert_eq!(
+            json["triage"]["out_of_distribution"], true,
+            "{stem}: {json}"
+        );
         let frame = image::open(out.join(format!("{stem}-display.png"))).unwrap();
         assert_eq!((frame.width(), frame.height()), (480, 320));
     }
@@ -230,4 +236,51 @@ fn more_threads_give_the_same_logits() {
     assert!(diff <= 1e-5, "1 vs 2 threads: {diff}");
     let zero = device(&["triage", "--threads", "0"]);
     assert!(!zero.status.success());
+}
+
+#[test]
+fn files_with_one_name_in_different_folders_keep_their_own_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(
+        repo().join("models/samples/01-glioma-t1c.jpg"),
+        a.join("slice.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("models/samples/07-normal-t2.jpg"),
+        b.join("slice.jpg"),
+    )
+    .unwrap();
+    let (a_file, b_file) = (a.join("slice.jpg"), b.join("slice.jpg"));
+    let run = device(&[
+        "triage",
+        "--out",
+        out.to_str().unwrap(),
+        a_file.to_str().unwrap(),
+        b_file.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut answered: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .map(|n| {
+            let json: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join(&n)).unwrap()).unwrap();
+            json["file"].as_str().unwrap().to_string()
+        })
+        .collect();
+    answered.sort();
+    let mut expected = vec![a_file.display().to_string(), b_file.display().to_string()];
+    expected.sort();
+    assert_eq!(answered, expected, "one answer per input, none overwritten");
 }

@@ -7,6 +7,7 @@
 //! weight 0 in the weighted average; macro averages run over all classes.
 
 use serde::{Deserialize, Serialize};
+pub use tumorxai_shared::logits::{argmax, softmax};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassScores {
@@ -98,11 +99,12 @@ pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], b
     let mut correct = vec![0f64; bins];
     let mut confidence = vec![0f64; bins];
     for (row, &t) in probabilities.iter().zip(truth) {
-        let (arg, conf) = argmax(row);
+        let arg = argmax(row);
+        let conf = arg.and_then(|i| row.get(i)).copied().unwrap_or(0.0);
         let b = ((f64::from(conf) * bins as f64).ceil() as usize).clamp(1, bins) - 1;
         count[b] += 1;
         confidence[b] += f64::from(conf);
-        if arg == t {
+        if arg == Some(t) {
             correct[b] += 1.0;
         }
     }
@@ -113,27 +115,6 @@ pub fn expected_calibration_error(probabilities: &[Vec<f32>], truth: &[usize], b
                 * (correct[b] / count[b] as f64 - confidence[b] / count[b] as f64).abs()
         })
         .sum()
-}
-
-pub fn argmax(row: &[f32]) -> (usize, f32) {
-    row.iter()
-        .copied()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, v)| {
-            if v > best.1 {
-                (i, v)
-            } else {
-                best
-            }
-        })
-}
-
-pub fn softmax(logits: &[f32], temperature: f64) -> Vec<f32> {
-    let scaled: Vec<f64> = logits.iter().map(|&z| f64::from(z) / temperature).collect();
-    let max = scaled.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = scaled.iter().map(|z| (z - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    exps.iter().map(|e| (e / sum) as f32).collect()
 }
 
 /// Mean negative log-likelihood of the truth at a temperature.
@@ -171,7 +152,12 @@ pub fn fit_temperature(logits: &[Vec<f32>], truth: &[usize]) -> f64 {
 /// The full report from logits (one row per sample) and true labels.
 pub fn report(logits: &[Vec<f32>], truth: &[usize], classes: usize, temperature: f64) -> Report {
     let probabilities: Vec<Vec<f32>> = logits.iter().map(|row| softmax(row, temperature)).collect();
-    let predicted: Vec<usize> = probabilities.iter().map(|row| argmax(row).0).collect();
+    // A row with non-finite logits has no top-1; it is counted as class 0,
+    // as the NaN-dropping maximum always did (wrong unless the truth is 0).
+    let predicted: Vec<usize> = probabilities
+        .iter()
+        .map(|row| argmax(row).unwrap_or(0))
+        .collect();
     let confusion = confusion_matrix(truth, &predicted, classes);
     let per_class = per_class_scores(&confusion);
     let n = truth.len();

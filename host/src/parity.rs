@@ -9,6 +9,8 @@ use tch::Tensor;
 use tumorxai_device::eigencam::eigencam as device_eigencam;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_shared::bundle::QuantizationForm;
+use tumorxai_shared::logits::{argmax, max_abs_diff};
+use tumorxai_shared::ood::{ood_score, pooled_embedding};
 use tumorxai_shared::{decode_luminance, input_plane, preprocess_bytes, DecodeLimits};
 
 use crate::data::normalize;
@@ -26,10 +28,17 @@ pub struct FileParity {
     pub logit_scale: f32,
     pub features_max_abs: f32,
     pub feature_scale: f32,
-    pub host_top1: usize,
-    pub device_top1: usize,
+    /// `None` when the logits are not finite (never counts as agreement).
+    pub host_top1: Option<usize>,
+    pub device_top1: Option<usize>,
     /// Pearson correlation of the host and device EigenCAM maps.
     pub cam_correlation: f64,
+    /// Out-of-distribution scores with the bundle's calibration (host: tch
+    /// features; device: tract's), when the bundle has one.
+    pub host_ood: Option<f32>,
+    pub device_ood: Option<f32>,
+    /// Both sides take the same in/out-of-distribution decision.
+    pub ood_decision_agrees: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +52,10 @@ pub struct ParitySummary {
     pub top1_agreement: f64,
     pub cam_correlation_min: f64,
     pub cam_correlation_mean: f64,
+    /// max |host − device| out-of-distribution score (0 without calibration).
+    pub ood_max_abs: f32,
+    /// Share of files with the same in/out decision on both sides.
+    pub ood_decision_agreement: f64,
 }
 
 /// Regression bars, by the bundle's quantization form.
@@ -54,6 +67,9 @@ pub struct ParityBars {
     pub features_max_relative: Option<f32>,
     pub top1_agreement_min: f64,
     pub cam_correlation_mean_min: f64,
+    /// `None`: not checked (int8 features drift by design).
+    pub ood_max_abs: Option<f32>,
+    pub ood_decision_agreement_min: f64,
 }
 
 impl ParityBars {
@@ -65,6 +81,8 @@ impl ParityBars {
                 features_max_relative: Some(1e-4),
                 top1_agreement_min: 1.0,
                 cam_correlation_mean_min: 0.999,
+                ood_max_abs: Some(1e-4),
+                ood_decision_agreement_min: 1.0,
             },
             QuantizationForm::Int8Qdq => ParityBars {
                 preprocess_max_abs: 0.0,
@@ -72,6 +90,8 @@ impl ParityBars {
                 features_max_relative: None,
                 top1_agreement_min: 0.99,
                 cam_correlation_mean_min: 0.9,
+                ood_max_abs: None,
+                ood_decision_agreement_min: 0.99,
             },
         }
     }
@@ -101,38 +121,38 @@ impl ParityBars {
                 ));
             }
         }
-        if summary.top1_agreement < self.top1_agreement_min {
+        if summary.top1_agreement.is_nan() || summary.top1_agreement < self.top1_agreement_min {
             out.push(format!(
                 "top-1 agreement {:.4} (bar {})",
                 summary.top1_agreement, self.top1_agreement_min
             ));
         }
-        if summary.cam_correlation_mean < self.cam_correlation_mean_min {
+        if summary.cam_correlation_mean.is_nan()
+            || summary.cam_correlation_mean < self.cam_correlation_mean_min
+        {
             out.push(format!(
                 "mean EigenCAM correlation {:.4} (bar {})",
                 summary.cam_correlation_mean, self.cam_correlation_mean_min
             ));
         }
+        if let Some(bar) = self.ood_max_abs {
+            if summary.ood_max_abs.is_nan() || summary.ood_max_abs > bar {
+                out.push(format!(
+                    "out-of-distribution scores differ by {:.3e} (bar {bar:.0e})",
+                    summary.ood_max_abs
+                ));
+            }
+        }
+        if summary.ood_decision_agreement.is_nan()
+            || summary.ood_decision_agreement < self.ood_decision_agreement_min
+        {
+            out.push(format!(
+                "out-of-distribution decisions agree on {:.4} of the files (bar {})",
+                summary.ood_decision_agreement, self.ood_decision_agreement_min
+            ));
+        }
         out
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    if a.len() != b.len() {
-        return f32::INFINITY;
-    }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
 }
 
 /// Runs one slice (file bytes) through both paths.
@@ -159,6 +179,17 @@ pub fn compare_slice(
     let [c, h, w] = out.feature_shape;
     let device_cam = device_eigencam(&out.features, c, h, w);
     let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
+    let calibration = device.manifest.ood.as_ref();
+    let score = |features: &[f32]| {
+        calibration.map(|o| ood_score(&pooled_embedding(features, c), &o.centroids))
+    };
+    let (host_ood, device_ood) = (score(&host_features), score(&out.features));
+    let ood_decision_agrees = calibration
+        .zip(host_ood.zip(device_ood))
+        .map(|(o, (h, d))| {
+            // NaN on either side is never an agreement.
+            !h.is_nan() && !d.is_nan() && (h > o.threshold) == (d > o.threshold)
+        });
     Ok(FileParity {
         file: name.to_string(),
         preprocess_max_abs: max_abs_diff(&host_input, &device_input.data),
@@ -169,25 +200,50 @@ pub fn compare_slice(
         host_top1: argmax(&host_logits),
         device_top1: argmax(&out.logits),
         cam_correlation: correlation(&host_cam, &device_cam),
+        host_ood,
+        device_ood,
+        ood_decision_agrees,
     })
 }
 
 pub fn summarise(rows: &[FileParity]) -> ParitySummary {
     let n = rows.len().max(1) as f64;
-    let max = |f: &dyn Fn(&FileParity) -> f32| rows.iter().map(f).fold(0f32, f32::max);
+    // NaN-propagating maximum (`f32::max` would drop a NaN row).
+    let max = |f: &dyn Fn(&FileParity) -> f32| {
+        rows.iter()
+            .map(f)
+            .fold(0f32, |m, x| if x.is_nan() || x > m { x } else { m })
+    };
     ParitySummary {
         files: rows.len(),
         preprocess_max_abs: max(&|r| r.preprocess_max_abs),
         logits_max_abs: max(&|r| r.logits_max_abs),
         logits_max_relative: max(&|r| r.logits_max_abs / r.logit_scale),
         features_max_relative: max(&|r| r.features_max_abs / r.feature_scale),
-        top1_agreement: rows.iter().filter(|r| r.host_top1 == r.device_top1).count() as f64 / n,
+        top1_agreement: rows
+            .iter()
+            .filter(|r| r.host_top1.is_some() && r.host_top1 == r.device_top1)
+            .count() as f64
+            / n,
         cam_correlation_min: rows
             .iter()
             .map(|r| r.cam_correlation)
             .fold(f64::INFINITY, f64::min)
             .min(1.0),
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
+        ood_max_abs: max(&|r| match (r.host_ood, r.device_ood) {
+            (Some(h), Some(d)) => (h - d).abs(),
+            (None, None) => 0.0,
+            _ => f32::INFINITY,
+        }),
+        ood_decision_agreement: {
+            let decided: Vec<bool> = rows.iter().filter_map(|r| r.ood_decision_agrees).collect();
+            if decided.is_empty() {
+                1.0
+            } else {
+                decided.iter().filter(|&&a| a).count() as f64 / decided.len() as f64
+            }
+        },
     }
 }
 
@@ -203,9 +259,12 @@ mod tests {
             logit_scale: 10.0,
             features_max_abs: 0.0,
             feature_scale: 1.0,
-            host_top1: 0,
-            device_top1: top,
+            host_top1: Some(0),
+            device_top1: Some(top),
             cam_correlation: cam,
+            host_ood: None,
+            device_ood: None,
+            ood_decision_agrees: None,
         }
     }
 
@@ -222,5 +281,42 @@ mod tests {
         assert_eq!(fp32.len(), 2, "{fp32:?}"); // agreement and CAM, not logits
         let int8 = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
         assert_eq!(int8.len(), 1, "{int8:?}"); // agreement only
+    }
+
+    #[test]
+    fn non_finite_results_fail_every_bar_they_touch() {
+        // A device giving NaN logits: max_abs_diff → +∞, top-1 → None.
+        let mut bad = row(0.0, 0, f64::NAN);
+        bad.logits_max_abs = max_abs_diff(&[1.0, 2.0], &[f32::NAN, 2.0]);
+        bad.device_top1 = argmax(&[f32::NAN, 2.0]);
+        let s = summarise(&[row(0.0, 0, 1.0), bad]);
+        assert_eq!(s.logits_max_relative, f32::INFINITY);
+        assert_eq!(s.top1_agreement, 0.5);
+        assert!(s.cam_correlation_mean.is_nan());
+        let fp32 = ParityBars::for_form(QuantizationForm::Fp32).failures(&s);
+        assert_eq!(fp32.len(), 3, "logits, agreement, CAM: {fp32:?}");
+        // Two NaN hosts and devices never "agree".
+        let mut both = row(0.0, 0, 1.0);
+        both.host_top1 = None;
+        both.device_top1 = None;
+        assert_eq!(summarise(&[both]).top1_agreement, 0.0);
+    }
+
+    #[test]
+    fn out_of_distribution_scores_are_compared_and_decided_alike() {
+        let mut a = row(0.0, 0, 1.0);
+        (a.host_ood, a.device_ood, a.ood_decision_agrees) = (Some(0.20), Some(0.2003), Some(true));
+        let mut b = row(0.0, 0, 1.0);
+        (b.host_ood, b.device_ood, b.ood_decision_agrees) = (Some(0.25), Some(0.23), Some(false));
+        let s = summarise(&[a.clone(), b]);
+        assert!((s.ood_max_abs - 0.02).abs() < 1e-6, "{s:?}");
+        assert_eq!(s.ood_decision_agreement, 0.5);
+        let int8 = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
+        assert_eq!(int8.len(), 1, "decisions only: {int8:?}");
+        let fp32 = ParityBars::for_form(QuantizationForm::Fp32).failures(&s);
+        assert_eq!(fp32.len(), 2, "score and decisions: {fp32:?}");
+        // A score on one side only fails the fp32 bar.
+        a.device_ood = None;
+        assert_eq!(summarise(&[a]).ood_max_abs, f32::INFINITY);
     }
 }

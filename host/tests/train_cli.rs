@@ -105,6 +105,15 @@ fn train_evaluate_finetune_and_probe() {
         assert!(out_dir.join(report).exists());
     }
 
+    // linear-eval has no k-NN options: an option that would do nothing is
+    // refused rather than ignored.
+    let mut args = vec!["linear-eval", "--backbone", s(&weights)];
+    args.extend_from_slice(&common);
+    args.extend_from_slice(&["--k", "5"]);
+    let ignored = tumorxai(&args);
+    assert!(!ignored.status.success());
+    assert!(String::from_utf8_lossy(&ignored.stderr).contains("--k"));
+
     // A backbone of another architecture is refused with a reason.
     let mut args = vec!["finetune", "--backbone", s(&weights)];
     args.extend_from_slice(&common);

@@ -26,6 +26,19 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// What the scanner-side box accepts: 16 megapixels and 4,096 per side.
+    /// MRI slices are 256²–1024² (2048² at most for high-resolution
+    /// acquisitions); a larger image is not a slice, and decoding it would
+    /// cost the box hundreds of megabytes (16 MP × f32 luminance = 64 MiB).
+    pub const fn slice() -> DecodeLimits {
+        DecodeLimits {
+            max_pixels: 16 * 1024 * 1024,
+            max_side: 4096,
+        }
+    }
+}
+
 /// A single-channel image, row-major, values in [0, 1].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Luminance {

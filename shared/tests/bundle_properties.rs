@@ -25,7 +25,11 @@ fn signed_bundle() -> Vec<u8> {
         model_id: "prop-model".into(),
         version: "0.1.0".into(),
         created: "2026-11-27T00:00:00Z".into(),
-        classes: vec!["x".into(), "y".into(), "z".into()],
+        classes: vec![
+            "Glioma T1".into(),
+            "NORMAL T1".into(),
+            "Schwannoma T2".into(),
+        ],
         preprocess_spec_sha256: spec.hash_hex(),
         preprocess_spec: spec,
         input_size: 32,
@@ -45,6 +49,7 @@ fn signed_bundle() -> Vec<u8> {
         },
         notice: Some("test".into()),
         ood: None,
+        temperature: None,
     };
     let contents = BundleContents {
         manifest,

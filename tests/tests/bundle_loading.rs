@@ -1,6 +1,9 @@
 //! The device's bundle loader against bundles written with the shared format
 //! around a real export: what it accepts, and each refusal with its reason
-//! (foreign signer, spec it cannot honour, golden self-test failures).
+//! (foreign signer, spec it cannot honour, golden self-test failures) — and
+//! hostile-but-signed bundles: NaN outputs, no golden vectors, a class count
+//! or feature length that does not fit the manifest, outputs under other
+//! names. Each is refused with a typed error, never loaded.
 
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
@@ -10,9 +13,10 @@ use tumorxai_device::loader::{tensor_sha256, LoadError, LoadedModel};
 use tumorxai_host::export::onnx;
 use tumorxai_host::model::{resnet, Depth, ResNetConfig};
 use tumorxai_shared::bundle::{
-    mcuboot, payload, write_bundle, BundleContents, GoldenVector, Manifest, Outputs, Quantization,
-    QuantizationForm, Training, MANIFEST_FORMAT,
+    mcuboot, payload, write_bundle, BundleContents, GoldenVector, Manifest, OodCalibration,
+    Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
+use tumorxai_shared::logits::argmax;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec, CLASS_NAMES};
 
 const SIZE: u32 = 32;
@@ -25,24 +29,42 @@ fn sample() -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+const CONFIG: ResNetConfig = ResNetConfig {
+    depth: Depth::ResNet18,
+    width: 0.125,
+};
+
+/// A random ResNet-18 ×0.125 with `classes` outputs: its ONNX export and
+/// the tch logits for the sample scan.
+fn exported(classes: i64, poison_with_nan: bool) -> (Vec<u8>, Vec<f32>) {
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(tch::Device::Cpu);
+    let net = resnet(&vs.root(), CONFIG, Some(classes));
+    if poison_with_nan {
+        tch::no_grad(|| {
+            for (name, mut tensor) in vs.variables() {
+                if name.starts_with("fc.") {
+                    let _ = tensor.fill_(f64::NAN);
+                }
+            }
+        });
+    }
+    let spec = PreprocessSpec::with_input_size(SIZE);
+    let model = onnx::export(&vs, CONFIG, SIZE, classes as usize, &[]).unwrap();
+    let input = preprocess_bytes(&sample(), &spec, DecodeLimits::default()).unwrap();
+    let x = tch::Tensor::from_slice(&input.data).reshape([1, 3, SIZE as i64, SIZE as i64]);
+    let (logits, _) = onnx::reference_outputs(&net, &x);
+    (model, Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap())
+}
+
 /// A signed fp32 bundle of a random ResNet-18 ×0.125, with one golden vector
 /// whose expected logits come from tch.
 fn contents() -> BundleContents {
-    tch::manual_seed(11);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let config = ResNetConfig {
-        depth: Depth::ResNet18,
-        width: 0.125,
-    };
-    let net = resnet(&vs.root(), config, Some(17));
     let spec = PreprocessSpec::with_input_size(SIZE);
     let classes: Vec<String> = CLASS_NAMES.iter().map(|c| c.to_string()).collect();
-    let model = onnx::export(&vs, config, SIZE, 17, &[]).unwrap();
+    let (model, logits) = exported(17, false);
     let image = sample();
     let input = preprocess_bytes(&image, &spec, DecodeLimits::default()).unwrap();
-    let x = tch::Tensor::from_slice(&input.data).reshape([1, 3, SIZE as i64, SIZE as i64]);
-    let (logits, _) = onnx::reference_outputs(&net, &x);
-    let logits = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
     BundleContents {
         manifest: Manifest {
             format: MANIFEST_FORMAT,
@@ -69,13 +91,14 @@ fn contents() -> BundleContents {
             },
             notice: None,
             ood: None,
+            temperature: None,
         },
         model,
         golden: vec![GoldenVector {
             name: "glioma".into(),
             image_sha256: hex::encode(Sha256::digest(&image)),
             input_sha256: tensor_sha256(&input.data),
-            top1: 0,
+            top1: argmax(&logits).unwrap(),
             logits,
             logit_tolerance: 1e-4,
         }],
@@ -94,6 +117,13 @@ fn load(c: &BundleContents, signer: u8, trusted: u8) -> Result<LoadedModel, Load
         &[key(trusted).verifying_key()],
         ExecutionForm::auto(),
     )
+}
+
+/// Contents whose model is replaced (the manifest's model hash follows).
+fn with_model(mut c: BundleContents, model: Vec<u8>) -> BundleContents {
+    c.manifest.model_sha256 = hex::encode(Sha256::digest(&model));
+    c.model = model;
+    c
 }
 
 #[test]
@@ -148,4 +178,106 @@ fn golden_self_test_failures_are_refused() {
     c.golden[0].input_sha256 = "0".repeat(64);
     let err = load(&c, 1, 1).err().expect("wrong input hash must fail");
     assert!(err.to_string().contains("different tensor"), "{err}");
+}
+
+#[test]
+fn a_model_with_nan_outputs_is_refused() {
+    // A signed bundle whose classifier weights are NaN, with the golden
+    // vector of a healthy model: `fold(0, f32::max)` used to drop every NaN
+    // difference, so this loaded and flagged slices.
+    let (poisoned, nan_logits) = exported(17, true);
+    assert!(nan_logits.iter().all(|v| v.is_nan()), "the poison took");
+    let c = with_model(contents(), poisoned);
+    let err = load(&c, 1, 1).err().expect("NaN outputs must be refused");
+    assert!(
+        matches!(&err, LoadError::SelfTest { why, .. } if why.contains("non-finite")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bundle_without_golden_vectors_is_refused() {
+    let c = contents();
+    let manifest = serde_json::to_vec(&c.manifest).unwrap();
+    let payload = payload::encode_sections(&payload::Sections {
+        manifest: &manifest,
+        model: &c.model,
+        golden: None,
+        golden_images: vec![],
+    })
+    .unwrap();
+    let bytes = mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap();
+    let err = LoadedModel::from_bundle(&bytes, &[key(1).verifying_key()], ExecutionForm::auto())
+        .err()
+        .expect("a bundle that cannot test itself must be refused");
+    assert!(err.to_string().contains("0 golden vectors"), "{err}");
+}
+
+#[test]
+fn a_class_count_the_model_does_not_have_is_refused() {
+    // The manifest and its golden vector say 17 classes; the model gives 5.
+    let (five_class_model, _) = exported(5, false);
+    let c = with_model(contents(), five_class_model);
+    let err = load(&c, 1, 1).err().expect("must refuse");
+    assert!(
+        matches!(&err, LoadError::Inconsistent(why) if why.contains("5 logits for 17 classes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn outputs_are_found_by_the_manifest_names() {
+    // Swapped names: the "logits" would be the feature map.
+    let mut c = contents();
+    c.manifest.outputs = Outputs {
+        logits: "features".into(),
+        features: "logits".into(),
+    };
+    let err = load(&c, 1, 1)
+        .err()
+        .expect("swapped outputs must be refused");
+    assert!(err.to_string().contains("ranks 4 and 2"), "{err}");
+    // A name the model does not have.
+    let mut c = contents();
+    c.manifest.outputs.logits = "probabilities".into();
+    let err = load(&c, 1, 1)
+        .err()
+        .expect("unknown output must be refused");
+    assert!(
+        err.to_string()
+            .contains("no output named \"probabilities\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn ood_centroids_of_another_length_are_refused() {
+    let mut c = contents();
+    c.manifest.ood = Some(OodCalibration {
+        method: "centroid-cosine".into(),
+        centroids: vec![vec![1.0, 0.0, 0.0]; 17],
+        threshold: 0.3,
+        percentile: 0.995,
+        training_images: 100,
+        held_out_images: 0,
+    });
+    let err = load(&c, 1, 1).err().expect("must refuse");
+    assert!(
+        matches!(&err, LoadError::Inconsistent(why) if why.contains("centroids have 3")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_self_test_with_the_wrong_top1_is_refused() {
+    // Logits within tolerance cannot change the top-1 (the margin rule), so
+    // forge a golden vector whose logits rank another class first: both the
+    // logit check and the top-1 check stand in the way.
+    let mut c = contents();
+    let top = c.golden[0].top1;
+    let other = (top + 1) % 17;
+    c.golden[0].logits[other] = c.golden[0].logits[top] + 1.0;
+    c.golden[0].top1 = other;
+    let err = load(&c, 1, 1).err().expect("must refuse");
+    assert!(matches!(err, LoadError::SelfTest { .. }), "{err}");
 }

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
-use tumorxai_device::runtime::Model;
+use tumorxai_device::runtime::{Model, EXPORTED_OUTPUTS};
 use tumorxai_host::export::onnx;
 use tumorxai_host::model::{resnet, Depth, ResNet, ResNetConfig};
 use tumorxai_shared::{DecodeLimits, PreprocessSpec};
@@ -84,7 +84,7 @@ fn tract_and_onnxruntime_agree_with_tch() {
             onnx::export(&vs, net.config, size, 17, &[("spec".into(), "test".into())]).unwrap();
         let path = tmp.path().join(format!("{depth:?}.onnx"));
         std::fs::write(&path, &bytes).unwrap();
-        let device_model = Model::load(&bytes, size).unwrap();
+        let device_model = Model::load(&bytes, size, EXPORTED_OUTPUTS).unwrap();
         let spec = PreprocessSpec::with_input_size(size);
         for sample in &samples {
             let input =
@@ -149,11 +149,11 @@ fn tract_and_onnxruntime_agree_with_tch() {
 fn a_model_without_two_outputs_or_of_another_size_is_refused() {
     let (vs, net) = model(Depth::ResNet18, 0.125, 1);
     let bytes = onnx::export(&vs, net.config, 32, 17, &[]).unwrap();
-    let m = Model::load(&bytes, 32).unwrap();
+    let m = Model::load(&bytes, 32, EXPORTED_OUTPUTS).unwrap();
     let wrong = tumorxai_shared::Preprocessed {
         size: 64,
         data: vec![0.0; 3 * 64 * 64],
     };
     assert!(m.run(&wrong).is_err());
-    assert!(Model::load(b"not onnx", 32).is_err());
+    assert!(Model::load(b"not onnx", 32, EXPORTED_OUTPUTS).is_err());
 }

@@ -1,12 +1,16 @@
 //! Host and device preprocess the same files into identical tensors, bit for
-//! bit: the host path (file → shared contract → libtorch tensor) against the
-//! device path (file → shared contract → array), over phantom slices and
-//! every supported encoding.
+//! bit, over phantom slices and every supported encoding: the path training
+//! and evaluation really take (a split's images decoded in parallel into a
+//! plane tensor by `host::data::load`, then the batched libtorch
+//! normalisation `host::data::normalize`, as the batch loader applies it)
+//! against the device path (file → shared contract → array).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
+use tumorxai_host::data::{self, Selection};
+use tumorxai_host::split::{Side, SplitFile, SplitItem, SplitSettings, SPLIT_FORMAT};
 use tumorxai_host::synth::{self, Atlas};
 use tumorxai_shared::{DecodeLimits, PreprocessSpec, CLASS_NAMES};
 
@@ -70,22 +74,67 @@ fn sample_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// A split holding `files` (relative to `root`) on the test side.
+fn split_of(root: &Path, files: &[PathBuf]) -> SplitFile {
+    SplitFile {
+        format: SPLIT_FORMAT.to_string(),
+        settings: SplitSettings {
+            seed: 0,
+            val_fraction: 0.0,
+            test_fraction: 1.0,
+            duplicate_threshold: 0,
+        },
+        classes: CLASS_NAMES.iter().map(|c| c.to_string()).collect(),
+        items: files
+            .iter()
+            .enumerate()
+            .map(|(i, file)| SplitItem {
+                path: file
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                class: i % CLASS_NAMES.len(),
+                sha256: "0".repeat(64),
+                phash: "0".repeat(16),
+                group: i,
+                side: Side::Test,
+                label_percent: None,
+            })
+            .collect(),
+        unreadable: Vec::new(),
+    }
+}
+
 #[test]
 fn host_and_device_tensors_are_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let files = sample_files(tmp.path());
     assert_eq!(CLASS_NAMES.len(), 17);
+    let split = split_of(tmp.path(), &files);
     for size in [64u32, 224] {
         let spec = PreprocessSpec::with_input_size(size);
-        for file in &files {
-            let host =
-                tumorxai_host::tensor::load_input(file, &spec, DecodeLimits::default()).unwrap();
+        // The training/evaluation path: the whole set at once.
+        let set = data::load(
+            &split,
+            tmp.path(),
+            Selection::Side(Side::Test),
+            &spec,
+            tch::Device::Cpu,
+            || {},
+        )
+        .unwrap();
+        assert!(set.skipped.is_empty(), "{:?}", set.skipped);
+        assert_eq!(set.len(), files.len());
+        let batch = data::normalize(&set.planes, &spec);
+        let s = size as i64;
+        assert_eq!(batch.size(), vec![files.len() as i64, 3, s, s]);
+        assert_eq!(batch.kind(), tch::Kind::Float);
+        for (i, file) in files.iter().enumerate() {
+            let host_values: Vec<f32> =
+                Vec::<f32>::try_from(batch.get(i as i64).flatten(0, -1)).unwrap();
             let device =
                 tumorxai_device::input::load_input(file, &spec, DecodeLimits::default()).unwrap();
-            let s = size as i64;
-            assert_eq!(host.size(), vec![1, 3, s, s]);
-            assert_eq!(host.kind(), tch::Kind::Float);
-            let host_values: Vec<f32> = Vec::<f32>::try_from(host.flatten(0, -1)).unwrap();
             assert_eq!(host_values.len(), device.data.len());
             let host_bits: Vec<u32> = host_values.iter().map(|v| v.to_bits()).collect();
             let device_bits: Vec<u32> = device.data.iter().map(|v| v.to_bits()).collect();

@@ -82,11 +82,11 @@ struct ModelArgs {
 /// Triage thresholds and the panel the result is drawn for.
 #[derive(Debug, Args)]
 struct PolicyArgs {
-    /// Probability at which a tumour family is flagged.
-    #[arg(long, default_value_t = Thresholds::default().tumour)]
+    /// Probability at which a tumour family is flagged (0 < p ≤ 1).
+    #[arg(long, default_value_t = Thresholds::default().tumour, value_parser = parse_probability)]
     tumour_threshold: f32,
-    /// Probability of Normal needed to clear a slice.
-    #[arg(long, default_value_t = Thresholds::default().normal)]
+    /// Probability of Normal needed to clear a slice (0 < p ≤ 1).
+    #[arg(long, default_value_t = Thresholds::default().normal, value_parser = parse_probability)]
     normal_threshold: f32,
     /// Display panel size, WIDTHxHEIGHT (e.g. 320x240, 480x320).
     #[arg(long, default_value = "320x240", value_parser = parse_panel)]
@@ -103,6 +103,20 @@ impl PolicyArgs {
             tumour: self.tumour_threshold,
             normal: self.normal_threshold,
         }
+    }
+}
+
+/// A threshold on a probability: finite, above 0 (0 would flag everything)
+/// and at most 1.
+fn parse_probability(text: &str) -> Result<f32, String> {
+    let p: f32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if p.is_finite() && p > 0.0 && p <= 1.0 {
+        Ok(p)
+    } else {
+        Err(format!("{text:?}: a probability threshold is in (0, 1]"))
     }
 }
 
@@ -215,7 +229,24 @@ fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
 
 /// Runs `f` on every file; a failing file is reported and the rest still run.
 /// The exit status is a failure if any file failed.
-fn each_file(files: &[PathBuf], mut f: impl FnMut(&Path) -> Result<()>) -> ExitCode {
+/// Largest input file read (a 16-bit 2048² slice is 8 MiB uncompressed;
+/// DICOM with overlays stays far below this).
+const MAX_INPUT_BYTES: u64 = 64 << 20;
+
+/// Reads an input file, refusing one larger than [`MAX_INPUT_BYTES`] before
+/// reading it. Errors never name the file: callers add the name where it
+/// may be shown.
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .context("reading the input file")?
+        .len();
+    if size > MAX_INPUT_BYTES {
+        anyhow::bail!("the file is {size} bytes; a slice is at most {MAX_INPUT_BYTES}");
+    }
+    std::fs::read(path).context("reading the input file")
+}
+
+fn each_file<T>(files: &[T], mut f: impl FnMut(&T) -> Result<()>) -> ExitCode {
     let mut failed = false;
     for file in files {
         if let Err(err) = f(file) {
@@ -239,7 +270,7 @@ pub fn run() -> Result<ExitCode> {
             let spec = PreprocessSpec::with_input_size(size);
             spec.validate()?;
             Ok(each_file(&files, |file| {
-                let input = load_input(file, &spec, DecodeLimits::default())?;
+                let input = load_input(file, &spec, DecodeLimits::slice())?;
                 let n = input.data.len() as f64;
                 let mean = input.data.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
                 let line = serde_json::json!({

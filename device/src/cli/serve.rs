@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tumorxai_device::audit::{AuditEntry, AuditLog, ModelRecord, Outcome};
+use tumorxai_device::audit::{short_id, AuditEntry, AuditLog, ModelRecord, Outcome};
 use tumorxai_device::display::Screen;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::run_slice;
@@ -18,7 +18,7 @@ use tumorxai_device::service::{sha256_hex, write_atomic, Folders, Watcher};
 use tumorxai_device::triage::Thresholds;
 
 use super::triage::{answer_json, png_bytes, result_screen};
-use super::{frame, load_model, now_rfc3339, Display, ModelArgs, PolicyArgs};
+use super::{frame, load_model, now_rfc3339, read_bounded, Display, ModelArgs, PolicyArgs};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -81,28 +81,104 @@ impl Service<'_> {
         }
     }
 
-    /// Steps 2–5 for one claimed file; errors here are I/O on our own folders.
-    fn handle(&mut self, claimed: &Path, recovered: bool) -> Result<()> {
-        let name = claimed
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let bytes = std::fs::read(claimed).with_context(|| format!("reading {name}"))?;
-        let sha = sha256_hex(&bytes);
-        let stem = Folders::result_stem(claimed, &sha);
-        let answer_path = self.folders.outbox.join(format!("{stem}.json"));
-        if answer_path.exists() {
-            // Answered before a crash: only the archiving was left.
-            self.folders.archive(claimed, &sha)?;
-            return Ok(());
+    /// Steps 2–5 for one claimed file. A failure here (the file renamed
+    /// away mid-scan, a full disk, an unwritable archive) is this file's
+    /// alone: it gets an error answer and an audit entry where those can
+    /// still be written, and the service goes on with the next file.
+    ///
+    /// Privacy: file names from gateways often carry patient names or IDs.
+    /// The panel, the audit log and the service's own output name a scan by
+    /// its content hash ([`short_id`]); only the outbox answer, beside the
+    /// file it answers, carries the name.
+    fn handle(&mut self, claimed: &Path, recovered: bool) {
+        let bytes = read_bounded(claimed);
+        let sha = sha256_hex(bytes.as_deref().unwrap_or_default());
+        let result = match bytes {
+            Ok(bytes) => self.try_handle(claimed, &bytes, &sha, recovered),
+            Err(e) => Err(e),
+        };
+        if let Err(err) = result {
+            let id = short_id(&sha);
+            let message = format!("{err:#}");
+            eprintln!("{id}: error: {message}");
+            self.show(Screen::Error {
+                message: format!("{id}: {message}"),
+            });
+            if let Err(e) = self.record_failure(claimed, &sha, &message, recovered) {
+                eprintln!("{id}: could not record the failure: {e:#}");
+            }
         }
-        self.show(Screen::Processing { file: name.clone() });
-        let (json, outcome) = match run_slice(self.model, &bytes, self.thresholds) {
+    }
+
+    /// Best effort after a failure: audit entry, an error answer under a
+    /// name no other answer has, and the archive.
+    fn record_failure(
+        &mut self,
+        claimed: &Path,
+        sha: &str,
+        message: &str,
+        recovered: bool,
+    ) -> Result<()> {
+        let size = std::fs::metadata(claimed).map_or(0, |m| m.len());
+        self.audit.append(&AuditEntry {
+            time: now_rfc3339(),
+            input_sha256: sha.to_string(),
+            input_bytes: size,
+            model: self.model_record(),
+            outcome: Outcome::Error {
+                message: message.to_string(),
+            },
+            recovered,
+        })?;
+        let stem = self.folders.record_answer(claimed, sha)?;
+        let json = serde_json::json!({
+            "file": file_name(claimed),
+            "error": message,
+            "not_for_diagnostic_use": true,
+        });
+        write_atomic(
+            &self.folders.outbox.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(&json)?.as_bytes(),
+        )?;
+        if claimed.exists() {
+            self.folders.archive(claimed, sha)?;
+        }
+        Ok(())
+    }
+
+    fn try_handle(
+        &mut self,
+        claimed: &Path,
+        bytes: &[u8],
+        sha: &str,
+        recovered: bool,
+    ) -> Result<()> {
+        let name = file_name(claimed);
+        let id = short_id(sha);
+        if recovered {
+            if let Some(stem) = Folders::recorded_answer(claimed) {
+                if self.folders.outbox.join(format!("{stem}.json")).exists() {
+                    // Answered before a crash: only the archiving was left.
+                    self.folders.archive(claimed, sha)?;
+                    return Ok(());
+                }
+            }
+        }
+        let stem = match Folders::recorded_answer(claimed) {
+            Some(stem) if recovered => stem,
+            _ => self
+                .folders
+                .record_answer(claimed, sha)
+                .context("recording the answer name")?,
+        };
+        let answer_path = self.folders.outbox.join(format!("{stem}.json"));
+        self.show(Screen::Processing { file: id.clone() });
+        let (json, outcome) = match run_slice(self.model, bytes, self.thresholds) {
             Ok(r) => {
                 let overlay = self.folders.outbox.join(format!("{stem}-overlay.png"));
-                write_atomic(&overlay, &png_bytes(&r.overlay)?)?;
-                println!("{name}: {}", r.triage.flag.banner());
-                self.show(result_screen(&name, &r));
+                write_atomic(&overlay, &png_bytes(&r.overlay)?).context("writing the overlay")?;
+                println!("{id}: {}", r.triage.flag.banner());
+                self.show(result_screen(&id, &r));
                 (
                     answer_json(&name, self.model, &r),
                     Outcome::Triaged {
@@ -114,9 +190,9 @@ impl Service<'_> {
             }
             Err(e) => {
                 let message = format!("{e}");
-                eprintln!("{name}: error: {message}");
+                eprintln!("{id}: error: {message}");
                 self.show(Screen::Error {
-                    message: format!("{name}: {message}"),
+                    message: format!("{id}: {message}"),
                 });
                 (
                     serde_json::json!({ "file": name, "error": message, "not_for_diagnostic_use": true }),
@@ -127,8 +203,7 @@ impl Service<'_> {
         self.audit
             .append(&AuditEntry {
                 time: now_rfc3339(),
-                input_name: name,
-                input_sha256: sha.clone(),
+                input_sha256: sha.to_string(),
                 input_bytes: bytes.len() as u64,
                 model: self.model_record(),
                 outcome,
@@ -138,10 +213,19 @@ impl Service<'_> {
         write_atomic(
             &answer_path,
             serde_json::to_string_pretty(&json)?.as_bytes(),
-        )?;
-        self.folders.archive(claimed, &sha)?;
+        )
+        .context("writing the answer")?;
+        self.folders
+            .archive(claimed, sha)
+            .context("archiving the input")?;
         Ok(())
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
@@ -160,6 +244,12 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             .unwrap_or_else(|| parent.join("archive")),
     };
     folders.create().context("creating the service folders")?;
+    let Some(_inbox_lock) = folders.lock().context("locking the inbox")? else {
+        anyhow::bail!(
+            "another tumorxai-device serve is already using {} (lock file .tumorxai.lock)",
+            folders.inbox.display()
+        );
+    };
     let audit_dir = args.audit.clone().unwrap_or_else(|| parent.join("audit"));
     let mut service = Service {
         model: &model,
@@ -171,11 +261,13 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
+    // Ctrl-C, SIGTERM (`systemctl stop`) and SIGHUP: finish the current
+    // file, then stop.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+        .context("installing the signal handler")?;
     for claimed in service.folders.unfinished()? {
         eprintln!("recovering {}", claimed.display());
-        service.handle(&claimed, true)?;
+        service.handle(&claimed, true);
     }
     service.show(Screen::Idle);
     let settle = if args.once {
@@ -185,14 +277,23 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let mut watcher = Watcher::new(settle);
     loop {
-        let entries = service.folders.scan_inbox()?;
+        let entries = match service.folders.scan_inbox() {
+            Ok(entries) => entries,
+            Err(e) => {
+                // E.g. an entry removed mid-scan: the next poll sees the rest.
+                eprintln!("warning: scanning {}: {e}", service.folders.inbox.display());
+                Vec::new()
+            }
+        };
         let ready = watcher.ready(&entries, Instant::now());
         for path in &ready {
             if stop.load(Ordering::SeqCst) {
                 break;
             }
-            if let Some(claimed) = service.folders.claim(path)? {
-                service.handle(&claimed, false)?;
+            match service.folders.claim(path) {
+                Ok(Some(claimed)) => service.handle(&claimed, false),
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: claiming {}: {e}", path.display()),
             }
         }
         if !ready.is_empty() {

@@ -6,13 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use tumorxai_device::audit::short_id;
 use tumorxai_device::display::{short_class_label, Bar, ResultView, Screen};
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::{run_slice, SliceResult};
-use tumorxai_device::service::write_atomic;
+use tumorxai_device::service::{sha256_hex, write_atomic};
 use tumorxai_device::triage::Thresholds;
 
-use super::{each_file, frame, load_model, Display, ModelArgs, PolicyArgs};
+use super::{each_file, frame, load_model, read_bounded, Display, ModelArgs, PolicyArgs};
 
 #[derive(Debug, Args)]
 pub struct TriageArgs {
@@ -49,10 +50,13 @@ pub fn result_screen(name: &str, r: &SliceResult) -> Screen {
     Screen::Result(ResultView {
         overlay: r.overlay.clone(),
         flag: r.triage.flag.clone(),
-        review_detail: r
-            .triage
-            .out_of_distribution
-            .then(|| "unusual input".to_string()),
+        review_detail: if r.triage.input_doubt.is_some() {
+            Some("doubtful input".to_string())
+        } else {
+            r.triage
+                .out_of_distribution
+                .then(|| "unusual input".to_string())
+        },
         top3: r
             .triage
             .top3
@@ -70,6 +74,41 @@ pub fn png_bytes(image: &image::RgbImage) -> Result<Vec<u8>> {
     let mut out = std::io::Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png)?;
     Ok(out.into_inner())
+}
+
+/// Answer names for `files`, one each and never the same twice: the file
+/// stem, or — where several inputs share a stem (`a/x.jpg`, `b/x.jpg`) — the
+/// stem and the first 8 hex digits of the SHA-256 of the path as given.
+pub fn answer_stems(files: &[PathBuf]) -> Vec<String> {
+    let stem = |file: &PathBuf| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "slice".into())
+    };
+    let mut count = std::collections::HashMap::new();
+    for file in files {
+        *count.entry(stem(file)).or_insert(0usize) += 1;
+    }
+    let mut used = std::collections::HashSet::new();
+    files
+        .iter()
+        .map(|file| {
+            let base = stem(file);
+            let mut name = if count.get(&base).copied().unwrap_or(0) > 1 {
+                let path_hash = sha256_hex(file.to_string_lossy().as_bytes());
+                format!("{base}-{}", path_hash.get(..8).unwrap_or(&path_hash))
+            } else {
+                base.clone()
+            };
+            // The same path given twice (or a hash collision): number it.
+            let mut n = 2;
+            while !used.insert(name.clone()) {
+                name = format!("{base}-{n}");
+                n += 1;
+            }
+            name
+        })
+        .collect()
 }
 
 fn sample_scans() -> Result<Vec<PathBuf>> {
@@ -111,13 +150,11 @@ pub fn triage(args: TriageArgs) -> Result<ExitCode> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    Ok(each_file(&files, |file| {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "slice".into());
+    let stems = answer_stems(&files);
+    let named: Vec<(PathBuf, String)> = files.into_iter().zip(stems).collect();
+    Ok(each_file(&named, |(file, stem)| {
         let name = file.display().to_string();
-        let bytes = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+        let bytes = read_bounded(file).with_context(|| format!("reading {name}"))?;
         let r =
             run_slice(&loaded, &bytes, thresholds).with_context(|| format!("triaging {name}"))?;
         let top: Vec<String> = r
@@ -142,13 +179,33 @@ pub fn triage(args: TriageArgs) -> Result<ExitCode> {
             &args.out.join(format!("{stem}-overlay.png")),
             &png_bytes(&r.overlay)?,
         )?;
-        let file_name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // The panel names a scan by its content hash, never its file name.
         display.show(
-            &frame(result_screen(&file_name, &r), &loaded),
+            &frame(result_screen(&short_id(&sha256_hex(&bytes)), &r), &loaded),
             &args.out.join(format!("{stem}-display.png")),
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_never_share_a_name() {
+        let files: Vec<PathBuf> = ["a/x.jpg", "b/x.jpg", "c/y.png", "a/x.jpg", "z.tiff"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let stems = answer_stems(&files);
+        let unique: std::collections::HashSet<&String> = stems.iter().collect();
+        assert_eq!(unique.len(), files.len(), "{stems:?}");
+        // Unique stems stay readable; shared ones get the path's hash.
+        assert_eq!(stems[2], "y");
+        assert_eq!(stems[4], "z");
+        let a_hash = sha256_hex(b"a/x.jpg");
+        assert_eq!(stems[0], format!("x-{}", &a_hash[..8]));
+        assert_eq!(stems[3], "x-2", "the same path twice is numbered");
+        assert!(stems[1].starts_with("x-") && stems[1] != stems[0]);
+    }
 }

@@ -48,6 +48,11 @@ fn read_sysfs(dir: &Path, name: &str) -> Result<String, FbError> {
         })
 }
 
+/// Largest panel side accepted from sysfs.
+const MAX_SIDE: u32 = 8192;
+/// Largest framebuffer memory written (stride × height).
+const MAX_BYTES: u32 = 256 << 20;
+
 /// Reads the geometry of a framebuffer from its sysfs folder.
 pub fn read_geometry(sysfs_dir: &Path) -> Result<FbGeometry, FbError> {
     let bad = |why: &str| FbError::Geometry {
@@ -66,12 +71,24 @@ pub fn read_geometry(sysfs_dir: &Path) -> Result<FbGeometry, FbError> {
     if ![16, 24, 32].contains(&bits_per_pixel) {
         return Err(FbError::Depth(bits_per_pixel));
     }
+    // Panels beside a scanner are small; sysfs text from a broken driver
+    // (or a file put there) must not size our buffers or overflow a u32.
+    if !(1..=MAX_SIDE).contains(&width) || !(1..=MAX_SIDE).contains(&height) {
+        return Err(bad("virtual_size is outside 1–8192 per side"));
+    }
+    let row = width * (bits_per_pixel / 8);
     let stride = match read_sysfs(sysfs_dir, "stride") {
         Ok(s) => s.parse().map_err(|_| bad("bad stride"))?,
-        Err(_) => width * bits_per_pixel / 8,
+        Err(_) => row,
     };
-    if stride < width * bits_per_pixel / 8 {
+    if stride < row {
         return Err(bad("stride is shorter than a row"));
+    }
+    if stride
+        .checked_mul(height)
+        .is_none_or(|bytes| bytes > MAX_BYTES)
+    {
+        return Err(bad("framebuffer memory would exceed 256 MiB"));
     }
     Ok(FbGeometry {
         width,
@@ -89,23 +106,43 @@ pub fn encode(frame: &FrameBuffer, g: &FbGeometry) -> Result<Vec<u8>, FbError> {
         32 => 4,
         other => return Err(FbError::Depth(other)),
     };
-    let mut out = vec![0u8; (g.stride * g.height) as usize];
+    let too_big = || FbError::Geometry {
+        path: PathBuf::from("(geometry)"),
+        why: format!("{g:?} does not fit in memory"),
+    };
+    let total = g
+        .stride
+        .checked_mul(g.height)
+        .filter(|&bytes| bytes <= MAX_BYTES)
+        .ok_or_else(too_big)?;
+    let row = g.width.checked_mul(bytes_per_pixel).ok_or_else(too_big)?;
+    if row > g.stride {
+        return Err(too_big());
+    }
+    let mut out = vec![0u8; total as usize];
     let size = frame.size();
+    // Every offset below is < stride × height (checked above), so the row
+    // and pixel slices are in range; `get_mut` keeps that an invariant
+    // rather than a panic if it ever broke.
     for y in 0..g.height.min(size.height) {
-        for x in 0..g.width.min(size.width) {
+        let start = (y * g.stride) as usize;
+        let Some(line) = out.get_mut(start..start + row as usize) else {
+            return Err(too_big());
+        };
+        for (x, px) in
+            (0..g.width.min(size.width)).zip(line.chunks_exact_mut(bytes_per_pixel as usize))
+        {
             let Some(p) = frame.pixel(x, y) else { continue };
-            let at = (y * g.stride + x * bytes_per_pixel) as usize;
-            match bytes_per_pixel {
-                2 => out[at..at + 2].copy_from_slice(&RawU16::from(p).into_inner().to_le_bytes()),
-                _ => {
+            match px {
+                [lo, hi] => [*lo, *hi] = RawU16::from(p).into_inner().to_le_bytes(),
+                [blue, green, red, rest @ ..] => {
                     let c: Rgb888 = p.into();
-                    out[at] = c.b();
-                    out[at + 1] = c.g();
-                    out[at + 2] = c.r();
-                    if bytes_per_pixel == 4 {
-                        out[at + 3] = 0xFF;
+                    (*blue, *green, *red) = (c.b(), c.g(), c.r());
+                    if let [a] = rest {
+                        *a = 0xFF;
                     }
                 }
+                _ => {}
             }
         }
     }
@@ -191,6 +228,52 @@ mod tests {
         let bytes = encode(&frame(), &g).unwrap();
         assert_eq!(&bytes[4..8], &[0, 0, 255, 255]);
         assert_eq!(&bytes[0..4], &[0, 0, 0, 255]);
+    }
+
+    #[test]
+    fn hostile_geometry_is_refused_not_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |size: &str, bpp: &str, stride: Option<&str>| {
+            std::fs::write(dir.path().join("virtual_size"), size).unwrap();
+            std::fs::write(dir.path().join("bits_per_pixel"), bpp).unwrap();
+            match stride {
+                Some(s) => std::fs::write(dir.path().join("stride"), s).unwrap(),
+                None => {
+                    let _ = std::fs::remove_file(dir.path().join("stride"));
+                }
+            }
+            read_geometry(dir.path())
+        };
+        assert!(write("100000,100000", "32", None).is_err(), "huge panel");
+        assert!(write("0,240", "16", None).is_err(), "zero width");
+        assert!(
+            write("320,240", "16", Some("4294967295")).is_err(),
+            "overflowing stride"
+        );
+        // 40,000 × 8,000 = 320,000,000 bytes > 256 MiB (268,435,456).
+        assert!(
+            write("8192,8000", "32", Some("40000")).is_err(),
+            "256 MiB exceeded"
+        );
+        assert!(write("320,240", "16", Some("100")).is_err(), "short stride");
+        assert!(write("320,240", "16", None).is_ok());
+        // encode() checks a geometry built by hand too.
+        for g in [
+            FbGeometry {
+                width: 4,
+                height: 2,
+                bits_per_pixel: 32,
+                stride: 8,
+            },
+            FbGeometry {
+                width: 2,
+                height: u32::MAX,
+                bits_per_pixel: 16,
+                stride: u32::MAX,
+            },
+        ] {
+            assert!(encode(&frame(), &g).is_err(), "{g:?}");
+        }
     }
 
     #[test]

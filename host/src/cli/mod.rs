@@ -20,9 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Debug, Parser)]
 #[command(name = "tumorxai", version, about, long_about = None)]
 struct Cli {
-    /// Worker threads for parallel work (default: all cores).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    /// Worker threads for parallel work: decoding, phantom generation
+    /// (rayon) and libtorch's intra-op parallelism (default: all cores).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,7 +59,7 @@ enum Command {
     /// Linear evaluation: a linear classifier on frozen backbone features (computed once).
     LinearEval(train::ProbeArgs),
     /// Weighted k-NN evaluation on frozen backbone features.
-    KnnEval(train::ProbeArgs),
+    KnnEval(train::KnnArgs),
     /// Export a trained run as ONNX (BatchNorm folded; outputs logits and features).
     Export(export::ExportArgs),
     /// Create an Ed25519 signing key pair (PKCS#8 / SubjectPublicKeyInfo PEM).
@@ -87,8 +88,9 @@ pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
+            .num_threads(usize::from(threads))
             .build_global()?;
+        tch::set_num_threads(i32::from(threads));
     }
     match cli.command {
         Command::Synth(args) => data::synth(args),

@@ -104,6 +104,10 @@ pub fn parity(args: ParityArgs) -> Result<ExitCode> {
     );
     println!("  top-1 agreement     {:.4}", summary.top1_agreement);
     println!(
+        "  OOD score           max |Δ| {:.3e}, same decision on {:.4}",
+        summary.ood_max_abs, summary.ood_decision_agreement
+    );
+    println!(
         "  EigenCAM correlation mean {:.4}, min {:.4}",
         summary.cam_correlation_mean, summary.cam_correlation_min
     );

@@ -282,12 +282,25 @@ pub struct ProbeArgs {
     backbone: PathBuf,
     #[command(flatten)]
     config: ConfigArgs,
-    /// k-NN: neighbours.
-    #[arg(long, default_value_t = 20)]
-    k: usize,
-    /// k-NN: temperature of the vote weights exp(sim / τ).
-    #[arg(long, default_value_t = 0.07)]
+}
+
+#[derive(Debug, Args)]
+pub struct KnnArgs {
+    #[command(flatten)]
+    probe: ProbeArgs,
+    /// Neighbours that vote.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    k: u32,
+    /// Temperature of the vote weights exp(sim / τ).
+    #[arg(long, default_value_t = 0.07, value_parser = parse_positive)]
     tau: f64,
+}
+
+fn parse_positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{text:?}: expected a positive number")),
+    }
 }
 
 /// Features of the labelled training subset and of the test side, computed once.
@@ -383,7 +396,7 @@ pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn knn_eval(args: ProbeArgs) -> Result<ExitCode> {
+pub fn knn_eval(args: KnnArgs) -> Result<ExitCode> {
     let FrozenFeatures {
         config,
         classes,
@@ -391,8 +404,17 @@ pub fn knn_eval(args: ProbeArgs) -> Result<ExitCode> {
         train_y,
         test_x,
         test_y,
-    } = frozen_features(&args)?;
-    let scores = probe::knn_scores(&train_x, &train_y, &test_x, classes.len(), args.k, args.tau)?;
+    } = frozen_features(&args.probe)?;
+    let device = parse_device(&config.run.device)?;
+    let scores = probe::knn_scores(
+        &train_x,
+        &train_y,
+        &test_x,
+        classes.len(),
+        args.k as usize,
+        args.tau,
+        device,
+    )?;
     let r = write_report(
         &config.run.out,
         "knn-eval",

@@ -133,10 +133,28 @@ impl Prefetch {
 }
 
 impl Iterator for Prefetch {
-    type Item = Batch;
+    /// A batch, or the prefetch thread's panic as an error (once; then the
+    /// iteration ends). A dead worker never passes for a short epoch.
+    type Item = anyhow::Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
-        self.receiver.recv().ok()
+    fn next(&mut self) -> Option<anyhow::Result<Batch>> {
+        match self.receiver.recv() {
+            Ok(batch) => Some(Ok(batch)),
+            // Disconnected: the worker returned or died. Tell which.
+            Err(_) => match self.worker.take()?.join() {
+                Ok(()) => None,
+                Err(panic) => {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                        .unwrap_or("no message");
+                    Some(Err(anyhow::anyhow!(
+                        "preparing batches failed (the prefetch thread panicked: {why})"
+                    )))
+                }
+            },
+        }
     }
 }
 
@@ -172,5 +190,46 @@ mod tests {
         assert_eq!(steps_per_epoch(10, 4, true), 2);
         assert_eq!(steps_per_epoch(10, 4, false), 3);
         assert_eq!(steps_per_epoch(3, 4, true), 1);
+    }
+
+    fn set_of(images: i64, labels: i64) -> LoadedSet {
+        LoadedSet {
+            classes: vec!["Glioma T1".into()],
+            planes: Tensor::zeros([images, 1, 8, 8], (tch::Kind::Float, tch::Device::Cpu)),
+            labels: Tensor::zeros([labels], (tch::Kind::Int64, tch::Device::Cpu)),
+            paths: vec!["p".into(); images as usize],
+            skipped: Vec::new(),
+        }
+    }
+
+    fn plan() -> BatchPlan {
+        BatchPlan {
+            batch_size: 2,
+            seed: 1,
+            epoch: 0,
+            shuffle: false,
+            drop_last: false,
+            augment: None,
+            two_views: false,
+            start_step: 0,
+        }
+    }
+
+    #[test]
+    fn a_dying_prefetch_thread_is_an_error_not_a_short_epoch() {
+        let spec = PreprocessSpec::with_input_size(8);
+        let healthy: Vec<_> = Prefetch::spawn(&set_of(4, 4), &spec, plan()).collect();
+        assert_eq!(healthy.len(), 2);
+        assert!(healthy.iter().all(Result::is_ok));
+        // Labels for 2 of 4 images: the second batch's label lookup panics
+        // inside the worker (tch panics on an out-of-range index).
+        let items: Vec<_> = Prefetch::spawn(&set_of(4, 2), &spec, plan()).collect();
+        assert_eq!(items.len(), 2, "one batch, then the error");
+        assert!(items[0].is_ok());
+        let err = items[1].as_ref().err().expect("the panic must surface");
+        assert!(
+            err.to_string().contains("prefetch thread panicked"),
+            "{err}"
+        );
     }
 }

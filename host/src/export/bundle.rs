@@ -14,13 +14,16 @@ use tch::{nn, Tensor};
 use tract_onnx::pb;
 use tumorxai_device::forms::{self, ExecutionForm};
 use tumorxai_device::loader::tensor_sha256;
-use tumorxai_device::runtime::Model;
+use tumorxai_device::runtime::{Model, OutputNames};
 use tumorxai_shared::bundle::{
-    rfc3339_utc, write_bundle, BundleContents, GoldenVector, Manifest, Outputs, Quantization,
-    QuantizationForm, Training, MANIFEST_FORMAT,
+    max_logit_tolerance, rfc3339_utc, write_bundle, BundleContents, GoldenVector, Manifest,
+    Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
-use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
+use tumorxai_shared::logits::{argmax, max_abs_diff, top1_margin};
+use tumorxai_shared::ood::{ood_score, pooled_embedding};
+use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec, Preprocessed};
 
+use super::calibration::{fit_bundle_temperature, TemperatureFit};
 use super::onnx;
 use super::ood::calibrate_ood;
 use super::quantize::{calibrate, CALIBRATION_METHOD};
@@ -124,13 +127,19 @@ fn split_paths(state: &TrainState, side: Side) -> Result<(PathBuf, Vec<(PathBuf,
     Ok((root, items))
 }
 
-fn preprocess_file(path: &Path, spec: &PreprocessSpec) -> Result<(Vec<u8>, Vec<f32>)> {
+fn preprocess_file(path: &Path, spec: &PreprocessSpec) -> Result<(Vec<u8>, Preprocessed)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let input = preprocess_bytes(&bytes, spec, DecodeLimits::default())
         .with_context(|| format!("preprocessing {}", path.display()))?;
-    Ok((bytes, input.data))
+    Ok((bytes, input))
 }
 
+/// Golden vectors a bundle gets by default.
+const DEFAULT_GOLDEN_VECTORS: usize = 3;
+
+/// Candidate self-test images: test images of distinct classes, spread over
+/// the split. More than needed, because an image the model is undecided
+/// about (top-1 margin within twice the tolerance) cannot certify anything.
 fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
     let (_, items) = split_paths(state, Side::Test)?;
     let mut picked: Vec<PathBuf> = Vec::new();
@@ -139,9 +148,6 @@ fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
         if !classes.contains(&class) {
             classes.push(class);
             picked.push(path);
-        }
-        if picked.len() == 3 {
-            break;
         }
     }
     ensure!(
@@ -154,7 +160,11 @@ fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
 fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
     let mut proto = pb::ModelProto::decode(onnx_bytes)?;
     forms::apply(&mut proto, form)?;
-    Ok(Model::load_proto(&proto, input_size)?)
+    let names = OutputNames {
+        logits: onnx::LOGITS,
+        features: onnx::FEATURES,
+    };
+    Ok(Model::load_proto(&proto, input_size, names)?)
 }
 
 /// Builds and signs a bundle for `run`; `progress` receives status lines.
@@ -174,7 +184,7 @@ pub fn build_bundle(
         progress(&format!("calibrating on {} training images", picks.len()));
         let inputs: Vec<Vec<f32>> = picks
             .iter()
-            .map(|(path, _)| preprocess_file(path, &spec).map(|(_, x)| x))
+            .map(|(path, _)| preprocess_file(path, &spec).map(|(_, x)| x.data))
             .collect::<Result<_>>()?;
         let ranges = calibrate(&fp32, s, &inputs)?;
         let int8 = onnx::export_int8(
@@ -190,10 +200,11 @@ pub fn build_bundle(
         (fp32.clone(), QuantizationForm::Fp32, None)
     };
 
-    let golden_paths = if options.golden_images.is_empty() {
-        default_golden_images(state)?
-    } else {
+    let chosen_by_user = !options.golden_images.is_empty();
+    let golden_paths = if chosen_by_user {
         options.golden_images.clone()
+    } else {
+        default_golden_images(state)?
     };
     let forms_to_check: &[ExecutionForm] = match form {
         QuantizationForm::Fp32 => &[ExecutionForm::AsShipped],
@@ -211,20 +222,30 @@ pub fn build_bundle(
     let mut golden_images = Vec::new();
     let mut max_delta = 0f32;
     for path in &golden_paths {
-        let (bytes, input) = preprocess_file(path, &spec)?;
-        let expected = run.logits(&input)?;
+        if !chosen_by_user && golden.len() == DEFAULT_GOLDEN_VECTORS {
+            break;
+        }
+        let (bytes, preprocessed) = preprocess_file(path, &spec)?;
+        let expected = run.logits(&preprocessed.data)?;
+        let Some(top1) = argmax(&expected) else {
+            bail!(
+                "the trained model gives non-finite logits for {}: refusing to bundle it",
+                path.display()
+            );
+        };
         let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
-        let preprocessed = preprocess_bytes(&bytes, &spec, DecodeLimits::default())?;
         let mut delta = 0f32;
         for runtime in &runtimes {
             let got = runtime.run(&preprocessed)?.logits;
-            delta = got
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (a - b).abs())
-                .fold(delta, f32::max);
+            // +∞ for non-finite outputs: fails every bar below.
+            delta = delta.max(max_abs_diff(&got, &expected));
         }
-        max_delta = max_delta.max(delta);
+        if !delta.is_finite() {
+            bail!(
+                "an execution form gives non-finite logits for {}: export regression",
+                path.display()
+            );
+        }
         let tolerance = match form {
             QuantizationForm::Fp32 => {
                 let bar = 1e-4 * scale;
@@ -238,30 +259,83 @@ pub fn build_bundle(
             }
             // Quantization drift differs per form and CPU; the self-test is
             // there to catch broken weights or preprocessing, not rounding.
-            QuantizationForm::Int8Qdq => 2.0 * delta + 1e-3 * scale,
+            // But never looser than the shared ceiling: a model that drifts
+            // that far cannot certify itself.
+            QuantizationForm::Int8Qdq => {
+                let tolerance = 2.0 * delta + 1e-3 * scale;
+                let ceiling = max_logit_tolerance(&expected);
+                if tolerance > ceiling {
+                    bail!(
+                        "int8 logits drift by {delta:.3e} on {} (tolerance {tolerance:.3e} > ceiling {ceiling:.3e}): \
+                         the quantized model is too far from the trained one; calibrate on more images or ship fp32",
+                        path.display()
+                    );
+                }
+                tolerance
+            }
         };
-        let top1 = expected
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0);
+        let margin = top1_margin(&expected).unwrap_or(0.0);
+        if margin <= 2.0 * tolerance {
+            if chosen_by_user {
+                bail!(
+                    "the model is undecided about golden image {} (top-1 margin {margin:.3e} ≤ 2 × tolerance {tolerance:.3e}): choose another",
+                    path.display()
+                );
+            }
+            progress(&format!(
+                "skipping {} as a self-test image: top-1 margin {margin:.3e} too small",
+                path.display()
+            ));
+            continue;
+        }
+        max_delta = max_delta.max(delta);
         golden.push(GoldenVector {
             name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             image_sha256: hex::encode(Sha256::digest(&bytes)),
-            input_sha256: tensor_sha256(&input),
+            input_sha256: tensor_sha256(&preprocessed.data),
             logits: expected,
             top1,
             logit_tolerance: tolerance,
         });
         golden_images.push(bytes);
     }
+    ensure!(
+        !golden.is_empty(),
+        "none of {} candidate self-test images is decided enough to certify the model",
+        golden_paths.len()
+    );
 
-    progress("calibrating the out-of-distribution score on the training images");
-    let ood = calibrate_ood(run)?;
+    progress(
+        "calibrating the out-of-distribution score (centroids: training images; \
+         threshold: validation images in every execution form)",
+    );
+    let (_, held_out_items) = split_paths(state, Side::Val)?;
+    let held_out: Vec<Preprocessed> = held_out_items
+        .iter()
+        .map(|(path, _)| preprocess_file(path, &spec).map(|(_, input)| input))
+        .collect::<Result<_>>()?;
+    let ood = calibrate_ood(run, |centroids| {
+        let mut scores = Vec::with_capacity(held_out.len() * runtimes.len());
+        for input in &held_out {
+            for runtime in &runtimes {
+                let out = runtime.run(input)?;
+                let embedding = pooled_embedding(&out.features, out.feature_shape[0]);
+                scores.push(ood_score(&embedding, centroids));
+            }
+        }
+        Ok((scores, held_out.len() as u32))
+    })?;
+    progress("fitting the softmax temperature on the validation images");
+    let calibration = fit_bundle_temperature(run)?;
+    if let Some(fit) = &calibration {
+        progress(&format!(
+            "temperature {:.3} on {} validation images: ECE {:.3} → {:.3}",
+            fit.temperature, fit.images, fit.ece_before, fit.ece_after
+        ));
+    }
     let checkpoint_bytes = std::fs::read(&run.weights_path)
         .with_context(|| format!("reading {}", run.weights_path.display()))?;
     let manifest = Manifest {
@@ -289,12 +363,14 @@ pub fn build_bundle(
         },
         notice: options.notice.clone(),
         ood: Some(ood),
+        temperature: calibration.map(|fit| fit.temperature),
     };
     let summary = BundleSummary {
         fp32_onnx_bytes: fp32.len(),
         model_bytes: model.len(),
         golden_vectors: golden.len(),
         golden_max_delta: max_delta,
+        calibration,
     };
     let bytes = write_bundle(
         &BundleContents {
@@ -315,6 +391,8 @@ pub struct BundleSummary {
     pub golden_vectors: usize,
     /// Largest |Δ logit| between tch and any execution form on the golden images.
     pub golden_max_delta: f32,
+    /// The temperature carried in the manifest, when the split has a validation side.
+    pub calibration: Option<TemperatureFit>,
 }
 
 /// Numeric fields of the run's test report (`report-test.json` beside the

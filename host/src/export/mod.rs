@@ -2,6 +2,7 @@
 //! signed bundle around it.
 
 pub mod bundle;
+pub mod calibration;
 pub mod onnx;
 pub mod ood;
 pub mod quantize;

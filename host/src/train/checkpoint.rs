@@ -41,17 +41,40 @@ pub struct TrainState {
     pub history: Vec<EpochLog>,
 }
 
+/// The run's checkpoint folder: `checkpoint/`, or `checkpoint.old/` when a
+/// crash came between the two renames of [`save`] (the previous checkpoint,
+/// complete and durable).
 pub fn checkpoint_dir(out: &Path) -> PathBuf {
-    out.join("checkpoint")
+    let current = out.join("checkpoint");
+    let previous = out.join("checkpoint.old");
+    if !current.exists() && previous.exists() {
+        previous
+    } else {
+        current
+    }
 }
 
+/// Fsyncs a file or folder.
+fn sync_path(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", path.display()))
+}
+
+/// Writes a checkpoint. The new one is complete and fsynced before the old
+/// one is touched, and the old one is only deleted once the new one has its
+/// name: `checkpoint.partial/` (written, synced) → old `checkpoint/` renamed
+/// to `checkpoint.old/` → `checkpoint.partial/` renamed to `checkpoint/` →
+/// `checkpoint.old/` removed. A crash at any point leaves one complete
+/// checkpoint that [`checkpoint_dir`] finds.
 pub fn save(
     out: &Path,
     vs: &nn::VarStore,
     optimizer: &Optimizer,
     state: &TrainState,
 ) -> Result<()> {
-    let dir = checkpoint_dir(out);
+    let dir = out.join("checkpoint");
+    let old = out.join("checkpoint.old");
     let tmp = out.join("checkpoint.partial");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -63,11 +86,24 @@ pub fn save(
         Tensor::write_safetensors(&opt, tmp.join("optimizer.safetensors"))?;
     }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    for entry in std::fs::read_dir(&tmp)? {
+        sync_path(&entry?.path())?;
+    }
+    sync_path(&tmp)?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+        if old.exists() {
+            // Left by a crash after the new checkpoint got its name.
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(&dir, &old)
+            .with_context(|| format!("renaming {} to {}", dir.display(), old.display()))?;
     }
     std::fs::rename(&tmp, &dir)
         .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    sync_path(out)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
     Ok(())
 }
 
@@ -98,4 +134,46 @@ pub fn restore(
         Vec::new()
     };
     optimizer.restore(tensors, state.optimizer_steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::OptimSection;
+
+    fn state(epoch: usize) -> TrainState {
+        TrainState {
+            epoch,
+            step_in_epoch: 0,
+            global_step: epoch * 10,
+            optimizer_steps: 0,
+            epoch_loss_sum: 0.0,
+            config: TrainConfig::default(),
+            spec: PreprocessSpec::with_input_size(32),
+            classes: vec!["Glioma T1".into()],
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_checkpoint_replaces_the_old_one_without_a_gap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _w = vs.root().zeros("w", &[2]);
+        let optimizer = Optimizer::new(&vs, &OptimSection::default(), 1.0);
+        save(out, &vs, &optimizer, &state(1)).unwrap();
+        save(out, &vs, &optimizer, &state(2)).unwrap();
+        assert_eq!(load_state(out).unwrap().epoch, 2);
+        assert!(!out.join("checkpoint.old").exists());
+        assert!(!out.join("checkpoint.partial").exists());
+        // A crash between save's two renames: only the previous checkpoint
+        // has a name (and a complete new one waits as .partial).
+        std::fs::rename(out.join("checkpoint"), out.join("checkpoint.old")).unwrap();
+        assert_eq!(load_state(out).unwrap().epoch, 2, "found under .old");
+        // The next save recovers the layout.
+        save(out, &vs, &optimizer, &state(3)).unwrap();
+        assert_eq!(load_state(out).unwrap().epoch, 3);
+        assert!(!out.join("checkpoint.old").exists());
+    }
 }

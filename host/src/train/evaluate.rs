@@ -49,7 +49,7 @@ fn map_batches(
     let _guard = tch::no_grad_guard();
     let mut out = Vec::with_capacity(eval.set.len());
     for batch in Prefetch::spawn(eval.set, eval.spec, plan(batch_size)) {
-        out.extend(rows(&f(&batch.inputs))?);
+        out.extend(rows(&f(&batch?.inputs))?);
     }
     Ok(out)
 }

@@ -193,6 +193,7 @@ pub fn fit(
         let mut images = 0usize;
         let mut lr = 0.0;
         for batch in Prefetch::spawn(&data.train, &data.spec, plan) {
+            let batch = batch?;
             lr = lr_at(
                 state.global_step,
                 total,

@@ -88,7 +88,8 @@ pub fn linear_probe(
 
 /// Weighted k-NN (InstDisc / DINO style): cosine similarity to the training
 /// features, the k nearest vote with weight exp(sim / τ). Returns per-class
-/// vote totals (usable as logits: argmax is the prediction).
+/// vote totals (usable as logits: argmax is the prediction). The similarity
+/// matrix and the top-k run on `device` (the large part on big sets).
 pub fn knn_scores(
     train_features: &[Vec<f32>],
     train_labels: &[usize],
@@ -96,13 +97,14 @@ pub fn knn_scores(
     classes: usize,
     k: usize,
     temperature: f64,
+    device: Device,
 ) -> Result<Vec<Vec<f32>>> {
-    let train = matrix(train_features, Device::Cpu);
+    let train = matrix(train_features, device);
     let train = &train
         / train
             .norm_scalaropt_dim(2, &[1i64][..], true)
             .clamp_min(1e-12);
-    let test = matrix(test_features, Device::Cpu);
+    let test = matrix(test_features, device);
     let test = &test
         / test
             .norm_scalaropt_dim(2, &[1i64][..], true)
@@ -110,8 +112,8 @@ pub fn knn_scores(
     let sim = test.matmul(&train.tr());
     let k = k.min(train_labels.len()).max(1) as i64;
     let (values, indices) = sim.topk(k, 1, true, true);
-    let values = to_rows(&values)?;
-    let indices: Vec<i64> = Vec::<i64>::try_from(indices.flatten(0, -1))?;
+    let values = to_rows(&values.to_device(Device::Cpu))?;
+    let indices: Vec<i64> = Vec::<i64>::try_from(indices.flatten(0, -1).to_device(Device::Cpu))?;
     let mut out = Vec::with_capacity(values.len());
     for (row, sims) in values.iter().enumerate() {
         let mut votes = vec![0f32; classes];
@@ -145,6 +147,7 @@ mod tests {
             2,
             2,
             0.07,
+            Device::Cpu,
         )
         .unwrap();
         assert!(scores[0][0] > scores[0][1]);
@@ -173,7 +176,7 @@ mod tests {
         let correct = logits
             .iter()
             .zip(&labels)
-            .filter(|(row, &l)| crate::metrics::argmax(row).0 == l)
+            .filter(|(row, &l)| crate::metrics::argmax(row) == Some(l))
             .count();
         assert_eq!(correct, 60);
     }

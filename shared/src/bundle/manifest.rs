@@ -8,12 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use super::mcuboot::ImageVersion;
 use super::BundleError;
+use crate::classes::ClassInfo;
+use crate::logits::{argmax, top1_margin};
 use crate::spec::PreprocessSpec;
 
 /// Version of the manifest schema this build reads and writes.
 pub const MANIFEST_FORMAT: u32 = 1;
 const MAX_CLASSES: usize = 1000;
 const MAX_GOLDEN_VECTORS: usize = 16;
+/// A golden vector's tolerance may be at most this fraction of its logit
+/// scale (`max(1, max |logit|)`): above it the self-test could no longer tell
+/// a working model from a broken one, so such a bundle is refused.
+pub const MAX_RELATIVE_LOGIT_TOLERANCE: f32 = 0.05;
+/// Temperatures a manifest may carry (softmax(z / T)).
+const TEMPERATURE_RANGE: std::ops::RangeInclusive<f32> = 0.04..=25.0;
 
 /// How the model's weights are stored in the bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +75,16 @@ pub struct OodCalibration {
     pub centroids: Vec<Vec<f32>>,
     /// Scores above this are out of distribution (→ REVIEW).
     pub threshold: f32,
-    /// Fraction of training images whose score is at or below the threshold.
+    /// Fraction of the calibration images whose score is at or below the
+    /// threshold.
     pub percentile: f64,
+    /// Training images the centroids were computed from.
     pub training_images: u32,
+    /// Held-out (validation) images the threshold was set on, scored in
+    /// every execution form the bundle may run in; 0: set on the training
+    /// images (bundles before manifest 1.1).
+    #[serde(default)]
+    pub held_out_images: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +112,10 @@ pub struct Manifest {
     /// inputs that are not brain slices.
     #[serde(default)]
     pub ood: Option<OodCalibration>,
+    /// Softmax temperature fitted on held-out images (probabilities are
+    /// `softmax(logits / T)`); absent: uncalibrated (T = 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
 }
 
 /// One self-test: a sample image, the tensor it must preprocess to (by hash,
@@ -207,6 +226,22 @@ impl Manifest {
             if name.is_empty() || !seen.insert(name) {
                 return Err(invalid(format!("class name {name:?} empty or repeated")));
             }
+            // The triage policy sums probabilities per family: a class
+            // outside every family would make every slice REVIEW silently.
+            if ClassInfo::parse(name).is_none() {
+                return Err(invalid(format!(
+                    "class name {name:?} names no tumour family and sequence of the dataset's layout"
+                )));
+            }
+        }
+        if let Some(t) = self.temperature {
+            if !TEMPERATURE_RANGE.contains(&t) {
+                return Err(invalid(format!(
+                    "temperature {t} is outside {}–{}",
+                    TEMPERATURE_RANGE.start(),
+                    TEMPERATURE_RANGE.end()
+                )));
+            }
         }
         self.preprocess_spec
             .validate()
@@ -266,28 +301,55 @@ impl Manifest {
         Ok(())
     }
 
-    /// Checks golden vectors against this manifest.
+    /// Checks golden vectors against this manifest. A bundle needs at least
+    /// one: a model that cannot prove itself on the device is not loaded.
     pub fn validate_golden(&self, golden: &[GoldenVector]) -> Result<(), BundleError> {
-        if golden.len() > MAX_GOLDEN_VECTORS {
+        if golden.is_empty() || golden.len() > MAX_GOLDEN_VECTORS {
             return Err(invalid(format!(
-                "{} golden vectors (at most {MAX_GOLDEN_VECTORS})",
+                "{} golden vectors (1–{MAX_GOLDEN_VECTORS} required)",
                 golden.len()
             )));
         }
         for g in golden {
             let ok = g.logits.len() == self.classes.len()
-                && g.top1 < self.classes.len()
-                && g.logits.iter().all(|v| v.is_finite())
+                && argmax(&g.logits) == Some(g.top1)
                 && g.logit_tolerance.is_finite()
                 && g.logit_tolerance > 0.0
                 && is_sha256_hex(&g.image_sha256)
                 && is_sha256_hex(&g.input_sha256);
             if !ok {
-                return Err(invalid(format!("golden vector {:?} is malformed", g.name)));
+                return Err(invalid(format!(
+                    "golden vector {:?} is malformed (logits per class, finite, top1 = their argmax, tolerance > 0)",
+                    g.name
+                )));
+            }
+            let ceiling = max_logit_tolerance(&g.logits);
+            if g.logit_tolerance > ceiling {
+                return Err(invalid(format!(
+                    "golden vector {:?}: tolerance {:.3e} exceeds the ceiling {ceiling:.3e} \
+                     ({MAX_RELATIVE_LOGIT_TOLERANCE} × the logit scale): the model drifts too far to certify itself",
+                    g.name, g.logit_tolerance
+                )));
+            }
+            // Every logit may move by the tolerance: the top-1 must survive that.
+            let margin = top1_margin(&g.logits).unwrap_or(0.0);
+            if margin <= 2.0 * g.logit_tolerance {
+                return Err(invalid(format!(
+                    "golden vector {:?}: top-1 margin {margin:.3e} is within twice the tolerance {:.3e}; \
+                     pick an image the model is decided about",
+                    g.name, g.logit_tolerance
+                )));
             }
         }
         Ok(())
     }
+}
+
+/// The largest self-test tolerance allowed for a golden vector with these
+/// logits: [`MAX_RELATIVE_LOGIT_TOLERANCE`] × `max(1, max |logit|)`.
+pub fn max_logit_tolerance(logits: &[f32]) -> f32 {
+    let scale = logits.iter().fold(1f32, |m, v| m.max(v.abs()));
+    MAX_RELATIVE_LOGIT_TOLERANCE * scale
 }
 
 #[cfg(test)]
@@ -301,7 +363,7 @@ pub(crate) mod tests {
             model_id: "tumorxai-demo".to_string(),
             version: "1.0.0".to_string(),
             created: "2026-11-27T04:00:00Z".to_string(),
-            classes: vec!["a".to_string(), "b".to_string()],
+            classes: vec!["Glioma T1".to_string(), "NORMAL T2".to_string()],
             preprocess_spec_sha256: spec.hash_hex(),
             preprocess_spec: spec,
             input_size: 64,
@@ -321,6 +383,7 @@ pub(crate) mod tests {
             },
             notice: None,
             ood: None,
+            temperature: None,
         }
     }
 
@@ -347,7 +410,10 @@ pub(crate) mod tests {
             ("version", Box::new(|m| m.version = "1.0".into())),
             ("created", Box::new(|m| m.created = "2026-11-27".into())),
             ("classes", Box::new(|m| m.classes.clear())),
-            ("repeated", Box::new(|m| m.classes[1] = "a".into())),
+            ("repeated", Box::new(|m| m.classes[1] = "Glioma T1".into())),
+            ("no tumour family", Box::new(|m| m.classes[1] = "a".into())),
+            ("temperature", Box::new(|m| m.temperature = Some(f32::NAN))),
+            ("temperature", Box::new(|m| m.temperature = Some(0.0))),
             ("hash", Box::new(|m| m.preprocess_spec.input_size = 65)),
             ("input size", Box::new(|m| m.input_size = 32)),
             ("model_sha256", Box::new(|m| m.model_sha256 = "XY".into())),
@@ -364,6 +430,7 @@ pub(crate) mod tests {
                         threshold: 0.3,
                         percentile: 0.99,
                         training_images: 10,
+                        held_out_images: 0,
                     })
                 }),
             ),
@@ -400,8 +467,59 @@ pub(crate) mod tests {
         let mut top = good.clone();
         top.top1 = 2;
         assert!(m.validate_golden(&[top]).is_err());
-        let mut nan = good;
+        let mut wrong_top = good.clone();
+        wrong_top.top1 = 1;
+        assert!(
+            m.validate_golden(&[wrong_top]).is_err(),
+            "top1 must be the argmax"
+        );
+        let mut nan = good.clone();
         nan.logits[0] = f32::NAN;
         assert!(m.validate_golden(&[nan]).is_err());
+        let mut nan_tolerance = good;
+        nan_tolerance.logit_tolerance = f32::NAN;
+        assert!(m.validate_golden(&[nan_tolerance]).is_err());
+    }
+
+    #[test]
+    fn a_bundle_without_golden_vectors_is_refused() {
+        let err = sample_manifest().validate_golden(&[]).unwrap_err();
+        assert!(err.to_string().contains("0 golden vectors"), "{err}");
+    }
+
+    #[test]
+    fn the_tolerance_has_a_ceiling_from_the_logit_scale() {
+        let m = sample_manifest();
+        // Scale max(1, 8) = 8 → ceiling 0.05 × 8 = 0.4 (hand-computed).
+        let mut g = GoldenVector {
+            name: "g".into(),
+            image_sha256: "a".repeat(64),
+            input_sha256: "b".repeat(64),
+            logits: vec![8.0, -3.0],
+            top1: 0,
+            logit_tolerance: 0.4,
+        };
+        assert_eq!(max_logit_tolerance(&g.logits), 0.4);
+        m.validate_golden(std::slice::from_ref(&g)).unwrap();
+        g.logit_tolerance = 0.41;
+        let err = m.validate_golden(std::slice::from_ref(&g)).unwrap_err();
+        assert!(err.to_string().contains("ceiling"), "{err}");
+        // Small logits: the scale is at least 1 → ceiling 0.05.
+        assert_eq!(max_logit_tolerance(&[0.1, -0.2]), 0.05);
+    }
+
+    #[test]
+    fn an_undecided_golden_image_is_refused() {
+        // Margin 0.08 ≤ 2 × 0.05: a tolerated drift could flip the top-1.
+        let g = GoldenVector {
+            name: "g".into(),
+            image_sha256: "a".repeat(64),
+            input_sha256: "b".repeat(64),
+            logits: vec![1.0, 0.92],
+            top1: 0,
+            logit_tolerance: 0.05,
+        };
+        let err = sample_manifest().validate_golden(&[g]).unwrap_err();
+        assert!(err.to_string().contains("margin"), "{err}");
     }
 }

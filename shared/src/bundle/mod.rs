@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use manifest::{
-    rfc3339_utc, GoldenVector, Manifest, OodCalibration, Outputs, Quantization, QuantizationForm,
-    Training, MANIFEST_FORMAT,
+    max_logit_tolerance, rfc3339_utc, GoldenVector, Manifest, OodCalibration, Outputs,
+    Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
 pub use mcuboot::{ImageHeader, ImageVersion};
 
