@@ -112,6 +112,32 @@ fn with_no_arguments_the_demo_bundle_triages_the_sample_scans() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert_eq!(stdout.lines().count(), 17, "{stdout}");
+    // The truth is in each sample's name (NN-family-sequence.jpg): every
+    // confident flag must name the true family (NORMAL: no tumour flagged).
+    // REVIEW abstains and asserts nothing. With calibrated probabilities the
+    // demo model (61 % test accuracy) abstains on 8 of the 17 and flags the
+    // other 9 correctly (uncalibrated, it called the normal T1 slice
+    // "Outros" with confidence).
+    let mut correct = 0;
+    for line in stdout.lines() {
+        let (file, rest) = line.split_once(": ").unwrap();
+        let name = file.rsplit('/').next().unwrap();
+        let family = name.split('-').nth(1).unwrap();
+        let expected = match family {
+            "normal" => "NO TUMOR FLAGGED".to_string(),
+            other => format!("TUMOR LIKELY: {}{}", other[..1].to_uppercase(), &other[1..]),
+        };
+        let flag = rest.split(" — ").next().unwrap();
+        if flag == "REVIEW" {
+            continue;
+        }
+        assert_eq!(flag, expected, "{line}");
+        correct += 1;
+    }
+    assert!(
+        correct >= 8,
+        "only {correct} of 17 confidently right:\n{stdout}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("15-schwannoma-t1c.json")).unwrap())
             .unwrap();
@@ -168,14 +194,19 @@ fn inputs_that_are_not_brain_slices_go_to_review() {
             serde_json::from_slice(&std::fs::read(out.join(format!("{stem}.json"))).unwrap())
                 .unwrap();
         assert_eq!(json["triage"]["flag"]["flag"], "REVIEW", "{stem}: {json}");
-        // Caught twice over: the input checks (no dark background, too
-        // few intensity levels) and, independently, the feature-space score.
+        // Caught by the input checks (no dark background, too few intensity
+        // levels); the feature-space score is reported as well (the white
+        // image also crosses its threshold; the grid, since the threshold is
+        // set on held-out images, no longer does on its own).
         let reason = json["triage"]["reason"].as_str().unwrap();
         assert!(reason.contains("doubtful input"), "{stem}: {reason}");
-        assert_eq!(
-            json["triage"]["out_of_distribution"], true,
+        assert!(
+            json["triage"]["ood_score"].as_f64().is_some(),
             "{stem}: {json}"
         );
+        if stem == "white" {
+            assert_eq!(json["triage"]["out_of_distribution"], true, "{json}");
+        }
         let frame = image::open(out.join(format!("{stem}-display.png"))).unwrap();
         assert_eq!((frame.width(), frame.height()), (480, 320));
     }

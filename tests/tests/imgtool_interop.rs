@@ -47,7 +47,7 @@ fn imgtool_verifies_our_bundles_and_refuses_tampering() {
             assert!(out.status.success(), "{bundle}: {}", text(&out));
             assert!(text(&out).contains("Image was correctly validated"));
             assert!(
-                text(&out).contains("Image version: 1.0.0+0"),
+                text(&out).contains("Image version: 1.1.0+0"),
                 "{}",
                 text(&out)
             );
@@ -89,7 +89,7 @@ fn imgtool_sign_writes_exactly_our_container() {
         "-k",
         path(&key),
         "-v",
-        "1.0.0",
+        "1.1.0",
         "-H",
         "32",
         "--pad-header",

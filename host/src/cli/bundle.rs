@@ -299,6 +299,26 @@ fn describe(path: &Path, total: usize, b: &ReadBundle<'_>) -> String {
     for (k, v) in &m.training.metrics {
         out += &format!("  {k} {v:.4}\n");
     }
+    out += &line(
+        "calibration",
+        match m.temperature {
+            Some(t) => format!("softmax temperature {t:.3} (fitted on validation images)"),
+            None => "none (raw softmax)".to_string(),
+        },
+    );
+    if let Some(ood) = &m.ood {
+        out += &line(
+            "OOD",
+            format!(
+                "{} threshold {:.4} ({} percentile of {} held-out images; centroids from {} training images)",
+                ood.method,
+                ood.threshold,
+                ood.percentile,
+                ood.held_out_images,
+                ood.training_images
+            ),
+        );
+    }
     out += &line("self-tests", format!("{}", b.golden.len()));
     for g in &b.golden {
         out += &format!(
