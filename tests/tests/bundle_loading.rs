@@ -119,6 +119,20 @@ fn load(c: &BundleContents, signer: u8, trusted: u8) -> Result<LoadedModel, Load
     )
 }
 
+/// Signed bundle bytes of `c` without golden vectors, assembled by hand:
+/// `write_bundle` validates, a hostile signer need not.
+fn signed_without_validation(c: &BundleContents) -> Vec<u8> {
+    let manifest = serde_json::to_vec(&c.manifest).unwrap();
+    let payload = payload::encode_sections(&payload::Sections {
+        manifest: &manifest,
+        model: &c.model,
+        golden: None,
+        golden_images: vec![],
+    })
+    .unwrap();
+    mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap()
+}
+
 /// Contents whose model is replaced (the manifest's model hash follows).
 fn with_model(mut c: BundleContents, model: Vec<u8>) -> BundleContents {
     c.manifest.model_sha256 = hex::encode(Sha256::digest(&model));
@@ -150,15 +164,7 @@ fn a_spec_this_build_cannot_honour_is_refused() {
     c.manifest.preprocess_spec_sha256 = c.manifest.preprocess_spec.hash_hex();
     // The writer validates too, so assemble the signed bytes by hand.
     assert!(write_bundle(&c, &key(1)).is_err());
-    let manifest = serde_json::to_vec(&c.manifest).unwrap();
-    let payload = payload::encode_sections(&payload::Sections {
-        manifest: &manifest,
-        model: &c.model,
-        golden: None,
-        golden_images: vec![],
-    })
-    .unwrap();
-    let bytes = mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap();
+    let bytes = signed_without_validation(&c);
     let err = LoadedModel::from_bundle(&bytes, &[key(1).verifying_key()], ExecutionForm::auto())
         .err()
         .expect("must refuse");
@@ -198,15 +204,7 @@ fn a_model_with_nan_outputs_is_refused() {
 #[test]
 fn a_bundle_without_golden_vectors_is_refused() {
     let c = contents();
-    let manifest = serde_json::to_vec(&c.manifest).unwrap();
-    let payload = payload::encode_sections(&payload::Sections {
-        manifest: &manifest,
-        model: &c.model,
-        golden: None,
-        golden_images: vec![],
-    })
-    .unwrap();
-    let bytes = mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap();
+    let bytes = signed_without_validation(&c);
     let err = LoadedModel::from_bundle(&bytes, &[key(1).verifying_key()], ExecutionForm::auto())
         .err()
         .expect("a bundle that cannot test itself must be refused");

@@ -27,6 +27,7 @@ use super::calibration::{fit_bundle_temperature, TemperatureFit};
 use super::onnx;
 use super::ood::calibrate_ood;
 use super::quantize::{calibrate, CALIBRATION_METHOD};
+use crate::data::{self, LoadedSet, Selection};
 use crate::model::weights::{self, Strictness};
 use crate::model::{resnet, ResNet};
 use crate::split::{Side, SplitFile};
@@ -103,6 +104,24 @@ impl TrainedRun {
             self.state.classes.len(),
             &onnx::metadata(&self.state.classes, &self.state.spec)?,
         )
+    }
+
+    /// One side of the run's split, decoded on the CPU (the bundle step's
+    /// calibrations); `None` when the split has nothing on that side.
+    pub fn load_side(&self, side: Side) -> Result<Option<LoadedSet>> {
+        let split = SplitFile::load(&self.state.config.data.split)?;
+        if split.on(side).next().is_none() {
+            return Ok(None);
+        }
+        let set = data::load(
+            &split,
+            &self.state.config.data.root,
+            Selection::Side(side),
+            &self.state.spec,
+            tch::Device::Cpu,
+            || {},
+        )?;
+        Ok(Some(set))
     }
 }
 

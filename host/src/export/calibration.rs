@@ -5,10 +5,9 @@
 
 use anyhow::Result;
 
-use crate::data::{self, Selection};
 use crate::export::bundle::TrainedRun;
 use crate::metrics;
-use crate::split::{Side, SplitFile};
+use crate::split::Side;
 use crate::train::evaluate::{predict, EvaluationSet};
 
 /// A fitted temperature and what it did to the validation side's expected
@@ -25,18 +24,9 @@ pub struct TemperatureFit {
 /// validation images (the bundle then says its probabilities are raw).
 pub fn fit_bundle_temperature(run: &TrainedRun) -> Result<Option<TemperatureFit>> {
     let state = &run.state;
-    let split = SplitFile::load(&state.config.data.split)?;
-    let set = data::load(
-        &split,
-        &state.config.data.root,
-        Selection::Side(Side::Val),
-        &state.spec,
-        tch::Device::Cpu,
-        || {},
-    )?;
-    if set.is_empty() {
+    let Some(set) = run.load_side(Side::Val)? else {
         return Ok(None);
-    }
+    };
     let eval = EvaluationSet {
         set: &set,
         spec: &state.spec,

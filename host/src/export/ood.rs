@@ -10,9 +10,8 @@ use anyhow::Result;
 use tumorxai_shared::bundle::OodCalibration;
 use tumorxai_shared::ood::{class_centroids, ood_score, percentile};
 
-use crate::data::{self, Selection};
 use crate::export::bundle::TrainedRun;
-use crate::split::{Side, SplitFile};
+use crate::split::Side;
 use crate::train::evaluate::{embed, EvaluationSet};
 
 /// Fraction of training images the threshold keeps in distribution.
@@ -28,15 +27,9 @@ pub fn calibrate_ood(
     held_out_scores: impl FnOnce(&[Vec<f32>]) -> Result<(Vec<f32>, u32)>,
 ) -> Result<OodCalibration> {
     let state = &run.state;
-    let split = SplitFile::load(&state.config.data.split)?;
-    let set = data::load(
-        &split,
-        &state.config.data.root,
-        Selection::Side(Side::Train),
-        &state.spec,
-        tch::Device::Cpu,
-        || {},
-    )?;
+    let set = run
+        .load_side(Side::Train)?
+        .ok_or_else(|| anyhow::anyhow!("the run's split has no training images"))?;
     let eval = EvaluationSet {
         set: &set,
         spec: &state.spec,
