@@ -236,3 +236,26 @@ fn help_teaches_each_command() {
     }
     assert!(ok(&["synth", "--help"]).contains("Example:"));
 }
+
+#[test]
+fn threads_set_libtorch_as_well_as_the_worker_pool() {
+    // libtorch reports its intra-op thread count in the train-step JSON.
+    let out = ok(&[
+        "--threads",
+        "1",
+        "bench",
+        "train-step",
+        "--width",
+        "0.125",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["threads"], 1, "{out}");
+    let zero = tumorxai(&["--threads", "0", "bench", "synth"]);
+    assert!(!zero.status.success(), "zero threads must be refused");
+}
