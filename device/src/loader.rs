@@ -2,7 +2,7 @@
 //! signature against the trust store, manifest and preprocessing spec against
 //! what this build honours, execution form (int8 bundles), tract
 //! optimisation, the model's outputs against the manifest (one logit per
-//! class, features as long as the out-of-distribution centroids), and the
+//! class, features as long as the out-of-distribution statistics), and the
 //! bundle's golden self-test (every output finite, every logit within the
 //! tolerance, the same top-1). Any failure refuses the bundle with a message
 //! that says which check failed.
@@ -15,6 +15,7 @@ use thiserror::Error;
 use tract_onnx::pb;
 use tumorxai_shared::bundle::{read_bundle, BundleError, Manifest, QuantizationForm};
 use tumorxai_shared::logits::{all_finite, argmax, max_abs_diff};
+use tumorxai_shared::ood::OodScorer;
 use tumorxai_shared::spec::SPEC_FORMAT_VERSION;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessError, PreprocessSpec};
 
@@ -60,6 +61,9 @@ pub struct LoadedModel {
     pub self_test_max_delta: f32,
     /// Golden vectors the self-test ran (at least one).
     pub self_tests_passed: usize,
+    /// The out-of-distribution score and its threshold, when the bundle
+    /// carries a calibration.
+    pub ood: Option<(OodScorer, f32)>,
 }
 
 /// Parses a PEM (SubjectPublicKeyInfo) Ed25519 public key.
@@ -116,11 +120,14 @@ impl LoadedModel {
         if bundle.golden.is_empty() || bundle.golden.len() != bundle.golden_images.len() {
             return Err(LoadError::NoSelfTest);
         }
-        let centroid_len = manifest
+        let ood = manifest
             .ood
             .as_ref()
-            .and_then(|o| o.centroids.first())
-            .map(Vec::len);
+            .map(|o| {
+                OodScorer::from_calibration(o, bundle.ood_statistics).map(|s| (s, o.threshold))
+            })
+            .transpose()?;
+        let ood_dim = ood.as_ref().map(|(scorer, _)| scorer.dim());
         let mut self_test_max_delta = 0f32;
         for (golden, image) in bundle.golden.iter().zip(&bundle.golden_images) {
             let fail = |why: String| LoadError::SelfTest {
@@ -149,10 +156,10 @@ impl LoadedModel {
                      (at most {MAX_POSITIONS} positions and {MAX_CHANNELS} channels)"
                 )));
             }
-            if let Some(len) = centroid_len {
+            if let Some(len) = ood_dim {
                 if out.feature_shape[0] != len {
                     return Err(LoadError::Inconsistent(format!(
-                        "{} feature channels, but the out-of-distribution centroids have {len}",
+                        "{} feature channels, but the out-of-distribution statistics have {len}",
                         out.feature_shape[0]
                     )));
                 }
@@ -185,6 +192,7 @@ impl LoadedModel {
             bundle_sha256: hex::encode(bundle.digest),
             self_test_max_delta,
             self_tests_passed: bundle.golden.len(),
+            ood,
             manifest,
         })
     }

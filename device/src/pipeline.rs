@@ -8,7 +8,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tumorxai_shared::integrity::damage;
 use tumorxai_shared::logits::all_finite;
-use tumorxai_shared::ood::{ood_score, pooled_embedding};
+use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::plausibility::implausible;
 use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
@@ -81,9 +81,9 @@ pub fn run_slice(
     let saliency = upsample(&eigencam(&out.features, c, h, w), h, w, s);
     timings.eigencam_ms = ms(t);
     let t = Instant::now();
-    let ood = model.manifest.ood.as_ref().map(|calibration| OodCheck {
-        score: ood_score(&pooled_embedding(&out.features, c), &calibration.centroids),
-        threshold: calibration.threshold,
+    let ood = model.ood.as_ref().map(|(scorer, threshold)| OodCheck {
+        score: scorer.score(&pooled_embedding(&out.features, c)),
+        threshold: *threshold,
     });
     let evidence = Evidence {
         temperature: model.manifest.temperature,

@@ -1,11 +1,11 @@
 //! A hostile corpus, built here from the sample scans and from scratch:
 //! truncated and garbled JPEG/PNG/TIFF, decompression bombs, odd encodings
-//! (16-bit, alpha, 1×1, extreme aspect, huge dimensions), non-images and
+//! (16-bit, alpha, CMYK, 1×1, extreme aspect, huge dimensions), non-images and
 //! images that are not brain slices. Through the device pipeline with the
 //! demo bundle, every one ends in a clear error or REVIEW — never a panic,
-//! never a confident flag; valid encodings of a real slice are triaged. Then
-//! the whole corpus goes through `serve --once`: the service answers each
-//! file and keeps going.
+//! never a confident flag; valid encodings of a real slice are triaged as the
+//! slice itself is. Then the whole corpus goes through `serve --once`: the
+//! service answers each file and keeps going.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -160,7 +160,7 @@ fn corpus() -> Vec<(String, Vec<u8>, bool)> {
         encode(gray(5000, 8, |x, _| (x % 256) as u8), ImageFormat::Png),
         false,
     );
-    // Valid encodings of the real slice: triaged (any flag), no panic.
+    // Valid encodings of the real slice: triaged as the slice is.
     let luma16 = DynamicImage::ImageLuma16(ImageBuffer::from_fn(w, h, |x, y| {
         Luma([u16::from(slice.to_luma8().get_pixel(x, y)[0]) * 257])
     }));
@@ -175,6 +175,12 @@ fn corpus() -> Vec<(String, Vec<u8>, bool)> {
         encode(DynamicImage::ImageRgb8(slice.to_rgb8()), ImageFormat::Bmp),
         true,
     );
+    // CMYK (JPEG with an Adobe marker, deflated TIFF), written by Pillow:
+    // fixtures/make_cmyk.py.
+    for name in ["slice-cmyk.jpg", "slice-cmyk.tif"] {
+        let bytes = std::fs::read(repo().join("device/tests/fixtures").join(name)).unwrap();
+        add(name, bytes, true);
+    }
     // Degenerate images.
     add(
         "one-pixel.png",
@@ -293,6 +299,11 @@ fn every_hostile_input_ends_in_an_error_or_review() {
     let model = demo_model();
     let corpus = corpus();
     assert!(corpus.len() >= 30, "{} inputs", corpus.len());
+    // Valid encodings of the slice must be triaged as the slice itself is.
+    let original = run_slice(&model, &sample("01-glioma-t1c.jpg"), Thresholds::default())
+        .unwrap()
+        .triage
+        .flag;
     let mut report = Vec::new();
     let mut confident = Vec::new();
     for (name, bytes, valid) in &corpus {
@@ -317,6 +328,9 @@ fn every_hostile_input_ends_in_an_error_or_review() {
                 ));
                 if !valid && r.triage.flag != Flag::Review {
                     confident.push(name.clone());
+                }
+                if *valid {
+                    assert_eq!(r.triage.flag, original, "{name}: triaged unlike the slice");
                 }
             }
         }

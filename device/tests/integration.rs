@@ -4,5 +4,6 @@
 mod arm_parity;
 mod display;
 mod hostile_inputs;
+mod ood_set;
 mod serve_cli;
 mod triage_cli;

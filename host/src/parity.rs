@@ -10,7 +10,7 @@ use tumorxai_device::eigencam::eigencam as device_eigencam;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_shared::bundle::QuantizationForm;
 use tumorxai_shared::logits::{argmax, max_abs_diff};
-use tumorxai_shared::ood::{ood_score, pooled_embedding};
+use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::{decode_luminance, input_plane, preprocess_bytes, DecodeLimits};
 
 use crate::data::normalize;
@@ -53,7 +53,7 @@ pub struct ParitySummary {
     pub cam_correlation_min: f64,
     pub cam_correlation_mean: f64,
     /// max |host − device| out-of-distribution score (0 without calibration).
-    pub ood_max_abs: f32,
+    pub ood_max_relative: f32,
     /// Share of files with the same in/out decision on both sides.
     pub ood_decision_agreement: f64,
 }
@@ -68,7 +68,7 @@ pub struct ParityBars {
     pub top1_agreement_min: f64,
     pub cam_correlation_mean_min: f64,
     /// `None`: not checked (int8 features drift by design).
-    pub ood_max_abs: Option<f32>,
+    pub ood_max_relative: Option<f32>,
     pub ood_decision_agreement_min: f64,
 }
 
@@ -81,7 +81,7 @@ impl ParityBars {
                 features_max_relative: Some(1e-4),
                 top1_agreement_min: 1.0,
                 cam_correlation_mean_min: 0.999,
-                ood_max_abs: Some(1e-4),
+                ood_max_relative: Some(1e-4),
                 ood_decision_agreement_min: 1.0,
             },
             QuantizationForm::Int8Qdq => ParityBars {
@@ -90,7 +90,7 @@ impl ParityBars {
                 features_max_relative: None,
                 top1_agreement_min: 0.99,
                 cam_correlation_mean_min: 0.9,
-                ood_max_abs: None,
+                ood_max_relative: None,
                 ood_decision_agreement_min: 0.99,
             },
         }
@@ -135,11 +135,11 @@ impl ParityBars {
                 summary.cam_correlation_mean, self.cam_correlation_mean_min
             ));
         }
-        if let Some(bar) = self.ood_max_abs {
-            if summary.ood_max_abs.is_nan() || summary.ood_max_abs > bar {
+        if let Some(bar) = self.ood_max_relative {
+            if summary.ood_max_relative.is_nan() || summary.ood_max_relative > bar {
                 out.push(format!(
                     "out-of-distribution scores differ by {:.3e} (bar {bar:.0e})",
-                    summary.ood_max_abs
+                    summary.ood_max_relative
                 ));
             }
         }
@@ -179,17 +179,18 @@ pub fn compare_slice(
     let [c, h, w] = out.feature_shape;
     let device_cam = device_eigencam(&out.features, c, h, w);
     let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
-    let calibration = device.manifest.ood.as_ref();
+    let calibration = device.ood.as_ref();
     let score = |features: &[f32]| {
-        calibration.map(|o| ood_score(&pooled_embedding(features, c), &o.centroids))
+        calibration.map(|(scorer, _)| scorer.score(&pooled_embedding(features, c)))
     };
     let (host_ood, device_ood) = (score(&host_features), score(&out.features));
-    let ood_decision_agrees = calibration
-        .zip(host_ood.zip(device_ood))
-        .map(|(o, (h, d))| {
-            // NaN on either side is never an agreement.
-            !h.is_nan() && !d.is_nan() && (h > o.threshold) == (d > o.threshold)
-        });
+    let ood_decision_agrees =
+        calibration
+            .zip(host_ood.zip(device_ood))
+            .map(|((_, threshold), (h, d))| {
+                // NaN on either side is never an agreement.
+                !h.is_nan() && !d.is_nan() && (h > *threshold) == (d > *threshold)
+            });
     Ok(FileParity {
         file: name.to_string(),
         preprocess_max_abs: max_abs_diff(&host_input, &device_input.data),
@@ -231,8 +232,10 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
             .fold(f64::INFINITY, f64::min)
             .min(1.0),
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
-        ood_max_abs: max(&|r| match (r.host_ood, r.device_ood) {
-            (Some(h), Some(d)) => (h - d).abs(),
+        ood_max_relative: max(&|r| match (r.host_ood, r.device_ood) {
+            // Relative to the score's scale (Mahalanobis scores are in the
+            // hundreds, cosine scores below 2).
+            (Some(h), Some(d)) => (h - d).abs() / h.abs().max(1.0),
             (None, None) => 0.0,
             _ => f32::INFINITY,
         }),
@@ -309,7 +312,7 @@ mod tests {
         let mut b = row(0.0, 0, 1.0);
         (b.host_ood, b.device_ood, b.ood_decision_agrees) = (Some(0.25), Some(0.23), Some(false));
         let s = summarise(&[a.clone(), b]);
-        assert!((s.ood_max_abs - 0.02).abs() < 1e-6, "{s:?}");
+        assert!((s.ood_max_relative - 0.02).abs() < 1e-6, "{s:?}");
         assert_eq!(s.ood_decision_agreement, 0.5);
         let int8 = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
         assert_eq!(int8.len(), 1, "decisions only: {int8:?}");
@@ -317,6 +320,6 @@ mod tests {
         assert_eq!(fp32.len(), 2, "score and decisions: {fp32:?}");
         // A score on one side only fails the fp32 bar.
         a.device_ood = None;
-        assert_eq!(summarise(&[a]).ood_max_abs, f32::INFINITY);
+        assert_eq!(summarise(&[a]).ood_max_relative, f32::INFINITY);
     }
 }

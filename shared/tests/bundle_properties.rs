@@ -63,6 +63,7 @@ fn signed_bundle() -> Vec<u8> {
             logit_tolerance: 1e-3,
         }],
         golden_images: vec![image],
+        ood_statistics: None,
     };
     write_bundle(&contents, &key()).expect("valid contents")
 }

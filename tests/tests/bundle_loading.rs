@@ -14,9 +14,10 @@ use tumorxai_host::export::onnx;
 use tumorxai_host::model::{resnet, Depth, ResNetConfig};
 use tumorxai_shared::bundle::{
     mcuboot, payload, write_bundle, BundleContents, GoldenVector, Manifest, OodCalibration,
-    Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
+    OodGaussians, Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
 use tumorxai_shared::logits::argmax;
+use tumorxai_shared::ood::ClassGaussians;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec, CLASS_NAMES};
 
 const SIZE: u32 = 32;
@@ -103,6 +104,7 @@ fn contents() -> BundleContents {
             logit_tolerance: 1e-4,
         }],
         golden_images: vec![image],
+        ood_statistics: None,
     }
 }
 
@@ -128,6 +130,7 @@ fn signed_without_validation(c: &BundleContents) -> Vec<u8> {
         model: &c.model,
         golden: None,
         golden_images: vec![],
+        ood_statistics: None,
     })
     .unwrap();
     mcuboot::sign_image(&payload, "2.1.0".parse().unwrap(), &key(1)).unwrap()
@@ -258,10 +261,40 @@ fn ood_centroids_of_another_length_are_refused() {
         percentile: 0.995,
         training_images: 100,
         held_out_images: 0,
+        gaussians: None,
     });
     let err = load(&c, 1, 1).err().expect("must refuse");
     assert!(
-        matches!(&err, LoadError::Inconsistent(why) if why.contains("centroids have 3")),
+        matches!(&err, LoadError::Inconsistent(why) if why.contains("statistics have 3")),
+        "{err}"
+    );
+}
+
+#[test]
+fn mahalanobis_statistics_of_another_length_are_refused() {
+    let mut c = contents();
+    let gaussians = ClassGaussians {
+        means: vec![vec![0.5; 3]; 17],
+        precision: vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+    };
+    let stats = gaussians.to_le_bytes();
+    c.manifest.ood = Some(OodCalibration {
+        method: "mahalanobis-normalised".into(),
+        centroids: vec![vec![1.0, 0.0, 0.0]; 17],
+        threshold: 100.0,
+        percentile: 0.995,
+        training_images: 100,
+        held_out_images: 50,
+        gaussians: Some(OodGaussians {
+            classes: 17,
+            dim: 3,
+            sha256: hex::encode(Sha256::digest(&stats)),
+        }),
+    });
+    c.ood_statistics = Some(stats);
+    let err = load(&c, 1, 1).err().expect("must refuse");
+    assert!(
+        matches!(&err, LoadError::Inconsistent(why) if why.contains("statistics have 3")),
         "{err}"
     );
 }

@@ -1,5 +1,6 @@
 //! `tumorxai bench`: single-thread throughput benchmarks that print JSON.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -8,6 +9,8 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 use tch::nn::{self, ModuleT};
 use tch::{Kind, Reduction, Tensor};
+use tumorxai_host::export::bundle::TrainedRun;
+use tumorxai_host::export::ood_study::study;
 use tumorxai_host::model::{resnet, Depth, ResNetConfig};
 use tumorxai_host::synth::{self, Atlas};
 use tumorxai_host::train::config::{parse_device, OptimSection};
@@ -23,6 +26,11 @@ enum Target {
     /// One supervised training step (forward, cross-entropy, backward, SGD
     /// momentum) on random tensors; compare with host/bench/pytorch_train_step.py.
     TrainStep,
+    /// Out-of-distribution scores compared on a trained run (`--run`) and a
+    /// folder of out-of-distribution inputs (`--ood`, one sub-folder per
+    /// category; tests/tools/make_ood_set.py builds one): false REVIEW on
+    /// the test side, detection per category, ROC area. Not timed.
+    Ood,
 }
 
 #[derive(Debug, Args)]
@@ -53,12 +61,26 @@ pub struct BenchArgs {
     /// train-step: auto | cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// ood: the trained run (its split's training, validation and test sides
+    /// are read).
+    #[arg(long, required_if_eq("target", "ood"))]
+    run: Option<PathBuf>,
+    /// ood: folder of out-of-distribution inputs.
+    #[arg(long, required_if_eq("target", "ood"))]
+    ood: Option<PathBuf>,
 }
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let images = args.images.max(1);
     let report = match args.target {
         Target::TrainStep => train_step(&args)?,
+        Target::Ood => {
+            let (Some(run), Some(ood)) = (&args.run, &args.ood) else {
+                anyhow::bail!("bench ood needs --run and --ood");
+            };
+            let trained = TrainedRun::load(run)?;
+            serde_json::to_value(study(&trained, &run.display().to_string(), ood)?)?
+        }
         Target::Synth => {
             let atlas = Atlas::embedded()?;
             for i in 0..5 {

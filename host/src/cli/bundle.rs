@@ -310,11 +310,19 @@ fn describe(path: &Path, total: usize, b: &ReadBundle<'_>) -> String {
         out += &line(
             "OOD",
             format!(
-                "{} threshold {:.4} ({} percentile of {} held-out images; centroids from {} training images)",
+                "{} threshold {:.4} ({} percentile of {} held-out images; {} from {} training images)",
                 ood.method,
                 ood.threshold,
                 ood.percentile,
                 ood.held_out_images,
+                match &ood.gaussians {
+                    Some(g) => format!(
+                        "class means and shared precision ({} dims, {} bytes)",
+                        g.dim,
+                        g.section_len().unwrap_or(0)
+                    ),
+                    None => "centroids".to_string(),
+                },
                 ood.training_images
             ),
         );

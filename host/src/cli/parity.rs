@@ -104,8 +104,8 @@ pub fn parity(args: ParityArgs) -> Result<ExitCode> {
     );
     println!("  top-1 agreement     {:.4}", summary.top1_agreement);
     println!(
-        "  OOD score           max |Δ| {:.3e}, same decision on {:.4}",
-        summary.ood_max_abs, summary.ood_decision_agreement
+        "  OOD score           max relative |Δ| {:.3e}, same decision on {:.4}",
+        summary.ood_max_relative, summary.ood_decision_agreement
     );
     println!(
         "  EigenCAM correlation mean {:.4}, min {:.4}",

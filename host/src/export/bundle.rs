@@ -20,7 +20,7 @@ use tumorxai_shared::bundle::{
     Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
 use tumorxai_shared::logits::{argmax, max_abs_diff, top1_margin};
-use tumorxai_shared::ood::{ood_score, pooled_embedding};
+use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec, Preprocessed};
 
 use super::calibration::{fit_bundle_temperature, TemperatureFit};
@@ -328,7 +328,7 @@ pub fn build_bundle(
     );
 
     progress(
-        "calibrating the out-of-distribution score (centroids: training images; \
+        "calibrating the out-of-distribution score (Mahalanobis statistics: training images; \
          threshold: validation images in every execution form)",
     );
     let (_, held_out_items) = split_paths(state, Side::Val)?;
@@ -336,13 +336,13 @@ pub fn build_bundle(
         .iter()
         .map(|(path, _)| preprocess_file(path, &spec).map(|(_, input)| input))
         .collect::<Result<_>>()?;
-    let ood = calibrate_ood(run, |centroids| {
+    let ood = calibrate_ood(run, |scorer| {
         let mut scores = Vec::with_capacity(held_out.len() * runtimes.len());
         for input in &held_out {
             for runtime in &runtimes {
                 let out = runtime.run(input)?;
                 let embedding = pooled_embedding(&out.features, out.feature_shape[0]);
-                scores.push(ood_score(&embedding, centroids));
+                scores.push(scorer.score(&embedding));
             }
         }
         Ok((scores, held_out.len() as u32))
@@ -381,7 +381,7 @@ pub fn build_bundle(
             calibration_method: calibration_images.map(|_| CALIBRATION_METHOD.to_string()),
         },
         notice: options.notice.clone(),
-        ood: Some(ood),
+        ood: Some(ood.calibration),
         temperature: calibration.map(|fit| fit.temperature),
     };
     let summary = BundleSummary {
@@ -397,6 +397,7 @@ pub fn build_bundle(
             model,
             golden,
             golden_images,
+            ood_statistics: Some(ood.statistics),
         },
         key,
     )?;

@@ -5,4 +5,5 @@ pub mod bundle;
 pub mod calibration;
 pub mod onnx;
 pub mod ood;
+pub mod ood_study;
 pub mod quantize;

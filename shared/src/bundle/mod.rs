@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 pub use manifest::{
-    max_logit_tolerance, rfc3339_utc, GoldenVector, Manifest, OodCalibration, Outputs,
-    Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
+    max_logit_tolerance, rfc3339_utc, GoldenVector, Manifest, OodCalibration, OodGaussians,
+    Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
 };
 pub use mcuboot::{ImageHeader, ImageVersion};
 
@@ -59,6 +59,33 @@ pub struct BundleContents {
     pub model: Vec<u8>,
     pub golden: Vec<GoldenVector>,
     pub golden_images: Vec<Vec<u8>>,
+    /// Out-of-distribution statistics section (Mahalanobis), as the manifest
+    /// describes it.
+    pub ood_statistics: Option<Vec<u8>>,
+}
+
+/// The statistics section must be present exactly when the manifest
+/// describes one, with its length and hash.
+fn check_ood_statistics(manifest: &Manifest, section: Option<&[u8]>) -> Result<(), BundleError> {
+    let layout = manifest.ood.as_ref().and_then(|o| o.gaussians.as_ref());
+    match (layout, section) {
+        (None, None) => Ok(()),
+        (Some(g), Some(bytes))
+            if g.section_len() == Some(bytes.len())
+                && hex::encode(Sha256::digest(bytes)) == g.sha256 =>
+        {
+            Ok(())
+        }
+        (Some(_), Some(_)) => Err(BundleError::Invalid(
+            "ood statistics section does not match the manifest's size or sha256".to_string(),
+        )),
+        (Some(_), None) => Err(BundleError::Invalid(
+            "manifest describes ood statistics but the bundle has none".to_string(),
+        )),
+        (None, Some(_)) => Err(BundleError::Invalid(
+            "ood statistics section that the manifest does not describe".to_string(),
+        )),
+    }
 }
 
 /// Validates `contents` and writes the signed bundle bytes.
@@ -72,6 +99,7 @@ pub fn write_bundle(contents: &BundleContents, key: &SigningKey) -> Result<Vec<u
         ));
     }
     check_golden_images(&contents.golden, &contents.golden_images)?;
+    check_ood_statistics(manifest, contents.ood_statistics.as_deref())?;
     let manifest_json = serde_json::to_vec_pretty(manifest)
         .map_err(|e| BundleError::Invalid(format!("manifest: {e}")))?;
     let golden_json = serde_json::to_vec(&contents.golden)
@@ -81,6 +109,7 @@ pub fn write_bundle(contents: &BundleContents, key: &SigningKey) -> Result<Vec<u
         model: &contents.model,
         golden: Some(&golden_json),
         golden_images: contents.golden_images.iter().map(Vec::as_slice).collect(),
+        ood_statistics: contents.ood_statistics.as_deref(),
     })?;
     mcuboot::sign_image(&payload, manifest.image_version()?, key)
 }
@@ -115,6 +144,8 @@ pub struct ReadBundle<'a> {
     pub model: &'a [u8],
     pub golden: Vec<GoldenVector>,
     pub golden_images: Vec<&'a [u8]>,
+    /// Out-of-distribution statistics (checked against the manifest).
+    pub ood_statistics: Option<&'a [u8]>,
     /// SHA-256 over header + payload (the MCUboot image digest).
     pub digest: [u8; 32],
     /// MCUboot KEYHASH of the signer, when present.
@@ -147,12 +178,14 @@ pub fn read_bundle(bytes: &[u8]) -> Result<ReadBundle<'_>, BundleError> {
     };
     manifest.validate_golden(&golden)?;
     check_golden_images(&golden, &sections.golden_images)?;
+    check_ood_statistics(&manifest, sections.ood_statistics)?;
     Ok(ReadBundle {
         header: image.header,
         manifest,
         model: sections.model,
         golden,
         golden_images: sections.golden_images,
+        ood_statistics: sections.ood_statistics,
         digest: image.digest,
         key_hash: image.key_hash,
         image,
@@ -221,6 +254,7 @@ mod tests {
                 logit_tolerance: 1e-4,
             }],
             golden_images: vec![image],
+            ood_statistics: None,
         }
     }
 
@@ -255,6 +289,43 @@ mod tests {
         let mut c = contents();
         c.golden_images.clear();
         assert!(write_bundle(&c, &key(1)).is_err());
+    }
+
+    #[test]
+    fn ood_statistics_travel_with_a_matching_manifest_only() {
+        let stats = vec![1u8; 2 * 4 * (2 + 2)]; // 2 classes, D = 2
+        let mut c = contents();
+        c.manifest.ood = Some(OodCalibration {
+            method: "mahalanobis-normalised".into(),
+            centroids: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+            threshold: 20.0,
+            percentile: 0.995,
+            training_images: 4,
+            held_out_images: 2,
+            gaussians: Some(OodGaussians {
+                classes: 2,
+                dim: 2,
+                sha256: hex::encode(Sha256::digest(&stats)),
+            }),
+        });
+        c.ood_statistics = Some(stats.clone());
+        let bytes = write_bundle(&c, &key(1)).unwrap();
+        assert_eq!(
+            read_bundle(&bytes).unwrap().ood_statistics,
+            Some(stats.as_slice())
+        );
+        let mut missing = c.clone();
+        missing.ood_statistics = None;
+        assert!(write_bundle(&missing, &key(1)).is_err());
+        let mut other = c.clone();
+        other.ood_statistics = Some(vec![2u8; stats.len()]);
+        assert!(write_bundle(&other, &key(1)).is_err());
+        let mut short = c.clone();
+        short.ood_statistics = Some(stats[1..].to_vec());
+        assert!(write_bundle(&short, &key(1)).is_err());
+        let mut undescribed = contents();
+        undescribed.ood_statistics = Some(stats);
+        assert!(write_bundle(&undescribed, &key(1)).is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! { kind u16 | reserved u16 (0) | length u32 | bytes }...
 //! ```
 //!
+//! Kinds: 1 manifest (JSON), 2 model (ONNX), 3 golden vectors (JSON),
+//! 4 golden image (one per vector), 5 out-of-distribution statistics
+//! (f32 little-endian, layout in the manifest; since bundle 1.2).
+//!
 //! Little-endian. Every length is bounded before use.
 
 use super::BundleError;
@@ -22,6 +26,8 @@ pub const MAX_MANIFEST_BYTES: usize = 1 << 20;
 pub const MAX_GOLDEN_BYTES: usize = 1 << 20;
 pub const MAX_GOLDEN_IMAGE_BYTES: usize = 4 << 20;
 pub const MAX_MODEL_BYTES: usize = 512 << 20;
+/// Class means + a D×D precision: 64 MiB allows D ≈ 4,000.
+pub const MAX_OOD_STATISTICS_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
@@ -30,6 +36,7 @@ pub enum SectionKind {
     Model = 2,
     Golden = 3,
     GoldenImage = 4,
+    OodStatistics = 5,
 }
 
 impl SectionKind {
@@ -39,6 +46,7 @@ impl SectionKind {
             2 => SectionKind::Model,
             3 => SectionKind::Golden,
             4 => SectionKind::GoldenImage,
+            5 => SectionKind::OodStatistics,
             _ => return None,
         })
     }
@@ -49,6 +57,7 @@ impl SectionKind {
             SectionKind::Model => MAX_MODEL_BYTES,
             SectionKind::Golden => MAX_GOLDEN_BYTES,
             SectionKind::GoldenImage => MAX_GOLDEN_IMAGE_BYTES,
+            SectionKind::OodStatistics => MAX_OOD_STATISTICS_BYTES,
         }
     }
 
@@ -58,6 +67,7 @@ impl SectionKind {
             SectionKind::Model => "model",
             SectionKind::Golden => "golden vectors",
             SectionKind::GoldenImage => "golden image",
+            SectionKind::OodStatistics => "ood statistics",
         }
     }
 }
@@ -69,6 +79,7 @@ pub struct Sections<'a> {
     pub model: &'a [u8],
     pub golden: Option<&'a [u8]>,
     pub golden_images: Vec<&'a [u8]>,
+    pub ood_statistics: Option<&'a [u8]>,
 }
 
 pub fn encode_sections(sections: &Sections<'_>) -> Result<Vec<u8>, BundleError> {
@@ -85,6 +96,9 @@ pub fn encode_sections(sections: &Sections<'_>) -> Result<Vec<u8>, BundleError> 
             .iter()
             .map(|image| (SectionKind::GoldenImage, *image)),
     );
+    if let Some(statistics) = sections.ood_statistics {
+        list.push((SectionKind::OodStatistics, statistics));
+    }
     if list.len() > MAX_SECTIONS {
         return Err(BundleError::TooLarge("section count", list.len()));
     }
@@ -126,7 +140,7 @@ pub fn decode_sections(payload: &[u8]) -> Result<Sections<'_>, BundleError> {
     if count > MAX_SECTIONS {
         return Err(BundleError::TooLarge("section count", count));
     }
-    let (mut manifest, mut model, mut golden) = (None, None, None);
+    let (mut manifest, mut model, mut golden, mut ood_statistics) = (None, None, None, None);
     let mut golden_images = Vec::new();
     let mut at = PREAMBLE;
     for _ in 0..count {
@@ -160,6 +174,9 @@ pub fn decode_sections(payload: &[u8]) -> Result<Sections<'_>, BundleError> {
             SectionKind::Golden if golden.replace(bytes).is_some() => {
                 return Err(duplicate("golden"))
             }
+            SectionKind::OodStatistics if ood_statistics.replace(bytes).is_some() => {
+                return Err(duplicate("ood statistics"))
+            }
             SectionKind::GoldenImage => golden_images.push(bytes),
             _ => {}
         }
@@ -176,6 +193,7 @@ pub fn decode_sections(payload: &[u8]) -> Result<Sections<'_>, BundleError> {
         model: model.ok_or(BundleError::Invalid("no model section".to_string()))?,
         golden,
         golden_images,
+        ood_statistics,
     })
 }
 
@@ -190,6 +208,7 @@ mod tests {
             model: b"M",
             golden: None,
             golden_images: vec![],
+            ood_statistics: None,
         };
         let bytes = encode_sections(&sections).unwrap();
         let expected: Vec<u8> = [
@@ -206,12 +225,35 @@ mod tests {
     }
 
     #[test]
+    fn exact_bytes_of_an_ood_statistics_section() {
+        let sections = Sections {
+            manifest: b"{}",
+            model: b"M",
+            golden: None,
+            golden_images: vec![],
+            ood_statistics: Some(&[0xAB, 0xCD]),
+        };
+        let bytes = encode_sections(&sections).unwrap();
+        assert_eq!(&bytes[10..12], &[3, 0]);
+        assert_eq!(
+            &bytes[bytes.len() - 10..],
+            &[5, 0, 0, 0, 2, 0, 0, 0, 0xAB, 0xCD]
+        );
+        assert_eq!(decode_sections(&bytes).unwrap(), sections);
+        let mut twice = bytes.clone();
+        twice.splice(10..12, [4, 0]);
+        twice.extend_from_slice(&[5, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(decode_sections(&twice).is_err());
+    }
+
+    #[test]
     fn round_trip_with_golden_images() {
         let sections = Sections {
             manifest: b"{\"a\":1}",
             model: &[9; 100],
             golden: Some(b"[]"),
             golden_images: vec![b"png1", b"png22"],
+            ood_statistics: Some(&[7; 8]),
         };
         let bytes = encode_sections(&sections).unwrap();
         assert_eq!(decode_sections(&bytes).unwrap(), sections);
@@ -224,6 +266,7 @@ mod tests {
             model: b"M",
             golden: None,
             golden_images: vec![],
+            ood_statistics: None,
         })
         .unwrap();
         for len in 0..good.len() {

@@ -66,10 +66,28 @@ pub struct Training {
     pub metrics: BTreeMap<String, f64>,
 }
 
+/// Where the Mahalanobis statistics are: the bundle's binary
+/// out-of-distribution section ([`crate::ood::ClassGaussians`] bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OodGaussians {
+    pub classes: u32,
+    pub dim: u32,
+    /// SHA-256 of the section.
+    pub sha256: String,
+}
+
+impl OodGaussians {
+    /// Section length the layout implies, if it is representable.
+    pub fn section_len(&self) -> Option<usize> {
+        let (c, d) = (self.classes as usize, self.dim as usize);
+        c.checked_add(d)?.checked_mul(d)?.checked_mul(4)
+    }
+}
+
 /// Out-of-distribution calibration (see [`crate::ood`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OodCalibration {
-    /// "centroid-cosine": `1 − max cosine(pooled embedding, class centroid)`.
+    /// "mahalanobis-normalised" (with `gaussians`) or "centroid-cosine".
     pub method: String,
     /// Unit centroids, one per class, in class order.
     pub centroids: Vec<Vec<f32>>,
@@ -85,6 +103,9 @@ pub struct OodCalibration {
     /// images (bundles before manifest 1.1).
     #[serde(default)]
     pub held_out_images: u32,
+    /// Mahalanobis statistics (method "mahalanobis-normalised").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gaussians: Option<OodGaussians>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,19 +297,29 @@ impl Manifest {
         }
         if let Some(ood) = &self.ood {
             let dim = ood.centroids.first().map_or(0, Vec::len);
-            let ok = ood.method == "centroid-cosine"
-                && ood.centroids.len() == self.classes.len()
+            let common = ood.centroids.len() == self.classes.len()
                 && dim > 0
                 && ood
                     .centroids
                     .iter()
                     .all(|c| c.len() == dim && c.iter().all(|v| v.is_finite()))
                 && ood.threshold.is_finite()
-                && (0.0..=2.0).contains(&ood.threshold)
                 && (0.0..=1.0).contains(&ood.percentile);
-            if !ok {
+            let method = match (ood.method.as_str(), &ood.gaussians) {
+                (crate::ood::METHOD_COSINE, None) => (0.0..=2.0).contains(&ood.threshold),
+                (crate::ood::METHOD_MAHALANOBIS, Some(g)) => {
+                    ood.threshold >= 0.0
+                        && g.classes as usize == self.classes.len()
+                        && g.dim as usize == dim
+                        && is_sha256_hex(&g.sha256)
+                        && g.section_len()
+                            .is_some_and(|len| len <= super::payload::MAX_OOD_STATISTICS_BYTES)
+                }
+                _ => false,
+            };
+            if !(common && method) {
                 return Err(invalid(
-                    "ood calibration is malformed (method, one centroid per class, threshold in [0, 2])",
+                    "ood calibration is malformed (method and its statistics, one centroid per class, threshold range)",
                 ));
             }
         }

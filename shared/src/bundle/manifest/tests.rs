@@ -78,6 +78,7 @@ fn each_broken_field_is_named() {
                     percentile: 0.99,
                     training_images: 10,
                     held_out_images: 0,
+                    gaussians: None,
                 })
             }),
         ),
@@ -168,4 +169,69 @@ fn an_undecided_golden_image_is_refused() {
     };
     let err = sample_manifest().validate_golden(&[g]).unwrap_err();
     assert!(err.to_string().contains("margin"), "{err}");
+}
+
+fn mahalanobis_calibration(dim: usize) -> OodCalibration {
+    OodCalibration {
+        method: "mahalanobis-normalised".into(),
+        centroids: vec![vec![1.0; dim]; 2],
+        threshold: 150.0,
+        percentile: 0.995,
+        training_images: 10,
+        held_out_images: 5,
+        gaussians: Some(OodGaussians {
+            classes: 2,
+            dim: dim as u32,
+            sha256: "a".repeat(64),
+        }),
+    }
+}
+
+#[test]
+fn ood_methods_and_their_statistics() {
+    let mut m = sample_manifest();
+    m.ood = Some(mahalanobis_calibration(3));
+    m.validate().unwrap();
+    // (2 + 3) · 3 floats of 4 bytes.
+    assert_eq!(
+        m.ood
+            .as_ref()
+            .unwrap()
+            .gaussians
+            .as_ref()
+            .unwrap()
+            .section_len(),
+        Some(60)
+    );
+    type Breakage = Box<dyn Fn(&mut OodCalibration)>;
+    let cases: Vec<(&str, Breakage)> = vec![
+        ("no statistics", Box::new(|o| o.gaussians = None)),
+        (
+            "cosine with statistics",
+            Box::new(|o| o.method = "centroid-cosine".into()),
+        ),
+        ("unknown method", Box::new(|o| o.method = "knn".into())),
+        ("negative threshold", Box::new(|o| o.threshold = -1.0)),
+        ("NaN threshold", Box::new(|o| o.threshold = f32::NAN)),
+        (
+            "class count",
+            Box::new(|o| o.gaussians.as_mut().unwrap().classes = 3),
+        ),
+        ("dim", Box::new(|o| o.gaussians.as_mut().unwrap().dim = 4)),
+        (
+            "hash",
+            Box::new(|o| o.gaussians.as_mut().unwrap().sha256 = "xyz".into()),
+        ),
+    ];
+    for (what, breaks) in cases {
+        let mut o = mahalanobis_calibration(3);
+        breaks(&mut o);
+        let mut m = sample_manifest();
+        m.ood = Some(o);
+        assert!(m.validate().is_err(), "{what} must be refused");
+    }
+    // 5,000 dimensions: 100 MB of statistics, over the 64 MiB section bound.
+    let mut m = sample_manifest();
+    m.ood = Some(mahalanobis_calibration(5000));
+    assert!(m.validate().is_err());
 }
