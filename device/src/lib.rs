@@ -12,4 +12,5 @@ pub mod overlay;
 pub mod pipeline;
 pub mod runtime;
 pub mod service;
+pub mod state;
 pub mod triage;

@@ -64,6 +64,9 @@ pub struct LoadedModel {
     /// The out-of-distribution score and its threshold, when the bundle
     /// carries a calibration.
     pub ood: Option<(OodScorer, f32)>,
+    /// Signed with the public demo key (the caller knows the key and sets
+    /// this; the panel then says DEMO).
+    pub demo: bool,
 }
 
 /// Parses a PEM (SubjectPublicKeyInfo) Ed25519 public key.
@@ -193,6 +196,7 @@ impl LoadedModel {
             self_test_max_delta,
             self_tests_passed: bundle.golden.len(),
             ood,
+            demo: false,
             manifest,
         })
     }

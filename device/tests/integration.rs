@@ -4,6 +4,7 @@
 mod arm_parity;
 mod display;
 mod hostile_inputs;
+mod install_cli;
 mod ood_set;
 mod serve_cli;
 mod triage_cli;

@@ -1,6 +1,7 @@
 //! Command-line interface of `tumorxai-device`.
 
 mod bench;
+mod install;
 mod serve;
 mod triage;
 
@@ -17,8 +18,9 @@ use tumorxai_device::display::{draw, Frame, ModelLabel, Screen};
 use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::input::load_input;
 use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use tumorxai_device::state::{load_trust_store, StateDir};
 use tumorxai_device::triage::Thresholds;
-use tumorxai_shared::bundle::rfc3339_utc;
+use tumorxai_shared::bundle::{check_upgrade, read_bundle, rfc3339_utc};
 use tumorxai_shared::{DecodeLimits, PreprocessSpec};
 
 /// TumorXAI scanner-side runtime. Research software, not for diagnostic use.
@@ -36,7 +38,7 @@ enum Command {
     /// and the display frame. With no files: the demo bundle on the sample
     /// scans in models/samples.
     #[command(
-        after_help = "Examples:\n  tumorxai-device triage\n  tumorxai-device triage --bundle models/demo-int8.bundle models/samples/01-glioma-t1c.jpg"
+        after_help = "Examples:\n  tumorxai-device triage\n  tumorxai-device triage --state-dir /var/lib/tumorxai scan.jpg\n  tumorxai-device triage --bundle models/demo-int8.bundle models/samples/01-glioma-t1c.jpg"
     )]
     Triage(triage::TriageArgs),
     /// Watch an inbox folder: triage each complete slice once, answer in the
@@ -45,6 +47,15 @@ enum Command {
         after_help = "Example:\n  tumorxai-device serve --inbox /srv/scans/in --outbox /srv/scans/out --fb /dev/fb0"
     )]
     Serve(serve::ServeArgs),
+    /// Install a signed model bundle into the state directory's inactive
+    /// slot and make it the running model, after checking everything: the
+    /// signature against the state's trust store, the manifest, no
+    /// downgrade of the running model id, the tract load and the golden
+    /// self-test. The previous model stays in the other slot.
+    #[command(
+        after_help = "Example (provisioning a unit):\n  mkdir -p /var/lib/tumorxai/trust && cp release.pub.pem /var/lib/tumorxai/trust/\n  tumorxai-device install tumorxai-2.0.0.bundle"
+    )]
+    Install(install::InstallArgs),
     /// Per-stage latency (decode, preprocess, inference, EigenCAM, render)
     /// over repeated runs of the sample scans, and peak memory, as JSON.
     Bench(bench::BenchArgs),
@@ -60,16 +71,26 @@ enum Command {
     },
 }
 
-/// Which model bundle to run, whom to trust, and how to execute int8 weights.
+/// Which model to run, whom to trust, and how to execute int8 weights.
 #[derive(Debug, Args)]
 struct ModelArgs {
-    /// Signed model bundle written by `tumorxai bundle`.
-    #[arg(long, default_value = "models/demo-int8.bundle")]
-    bundle: PathBuf,
-    /// Trust store: a folder of Ed25519 public keys (*.pem, SubjectPublicKeyInfo).
-    /// A bundle signed by any other key is refused.
-    #[arg(long, default_value = "models/trust")]
-    trust: PathBuf,
+    /// State directory: trust store (trust/*.pem), the two model slots and
+    /// which one runs. Default: $TUMORXAI_STATE_DIR, else /var/lib/tumorxai.
+    /// With no model installed there, the built-in demo model runs (DEMO on
+    /// the panel).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Run this signed bundle instead of the installed model (development
+    /// and evaluation). Refused if it would downgrade the installed model.
+    #[arg(long)]
+    bundle: Option<PathBuf>,
+    /// Trust store for --bundle (or the built-in demo): a folder of Ed25519
+    /// public keys (*.pem, SubjectPublicKeyInfo). Default: the state
+    /// directory's, else the built-in demo key (only the demo model is
+    /// signed with it). An installed model is always checked against the
+    /// state directory's.
+    #[arg(long)]
+    trust: Option<PathBuf>,
     /// Execution form of int8 bundles: auto (int8 kernels on aarch64,
     /// dequantized f32 elsewhere), dequantized, int8, as-shipped (QDQ).
     #[arg(long, default_value = "auto")]
@@ -190,41 +211,104 @@ fn frame(screen: Screen, model: &LoadedModel) -> Frame {
     Frame {
         screen,
         model: Some(ModelLabel {
-            name: model.manifest.model_id.clone(),
+            name: if model.demo {
+                format!("{} DEMO", model.manifest.model_id)
+            } else {
+                model.manifest.model_id.clone()
+            },
             version: model.manifest.version.clone(),
         }),
         time: panel_time(),
     }
 }
 
-/// Every `*.pem` public key in `dir`.
-fn load_trust_store(dir: &Path) -> Result<Vec<ed25519_dalek::VerifyingKey>> {
-    let mut keys = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("reading trust store {}", dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "pem") {
-            let pem = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            keys.push(parse_trusted_key(&path.display().to_string(), &pem)?);
-        }
-    }
-    anyhow::ensure!(
-        !keys.is_empty(),
-        "trust store {} holds no *.pem public key",
-        dir.display()
-    );
-    Ok(keys)
+/// The demo model and its public key, built in: what runs when nothing is
+/// installed, so the first command works from anywhere. The demo key's
+/// private half is public (models/demo-signing-key.pem): it is never in a
+/// state directory's trust store unless a unit is provisioned as a demo.
+const DEMO_BUNDLE: &[u8] = include_bytes!("../../../models/demo-int8.bundle");
+const DEMO_KEY_PEM: &str = include_str!("../../../models/trust/demo-signing-key.pub.pem");
+
+fn demo_key() -> Result<ed25519_dalek::VerifyingKey> {
+    Ok(parse_trusted_key("built-in demo key", DEMO_KEY_PEM)?)
+}
+
+/// Whether `bundle` is signed by the demo key (then the panel says DEMO).
+fn signed_by_demo_key(bundle: &[u8]) -> bool {
+    let Ok(key) = demo_key() else { return false };
+    read_bundle(bundle).is_ok_and(|b| b.verify(&key).is_ok())
 }
 
 fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     tumorxai_device::runtime::set_threads(usize::from(args.threads));
-    let trust = load_trust_store(&args.trust)?;
-    let bytes = std::fs::read(&args.bundle)
-        .with_context(|| format!("reading bundle {}", args.bundle.display()))?;
-    LoadedModel::from_bundle(&bytes, &trust, args.form)
-        .with_context(|| format!("refusing bundle {}", args.bundle.display()))
+    let state = StateDir::resolve(args.state_dir.as_deref());
+    let state_trust = || state.trust().map_err(anyhow::Error::from);
+    let (bytes, trust, source) = match &args.bundle {
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading bundle {}", path.display()))?;
+            let trust = match &args.trust {
+                Some(dir) => load_trust_store(dir)?,
+                None if state.trust_dir().is_dir() => state_trust()?,
+                None => vec![demo_key()?],
+            };
+            // Never run an older model than the one installed.
+            let running = state.table()?.running()?;
+            let manifest = read_bundle(&bytes)
+                .with_context(|| format!("refusing bundle {}", path.display()))?
+                .manifest;
+            check_upgrade_or_same(running.as_ref(), &manifest)
+                .with_context(|| format!("refusing bundle {}", path.display()))?;
+            (bytes, trust, path.display().to_string())
+        }
+        None => match state.active_bundle()? {
+            Some((slot, bytes, _)) => {
+                anyhow::ensure!(
+                    args.trust.is_none(),
+                    "--trust applies to --bundle only: the installed model is checked \
+                     against the state directory's trust store"
+                );
+                let source = format!("slot {slot} of {}", state.root.display());
+                eprintln!("installed model: {source}");
+                (bytes, state_trust()?, source)
+            }
+            None => {
+                eprintln!(
+                    "no model installed in {}: running the built-in DEMO model",
+                    state.root.display()
+                );
+                let trust = match &args.trust {
+                    Some(dir) => load_trust_store(dir)?,
+                    None => vec![demo_key()?],
+                };
+                (
+                    DEMO_BUNDLE.to_vec(),
+                    trust,
+                    "the built-in demo bundle".into(),
+                )
+            }
+        },
+    };
+    let mut model = LoadedModel::from_bundle(&bytes, &trust, args.form)
+        .with_context(|| format!("refusing {source}"))?;
+    model.demo = signed_by_demo_key(&bytes);
+    Ok(model)
+}
+
+/// Running `candidate` next to the installed model: the same version of
+/// the same model is fine (it is the installed one, or a copy), older is a
+/// downgrade.
+fn check_upgrade_or_same(
+    running: Option<&(String, tumorxai_shared::bundle::ImageVersion)>,
+    candidate: &tumorxai_shared::bundle::Manifest,
+) -> Result<()> {
+    if let Some((id, version)) = running {
+        let candidate_version = candidate.image_version()?;
+        if *id == candidate.model_id && candidate_version < *version {
+            check_upgrade(Some((id.as_str(), *version)), candidate)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` on every file; a failing file is reported and the rest still run.
@@ -265,6 +349,7 @@ pub fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Triage(args) => triage::triage(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Install(args) => install::install(args),
         Command::Bench(args) => bench::bench(args),
         Command::Preprocess { files, size } => {
             let spec = PreprocessSpec::with_input_size(size);

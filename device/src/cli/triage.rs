@@ -40,6 +40,7 @@ pub fn answer_json(name: &str, model: &LoadedModel, r: &SliceResult) -> serde_js
             "version": model.manifest.version,
             "bundle_sha256": model.bundle_sha256,
             "execution_form": model.form.name(),
+            "demo": model.demo,
         },
         "not_for_diagnostic_use": true,
     })

@@ -1,0 +1,323 @@
+//! The device's state directory: its trust store, two model slots (A/B) and
+//! which of them runs. `tumorxai-device install` is the way in; triage and
+//! the inbox service run the active slot.
+//!
+//! ```text
+//! STATE/trust/*.pem              Ed25519 public keys a bundle may be signed by
+//! STATE/slots/a.bundle, b.bundle the two slots
+//! STATE/slots.json               which slot is active, and what each holds
+//! ```
+//!
+//! An install verifies the bundle completely — signature against the trust
+//! store, manifest, no downgrade of the running model id, tract load and the
+//! golden self-test — before it touches anything; it then writes the
+//! *inactive* slot (file and directory fsynced) and only then switches
+//! `slots.json` by an atomic rename. A crash at any instant leaves either the
+//! old table (old model active, the half-written slot unused) or the new one
+//! (new slot complete): the active slot always holds a verified bundle, and
+//! the previous model stays in the other slot.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use tumorxai_shared::bundle::{check_upgrade, read_bundle, BundleError, ImageVersion};
+
+use crate::forms::ExecutionForm;
+use crate::loader::{parse_trusted_key, LoadError, LoadedModel};
+use crate::service::write_atomic;
+
+/// Environment variable naming the state directory.
+pub const STATE_DIR_ENV: &str = "TUMORXAI_STATE_DIR";
+/// The state directory when neither `--state-dir` nor the variable is set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tumorxai";
+/// Largest bundle accepted into a slot (a ResNet-50 fp32 bundle is ~100 MB).
+pub const MAX_BUNDLE_BYTES: u64 = 512 << 20;
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error("{}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: the slot table is damaged ({why}); refusing to guess which model to run", path.display())]
+    Table { path: PathBuf, why: String },
+    #[error(
+        "the trust store {} holds no *.pem public key: provision the public keys of the \
+         signers this unit accepts there",
+        .0.display()
+    )]
+    NoTrust(PathBuf),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("the bundle is {0} bytes; a slot holds at most {MAX_BUNDLE_BYTES}")]
+    TooLarge(u64),
+    #[error(
+        "slot {slot} does not hold the bundle slots.json records (sha256 {expected}): refusing it"
+    )]
+    SlotMismatch { slot: Slot, expected: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            Slot::A => "a.bundle",
+            Slot::B => "b.bundle",
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Slot::A => "A",
+            Slot::B => "B",
+        })
+    }
+}
+
+/// What a slot holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    pub model_id: String,
+    pub version: String,
+    /// SHA-256 of the slot's bundle file.
+    pub bundle_sha256: String,
+    /// RFC 3339 time of the install.
+    pub installed: String,
+}
+
+/// `slots.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotTable {
+    pub active: Option<Slot>,
+    pub a: Option<SlotInfo>,
+    pub b: Option<SlotInfo>,
+}
+
+impl SlotTable {
+    pub fn get(&self, slot: Slot) -> Option<&SlotInfo> {
+        match slot {
+            Slot::A => self.a.as_ref(),
+            Slot::B => self.b.as_ref(),
+        }
+    }
+
+    fn set(&mut self, slot: Slot, info: SlotInfo) {
+        match slot {
+            Slot::A => self.a = Some(info),
+            Slot::B => self.b = Some(info),
+        }
+    }
+
+    /// The running model's id and version, if any.
+    pub fn running(&self) -> Result<Option<(String, ImageVersion)>, BundleError> {
+        match self.active.and_then(|s| self.get(s)) {
+            Some(info) => Ok(Some((info.model_id.clone(), info.version.parse()?))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A state directory (nothing is created until something is installed).
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+/// The result of an install.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub slot: Slot,
+    pub info: SlotInfo,
+    /// What ran before, now in the other slot.
+    pub previous: Option<SlotInfo>,
+    pub self_tests_passed: usize,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// `--state-dir` if given, else `$TUMORXAI_STATE_DIR`, else
+    /// `/var/lib/tumorxai`: an absolute default, so a service started by an
+    /// init system (current directory `/`) finds it.
+    pub fn resolve(flag: Option<&Path>) -> StateDir {
+        match flag {
+            Some(p) => StateDir::new(p),
+            None => match std::env::var_os(STATE_DIR_ENV) {
+                Some(v) if !v.is_empty() => StateDir::new(PathBuf::from(v)),
+                _ => StateDir::new(DEFAULT_STATE_DIR),
+            },
+        }
+    }
+
+    pub fn trust_dir(&self) -> PathBuf {
+        self.root.join("trust")
+    }
+
+    fn slots_dir(&self) -> PathBuf {
+        self.root.join("slots")
+    }
+
+    pub fn slot_path(&self, slot: Slot) -> PathBuf {
+        self.slots_dir().join(slot.file_name())
+    }
+
+    fn table_path(&self) -> PathBuf {
+        self.root.join("slots.json")
+    }
+
+    /// The slot table; an empty one when nothing was ever installed.
+    pub fn table(&self) -> Result<SlotTable, StateError> {
+        let path = self.table_path();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Table {
+                path: path.clone(),
+                why: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SlotTable::default()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The trust store's keys (refused when empty).
+    pub fn trust(&self) -> Result<Vec<VerifyingKey>, StateError> {
+        load_trust_store(&self.trust_dir())
+    }
+
+    /// The active slot's bundle bytes and record; `None` when nothing is
+    /// installed. A slot whose file is not the recorded bundle is refused.
+    pub fn active_bundle(&self) -> Result<Option<(Slot, Vec<u8>, SlotInfo)>, StateError> {
+        let table = self.table()?;
+        let Some(slot) = table.active else {
+            return Ok(None);
+        };
+        let Some(info) = table.get(slot).cloned() else {
+            return Err(StateError::Table {
+                path: self.table_path(),
+                why: format!("active slot {slot} is empty"),
+            });
+        };
+        let path = self.slot_path(slot);
+        let bytes = read_bundle_file(&path)?;
+        if hex::encode(Sha256::digest(&bytes)) != info.bundle_sha256 {
+            return Err(StateError::SlotMismatch {
+                slot,
+                expected: info.bundle_sha256,
+            });
+        }
+        Ok(Some((slot, bytes, info)))
+    }
+
+    /// Verifies `bytes` completely, then makes it the running model (see the
+    /// module docs for the order of writes). `installed` is the RFC 3339 time.
+    pub fn install(
+        &self,
+        bytes: &[u8],
+        form: ExecutionForm,
+        installed: &str,
+    ) -> Result<Installed, StateError> {
+        if bytes.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(StateError::TooLarge(bytes.len() as u64));
+        }
+        let trust = self.trust()?;
+        let mut table = self.table()?;
+        let bundle = read_bundle(bytes)?;
+        bundle.verify_trusted(&trust)?;
+        let running = table.running()?;
+        check_upgrade(
+            running.as_ref().map(|(id, v)| (id.as_str(), *v)),
+            &bundle.manifest,
+        )?;
+        // Tract load and golden self-test: a model that cannot certify
+        // itself never reaches a slot.
+        let model = LoadedModel::from_bundle(bytes, &trust, form)?;
+        let slot = table.active.map_or(Slot::A, Slot::other);
+        let info = SlotInfo {
+            model_id: bundle.manifest.model_id.clone(),
+            version: bundle.manifest.version.clone(),
+            bundle_sha256: hex::encode(Sha256::digest(bytes)),
+            installed: installed.to_string(),
+        };
+        let dir = self.slots_dir();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = self.slot_path(slot);
+        write_atomic(&path, bytes).map_err(io(&path))?;
+        let previous = table.active.and_then(|s| table.get(s).cloned());
+        table.set(slot, info.clone());
+        table.active = Some(slot);
+        let json = serde_json::to_vec_pretty(&table).map_err(|e| StateError::Table {
+            path: self.table_path(),
+            why: e.to_string(),
+        })?;
+        let table_path = self.table_path();
+        write_atomic(&table_path, &json).map_err(io(&table_path))?;
+        Ok(Installed {
+            slot,
+            info,
+            previous,
+            self_tests_passed: model.self_tests_passed,
+        })
+    }
+}
+
+fn read_bundle_file(path: &Path) -> Result<Vec<u8>, StateError> {
+    let size = std::fs::metadata(path).map_err(io(path))?.len();
+    if size > MAX_BUNDLE_BYTES {
+        return Err(StateError::TooLarge(size));
+    }
+    std::fs::read(path).map_err(io(path))
+}
+
+/// Every `*.pem` public key in `dir` (refused when there is none).
+pub fn load_trust_store(dir: &Path) -> Result<Vec<VerifyingKey>, StateError> {
+    let mut keys = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StateError::NoTrust(dir.to_path_buf()))
+        }
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let pem = std::fs::read_to_string(&path).map_err(io(&path))?;
+        keys.push(parse_trusted_key(&path.display().to_string(), &pem)?);
+    }
+    if keys.is_empty() {
+        return Err(StateError::NoTrust(dir.to_path_buf()));
+    }
+    Ok(keys)
+}

@@ -1,0 +1,176 @@
+//! `tumorxai-device install` and the state directory, run for real: a
+//! unit with nothing installed runs the built-in demo model; installs need a
+//! provisioned trust store; a downgrade, a foreign signer or a tampered
+//! bundle is refused and changes nothing; a newer model goes to the other
+//! slot and runs; `--bundle` cannot run an older model than the installed
+//! one; a slot whose file is not the recorded bundle is refused, not
+//! replaced by the demo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn device(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tumorxai-device"))
+        .args(args)
+        .env("TUMORXAI_STATE_DIR", state)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The demo int8 bundle re-signed as `version` with `key` (the demo key's
+/// private half is in the repository, so any version of it can be made).
+fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
+    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let read = read_bundle(&bytes).unwrap();
+    let mut manifest = read.manifest.clone();
+    manifest.version = version.to_string();
+    let contents = BundleContents {
+        manifest,
+        model: read.model.to_vec(),
+        golden: read.golden.clone(),
+        golden_images: read.golden_images.iter().map(|g| g.to_vec()).collect(),
+        ood_statistics: read.ood_statistics.map(<[u8]>::to_vec),
+    };
+    write_bundle(&contents, key).unwrap()
+}
+
+fn demo_key() -> SigningKey {
+    let pem = std::fs::read_to_string(repo().join("models/demo-signing-key.pem")).unwrap();
+    SigningKey::from_pkcs8_pem(&pem).unwrap()
+}
+
+fn triage_version(state: &Path, out: &Path, extra: &[&str]) -> Result<String, String> {
+    let mut args = vec!["triage", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push("models/samples/01-glioma-t1c.jpg");
+    let o = device(state, &args);
+    if !o.status.success() {
+        return Err(text(&o));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("01-glioma-t1c.json")).unwrap()).unwrap();
+    Ok(format!(
+        "{} demo={}",
+        json["model"]["version"].as_str().unwrap(),
+        json["model"]["demo"]
+    ))
+}
+
+#[test]
+fn installs_are_verified_atomic_and_never_downgrade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let out = tmp.path().join("out");
+    let bundles = tmp.path().join("bundles");
+    std::fs::create_dir_all(&bundles).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = bundles.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let key = demo_key();
+    let older = write("1.1.9.bundle", &demo_as("1.1.9", &key));
+    let newer = write("1.3.0.bundle", &demo_as("1.3.0", &key));
+    let foreign = write(
+        "foreign.bundle",
+        &demo_as("1.4.0", &SigningKey::from_bytes(&[7; 32])),
+    );
+    let mut tampered_bytes = demo_as("1.4.0", &key);
+    let at = tampered_bytes.len() / 2;
+    tampered_bytes[at] ^= 0x01;
+    let tampered = write("tampered.bundle", &tampered_bytes);
+    let current = repo().join("models/demo-int8.bundle");
+    let current = current.to_str().unwrap();
+
+    // Nothing installed: the built-in demo runs, and says so.
+    assert_eq!(
+        triage_version(&state, &out, &[]).unwrap(),
+        "1.2.0 demo=true"
+    );
+
+    // No trust store provisioned: nothing can be installed.
+    let o = device(&state, &["install", current]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("holds no *.pem public key"),
+        "{}",
+        text(&o)
+    );
+    assert!(!state.join("slots.json").exists());
+
+    // Provisioned as a demo unit (the demo key in its trust store).
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::copy(
+        repo().join("models/trust/demo-signing-key.pub.pem"),
+        state.join("trust/demo.pem"),
+    )
+    .unwrap();
+    let o = device(&state, &["install", current]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("into slot A"), "{}", text(&o));
+    let table = std::fs::read(state.join("slots.json")).unwrap();
+
+    // Refusals leave the state byte for byte as it was.
+    for (bundle, why) in [
+        (current, "refusing downgrade"),
+        (older.as_str(), "refusing downgrade"),
+        (foreign.as_str(), "not in the trust store"),
+        (tampered.as_str(), "does not match its contents"),
+    ] {
+        let o = device(&state, &["install", bundle]);
+        assert!(!o.status.success(), "{bundle} was installed");
+        assert!(text(&o).contains(why), "{bundle}: {}", text(&o));
+        assert_eq!(std::fs::read(state.join("slots.json")).unwrap(), table);
+        assert!(!state.join("slots/b.bundle").exists());
+    }
+    assert_eq!(
+        triage_version(&state, &out, &[]).unwrap(),
+        "1.2.0 demo=true"
+    );
+
+    // A newer model goes to slot B and runs; the previous stays in A.
+    let o = device(&state, &["install", &newer]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("into slot B"), "{}", text(&o));
+    assert!(text(&o).contains("previous model tumorxai-demo 1.2.0 kept in slot A"));
+    assert_eq!(
+        triage_version(&state, &out, &[]).unwrap(),
+        "1.3.0 demo=true"
+    );
+
+    // --bundle may run the installed version or a newer one, never an older.
+    let err = triage_version(&state, &out, &["--bundle", &older]).unwrap_err();
+    assert!(err.contains("refusing downgrade"), "{err}");
+    assert_eq!(
+        triage_version(&state, &out, &["--bundle", &newer]).unwrap(),
+        "1.3.0 demo=true"
+    );
+
+    // A damaged active slot is refused: no silent fallback to another model.
+    let slot = state.join("slots/b.bundle");
+    let mut bytes = std::fs::read(&slot).unwrap();
+    bytes[100] ^= 0x01;
+    std::fs::write(&slot, bytes).unwrap();
+    let err = triage_version(&state, &out, &[]).unwrap_err();
+    assert!(err.contains("does not hold the bundle"), "{err}");
+}
