@@ -13,8 +13,63 @@ pub const MAX_POSITIONS: usize = 32 * 32;
 /// Largest channel count accepted (ResNet-50 has 2048).
 pub const MAX_CHANNELS: usize = 8192;
 
+/// An EigenCAM map and how clearly its component stands out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EigenCam {
+    /// `h × w` values in [0, 1].
+    pub map: Vec<f32>,
+    /// `(λ1 − λ2) / λ1` for the two largest eigenvalues of the Gram matrix
+    /// (the squared singular values of the centred activations): near 0 the
+    /// first two components are nearly tied, and a small perturbation (int8
+    /// weights, another kernel) can swap them — the map is then arbitrary.
+    pub eigengap: f64,
+}
+
 /// EigenCAM of features `[C, h, w]` (row-major); returns an `h × w` map in [0, 1].
 pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) -> Vec<f32> {
+    eigencam_with_gap(features, channels, height, width).map
+}
+
+/// λ2 of the PSD matrix `gram` (n×n) given its top eigenpair: power
+/// iteration on `gram − λ1·u·uᵀ`, Rayleigh quotient.
+fn second_eigenvalue(gram: &[f64], n: usize, u: &[f64], lambda1: f64) -> f64 {
+    let deflated = |v: &[f64]| -> Vec<f64> {
+        let along = dot(u, v);
+        (0..n)
+            .map(|i| dot(&gram[i * n..(i + 1) * n], v) - lambda1 * u[i] * along)
+            .collect()
+    };
+    // A start vector with no component along u.
+    let mut v: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64 * 1.618).sin()).collect();
+    let along = dot(u, &v);
+    v.iter_mut().zip(u).for_each(|(x, &ui)| *x -= along * ui);
+    if !normalise(&mut v) {
+        return 0.0;
+    }
+    let mut lambda = 0.0;
+    for _ in 0..300 {
+        let mut next = deflated(&v);
+        let estimate = dot(&v, &next);
+        if !normalise(&mut next) {
+            return 0.0;
+        }
+        let converged = (estimate - lambda).abs() <= 1e-9 * lambda1.abs().max(1e-300);
+        lambda = estimate;
+        v = next;
+        if converged {
+            break;
+        }
+    }
+    lambda.max(0.0)
+}
+
+/// EigenCAM with its eigengap.
+pub fn eigencam_with_gap(
+    features: &[f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> EigenCam {
     let n = height * width;
     assert_eq!(
         features.len(),
@@ -43,7 +98,7 @@ pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) 
     // G⁸ by three squarings (scaled to stay in range): the same top
     // eigenvector (G is positive semi-definite), with the eigenvalue gap
     // raised to the 8th power, so power iteration needs ~8× fewer steps.
-    let mut power = gram;
+    let mut power = gram.clone();
     for _ in 0..3 {
         power = square(&power, n);
         let max = power.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -51,7 +106,6 @@ pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) 
             power.iter_mut().for_each(|v| *v /= max);
         }
     }
-    let gram = power;
     // Mean activation map (uncentred), for the sign and as the start vector.
     let mean_map: Vec<f64> = (0..n)
         .map(|p| {
@@ -69,10 +123,14 @@ pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) 
     normalise(&mut u);
     for _ in 0..1000 {
         let mut next: Vec<f64> = (0..n)
-            .map(|i| (0..n).map(|j| gram[i * n + j] * u[j]).sum())
+            .map(|i| (0..n).map(|j| power[i * n + j] * u[j]).sum())
             .collect();
         if !normalise(&mut next) {
-            return vec![0.0; n]; // no variation at all: nothing to explain
+            // No variation at all: nothing to explain.
+            return EigenCam {
+                map: vec![0.0; n],
+                eigengap: 0.0,
+            };
         }
         let change: f64 = next
             .iter()
@@ -94,8 +152,16 @@ pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) 
     if correlation < 0.0 {
         u.iter_mut().for_each(|x| *x = -*x);
     }
+    let gu: Vec<f64> = (0..n).map(|i| dot(&gram[i * n..(i + 1) * n], &u)).collect();
+    let lambda1 = dot(&u, &gu);
+    let eigengap = if lambda1 > 0.0 {
+        ((lambda1 - second_eigenvalue(&gram, n, &u, lambda1)) / lambda1).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let max = u.iter().copied().fold(0.0f64, f64::max);
-    u.iter()
+    let map = u
+        .iter()
         .map(|&x| {
             if max > 0.0 {
                 (x.max(0.0) / max) as f32
@@ -103,7 +169,8 @@ pub fn eigencam(features: &[f32], channels: usize, height: usize, width: usize) 
                 0.0
             }
         })
-        .collect()
+        .collect();
+    EigenCam { map, eigengap }
 }
 
 /// Dot product with four independent accumulators (lets the compiler vectorise).
@@ -247,6 +314,53 @@ mod tests {
             }
             // The sign is fixed: the bright blob is where the map is high.
             assert!(ours[0] > 0.5, "{ours:?}");
+        }
+    }
+
+    /// (s0² − s1²) / s0² from nalgebra's singular values.
+    fn gap_by_svd(features: &[f32], channels: usize, n: usize) -> f64 {
+        let mut a = DMatrix::<f64>::zeros(n, channels);
+        for c in 0..channels {
+            let mean = (0..n).map(|p| f64::from(features[c * n + p])).sum::<f64>() / n as f64;
+            for p in 0..n {
+                a[(p, c)] = f64::from(features[c * n + p]) - mean;
+            }
+        }
+        let mut s: Vec<f64> = a
+            .svd(false, false)
+            .singular_values
+            .iter()
+            .copied()
+            .collect();
+        s.sort_by(|x, y| y.total_cmp(x));
+        let s1 = s.get(1).copied().unwrap_or(0.0);
+        (s[0] * s[0] - s1 * s1) / (s[0] * s[0])
+    }
+
+    #[test]
+    fn eigengap_matches_the_singular_values() {
+        for (channels, h, w, seed, blob) in [
+            (8, 3, 3, 1, 3.0f32),
+            (32, 7, 7, 2, 3.0),
+            (5, 4, 6, 3, 0.5),
+            // Pure noise: the first two components are close.
+            (64, 7, 7, 4, 0.0),
+        ] {
+            let n = h * w;
+            let noise = pseudo_random(channels * n, seed);
+            let features: Vec<f32> = (0..channels * n)
+                .map(|i| {
+                    let (c, p) = (i / n, i % n);
+                    let inside = p % w < w / 2 && p / w < h / 2;
+                    f32::from(u8::from(inside)) * blob * (1.0 + c as f32 * 0.1) + 0.3 * noise[i]
+                })
+                .collect();
+            let ours = eigencam_with_gap(&features, channels, h, w).eigengap;
+            let reference = gap_by_svd(&features, channels, n);
+            assert!(
+                (ours - reference).abs() < 1e-6,
+                "{channels}×{h}×{w}: {ours} vs {reference}"
+            );
         }
     }
 

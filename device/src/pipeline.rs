@@ -14,7 +14,7 @@ use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
 };
 
-use crate::eigencam::{eigencam, upsample};
+use crate::eigencam::{eigencam_with_gap, upsample};
 use crate::loader::LoadedModel;
 use crate::overlay::overlay;
 use crate::runtime::RuntimeError;
@@ -40,12 +40,30 @@ pub struct Timings {
     pub render_ms: f64,
 }
 
+/// Below this EigenCAM eigengap the map is not shown: its first two
+/// components are nearly tied, so it could as well be the other one
+/// (host vs device correlation drops to −0.5 on such int8 slices). Chosen
+/// by measurement on the demo model's test slices: README, *Explanations*.
+pub const LOW_CONFIDENCE_EIGENGAP: f64 = 0.1;
+
+/// How far the explanation can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Explanation {
+    pub method: &'static str,
+    /// `(λ1 − λ2) / λ1` of the activations' principal components.
+    pub eigengap: f64,
+    /// The map was withheld (overlay shows the slice alone).
+    pub low_confidence: bool,
+}
+
 pub struct SliceResult {
     pub triage: Triage,
+    pub explanation: Explanation,
     pub logits: Vec<f32>,
     pub timings: Timings,
     pub overlay: RgbImage,
-    /// EigenCAM at the model input's resolution (S×S, [0, 1]).
+    /// EigenCAM at the model input's resolution (S×S, [0, 1]); all zero
+    /// when the explanation is low-confidence.
     pub saliency: Vec<f32>,
 }
 
@@ -78,7 +96,18 @@ pub fn run_slice(
     let t = Instant::now();
     let [c, h, w] = out.feature_shape;
     let s = model.spec.input_size as usize;
-    let saliency = upsample(&eigencam(&out.features, c, h, w), h, w, s);
+    let cam = eigencam_with_gap(&out.features, c, h, w);
+    let explanation = Explanation {
+        method: "eigencam",
+        eigengap: cam.eigengap,
+        // NaN counts as low confidence.
+        low_confidence: cam.eigengap.is_nan() || cam.eigengap < LOW_CONFIDENCE_EIGENGAP,
+    };
+    let saliency = if explanation.low_confidence {
+        vec![0.0; s * s]
+    } else {
+        upsample(&cam.map, h, w, s)
+    };
     timings.eigencam_ms = ms(t);
     let t = Instant::now();
     let ood = model.ood.as_ref().map(|(scorer, threshold)| OodCheck {
@@ -95,6 +124,7 @@ pub fn run_slice(
     timings.render_ms = ms(t);
     Ok(SliceResult {
         triage,
+        explanation,
         logits: out.logits,
         timings,
         overlay,

@@ -8,13 +8,14 @@ use serde::Serialize;
 use tch::Tensor;
 use tumorxai_device::eigencam::eigencam as device_eigencam;
 use tumorxai_device::loader::LoadedModel;
+use tumorxai_device::pipeline::LOW_CONFIDENCE_EIGENGAP;
 use tumorxai_shared::bundle::QuantizationForm;
 use tumorxai_shared::logits::{argmax, max_abs_diff};
 use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::{decode_luminance, input_plane, preprocess_bytes, DecodeLimits};
 
 use crate::data::normalize;
-use crate::explain::eigencam::{correlation, eigencam as host_eigencam};
+use crate::explain::eigencam::{correlation, eigencam_with_gap, EigenMap};
 use crate::export::bundle::TrainedRun;
 use crate::export::onnx::reference_outputs;
 
@@ -33,6 +34,10 @@ pub struct FileParity {
     pub device_top1: Option<usize>,
     /// Pearson correlation of the host and device EigenCAM maps.
     pub cam_correlation: f64,
+    /// The host's EigenCAM eigengap (libtorch SVD): how clearly the first
+    /// component stands out; the device withholds maps below
+    /// `LOW_CONFIDENCE_EIGENGAP`.
+    pub cam_eigengap: f64,
     /// Out-of-distribution scores with the bundle's calibration (host: tch
     /// features; device: tract's), when the bundle has one.
     pub host_ood: Option<f32>,
@@ -52,6 +57,10 @@ pub struct ParitySummary {
     pub top1_agreement: f64,
     pub cam_correlation_min: f64,
     pub cam_correlation_mean: f64,
+    /// Files whose eigengap is clear (the device shows their map).
+    pub cam_clear_gap_files: usize,
+    /// Lowest correlation among them (1 when there are none).
+    pub cam_correlation_min_clear_gap: f64,
     /// max |host − device| out-of-distribution score (0 without calibration).
     pub ood_max_relative: f32,
     /// Share of files with the same in/out decision on both sides.
@@ -67,6 +76,9 @@ pub struct ParityBars {
     pub features_max_relative: Option<f32>,
     pub top1_agreement_min: f64,
     pub cam_correlation_mean_min: f64,
+    /// Lowest correlation allowed where the eigengap is clear (`None`: not
+    /// checked — int8 is another model than the host's).
+    pub cam_correlation_clear_gap_min: Option<f64>,
     /// `None`: not checked (int8 features drift by design).
     pub ood_max_relative: Option<f32>,
     pub ood_decision_agreement_min: f64,
@@ -81,6 +93,7 @@ impl ParityBars {
                 features_max_relative: Some(1e-4),
                 top1_agreement_min: 1.0,
                 cam_correlation_mean_min: 0.999,
+                cam_correlation_clear_gap_min: Some(0.99),
                 ood_max_relative: Some(1e-4),
                 ood_decision_agreement_min: 1.0,
             },
@@ -90,6 +103,7 @@ impl ParityBars {
                 features_max_relative: None,
                 top1_agreement_min: 0.99,
                 cam_correlation_mean_min: 0.9,
+                cam_correlation_clear_gap_min: None,
                 ood_max_relative: None,
                 ood_decision_agreement_min: 0.99,
             },
@@ -135,6 +149,16 @@ impl ParityBars {
                 summary.cam_correlation_mean, self.cam_correlation_mean_min
             ));
         }
+        if let Some(bar) = self.cam_correlation_clear_gap_min {
+            if summary.cam_correlation_min_clear_gap.is_nan()
+                || summary.cam_correlation_min_clear_gap < bar
+            {
+                out.push(format!(
+                    "EigenCAM correlation {:.4} on a file with a clear eigengap (bar {bar})",
+                    summary.cam_correlation_min_clear_gap
+                ));
+            }
+        }
         if let Some(bar) = self.ood_max_relative {
             if summary.ood_max_relative.is_nan() || summary.ood_max_relative > bar {
                 out.push(format!(
@@ -171,7 +195,10 @@ pub fn compare_slice(
     let (host_logits, host_features) = reference_outputs(&run.model, &host_input);
     let host_input = Vec::<f32>::try_from(host_input.flatten(0, -1))?;
     let host_logits = Vec::<f32>::try_from(host_logits.flatten(0, -1))?;
-    let host_cam = host_eigencam(&host_features.squeeze_dim(0))?;
+    let EigenMap {
+        map: host_cam,
+        eigengap: cam_eigengap,
+    } = eigencam_with_gap(&host_features.squeeze_dim(0))?;
     let host_features = Vec::<f32>::try_from(host_features.flatten(0, -1))?;
     // Device path: the device crate's preprocessing, tract and EigenCAM.
     let device_input = preprocess_bytes(bytes, spec, DecodeLimits::default())?;
@@ -201,6 +228,7 @@ pub fn compare_slice(
         host_top1: argmax(&host_logits),
         device_top1: argmax(&out.logits),
         cam_correlation: correlation(&host_cam, &device_cam),
+        cam_eigengap,
         host_ood,
         device_ood,
         ood_decision_agrees,
@@ -232,6 +260,15 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
             .fold(f64::INFINITY, f64::min)
             .min(1.0),
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
+        cam_clear_gap_files: rows
+            .iter()
+            .filter(|r| r.cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
+            .count(),
+        cam_correlation_min_clear_gap: rows
+            .iter()
+            .filter(|r| r.cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
+            .map(|r| r.cam_correlation)
+            .fold(1.0, f64::min),
         ood_max_relative: max(&|r| match (r.host_ood, r.device_ood) {
             // Relative to the score's scale (Mahalanobis scores are in the
             // hundreds, cosine scores below 2).
@@ -265,6 +302,7 @@ mod tests {
             host_top1: Some(0),
             device_top1: Some(top),
             cam_correlation: cam,
+            cam_eigengap: 0.5,
             host_ood: None,
             device_ood: None,
             ood_decision_agrees: None,

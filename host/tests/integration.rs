@@ -2,6 +2,7 @@
 //! the tests of all modules run in parallel). Each module is one concern.
 
 mod bundle_cli;
+mod cam_reference;
 mod cli;
 mod common;
 mod phantom;

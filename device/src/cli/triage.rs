@@ -33,6 +33,7 @@ pub fn answer_json(name: &str, model: &LoadedModel, r: &SliceResult) -> serde_js
     serde_json::json!({
         "file": name,
         "triage": r.triage,
+        "explanation": r.explanation,
         "logits": r.logits,
         "timings_ms": r.timings,
         "model": {

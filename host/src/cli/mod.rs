@@ -4,6 +4,7 @@ mod bench;
 mod bundle;
 mod data;
 mod demo;
+mod explain;
 mod export;
 mod parity;
 mod train;
@@ -80,6 +81,15 @@ enum Command {
     /// The main job on the embedded default: generate a small phantom set,
     /// its contact sheet and split, and preprocess it into tensors.
     Demo(demo::DemoArgs),
+    /// Explain a trained model's decisions: Grad-CAM, Grad-CAM++ and
+    /// EigenCAM maps on the original slices (overlays, raw 16-bit maps, a
+    /// comparison sheet) and, with --faithfulness, how faithful each map is
+    /// (deletion, insertion, ROAD, a random baseline; with --masks the
+    /// pointing game and energy in the lesion).
+    #[command(
+        after_help = "Examples:\n  tumorxai explain --run models/demo-run --images models/samples --out explain\n  tumorxai explain --run runs/sup --images data/test --masks data/phantom-masks --faithfulness --out explain-test"
+    )]
+    Explain(explain::ExplainArgs),
     /// Benchmarks that print JSON (phantom generation, preprocessing).
     Bench(bench::BenchArgs),
 }
@@ -107,6 +117,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Bundle(args) => bundle::bundle(args),
         Command::Parity(args) => parity::parity(args),
         Command::Demo(args) => demo::demo(args),
+        Command::Explain(args) => explain::explain(args),
         Command::Bench(args) => bench::bench(args),
     }
 }

@@ -108,8 +108,11 @@ pub fn parity(args: ParityArgs) -> Result<ExitCode> {
         summary.ood_max_relative, summary.ood_decision_agreement
     );
     println!(
-        "  EigenCAM correlation mean {:.4}, min {:.4}",
-        summary.cam_correlation_mean, summary.cam_correlation_min
+        "  EigenCAM correlation mean {:.4}, min {:.4}; min {:.4} on the {} files with a clear eigengap",
+        summary.cam_correlation_mean,
+        summary.cam_correlation_min,
+        summary.cam_correlation_min_clear_gap,
+        summary.cam_clear_gap_files
     );
     if let Some(path) = &args.json {
         let json = serde_json::json!({ "summary": summary, "bars": bars, "files": rows });

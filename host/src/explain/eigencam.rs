@@ -9,6 +9,23 @@ use tch::{Kind, Tensor};
 
 /// EigenCAM of one feature map `[C, h, w]`; returns `h·w` values in [0, 1].
 pub fn eigencam(features: &Tensor) -> Result<Vec<f32>> {
+    Ok(eigencam_with_gap(features)?.map)
+}
+
+/// An EigenCAM map and how well its component is separated from the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EigenMap {
+    /// `h·w` values in [0, 1].
+    pub map: Vec<f32>,
+    /// `(λ1 − λ2) / λ1` for the two largest eigenvalues of the centred
+    /// activations' covariance (λ = singular value²): 1 when one component
+    /// dominates, near 0 when the first two are nearly tied and the map
+    /// could as well be the other one.
+    pub eigengap: f64,
+}
+
+/// EigenCAM with its eigengap.
+pub fn eigencam_with_gap(features: &Tensor) -> Result<EigenMap> {
     let (c, h, w) = features
         .size3()
         .context("EigenCAM needs features [C, h, w]")?;
@@ -18,9 +35,19 @@ pub fn eigencam(features: &Tensor) -> Result<Vec<f32>> {
         .transpose(0, 1);
     let centred = &a - a.mean_dim(0, true, Kind::Double);
     let (u, s, _) = centred.f_svd(true, true)?;
-    if s.double_value(&[0]) < 1e-12 {
-        return Ok(vec![0.0; (h * w) as usize]);
+    let s0 = s.double_value(&[0]);
+    if s0 < 1e-12 {
+        return Ok(EigenMap {
+            map: vec![0.0; (h * w) as usize],
+            eigengap: 0.0,
+        });
     }
+    let s1 = if s.size()[0] > 1 {
+        s.double_value(&[1])
+    } else {
+        0.0
+    };
+    let eigengap = (s0 * s0 - s1 * s1) / (s0 * s0);
     let mut map = u.select(1, 0);
     let mean_map = a.mean_dim(1, false, Kind::Double);
     let correlation = ((&map - map.mean(Kind::Double)) * (&mean_map - mean_map.mean(Kind::Double)))
@@ -32,10 +59,13 @@ pub fn eigencam(features: &Tensor) -> Result<Vec<f32>> {
     let map = map.relu();
     let max = map.max().double_value(&[]);
     let map = if max > 0.0 { map / max } else { map };
-    Ok(Vec::<f64>::try_from(map)?
-        .into_iter()
-        .map(|v| v as f32)
-        .collect())
+    Ok(EigenMap {
+        map: Vec::<f64>::try_from(map)?
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        eigengap,
+    })
 }
 
 /// Pearson correlation of two maps (0 when either is constant).

@@ -241,6 +241,82 @@ impl ResNet {
     }
 }
 
+/// A point where a forward pass can be split, named as torchvision names
+/// the module whose output it is: a stage (`layer3`) or one block of it
+/// (`layer4.0`). Explanations take their activations there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerPoint {
+    /// Stage index (0 = `layer1`).
+    stage: usize,
+    /// Last block included (0-based).
+    block: usize,
+}
+
+impl ResNet {
+    /// The split point called `name` (`layer1`…`layer4`, or `layerN.M`).
+    pub fn layer_point(&self, name: &str) -> Option<LayerPoint> {
+        let rest = name.strip_prefix("layer")?;
+        let (stage, block) = match rest.split_once('.') {
+            Some((s, b)) => (s.parse::<usize>().ok()?, Some(b.parse::<usize>().ok()?)),
+            None => (rest.parse::<usize>().ok()?, None),
+        };
+        let blocks = self.layers.get(stage.checked_sub(1)?)?;
+        let block = match block {
+            Some(b) if b < blocks.len() => b,
+            Some(_) => return None,
+            None => blocks.len().checked_sub(1)?,
+        };
+        Some(LayerPoint {
+            stage: stage - 1,
+            block,
+        })
+    }
+
+    /// Every valid layer name, for error messages.
+    pub fn layer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for (stage, blocks) in self.layers.iter().enumerate() {
+            names.push(format!("layer{}", stage + 1));
+            names.extend((0..blocks.len()).map(|b| format!("layer{}.{b}", stage + 1)));
+        }
+        names
+    }
+
+    fn blocks_in_order(&self) -> impl Iterator<Item = ((usize, usize), &Block)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(s, blocks)| blocks.iter().enumerate().map(move |(b, blk)| ((s, b), blk)))
+    }
+
+    /// The activations at `point` for an input batch.
+    pub fn forward_to(&self, xs: &Tensor, point: LayerPoint, train: bool) -> Tensor {
+        let mut ys = xs
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu_()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for (at, block) in self.blocks_in_order() {
+            if at > (point.stage, point.block) {
+                break;
+            }
+            ys = block.forward_t(&ys, train);
+        }
+        ys
+    }
+
+    /// The logits (or embedding without a head) from activations at `point`.
+    pub fn forward_from(&self, activations: &Tensor, point: LayerPoint, train: bool) -> Tensor {
+        let mut ys = activations.shallow_clone();
+        for (at, block) in self.blocks_in_order() {
+            if at > (point.stage, point.block) {
+                ys = block.forward_t(&ys, train);
+            }
+        }
+        self.head(&Self::pool(&ys))
+    }
+}
+
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         self.head(&self.embed(xs, train))

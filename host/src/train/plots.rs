@@ -11,7 +11,7 @@ use plotters::style::FontStyle;
 
 use super::checkpoint::EpochLog;
 
-fn ensure_font() -> Result<()> {
+pub(crate) fn ensure_font() -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
@@ -26,14 +26,14 @@ fn ensure_font() -> Result<()> {
     }
 }
 
-fn save_rgb(path: &Path, width: u32, height: u32, buffer: Vec<u8>) -> Result<()> {
+pub(crate) fn save_rgb(path: &Path, width: u32, height: u32, buffer: Vec<u8>) -> Result<()> {
     image::RgbImage::from_raw(width, height, buffer)
         .context("plot buffer size")?
         .save(path)
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 

@@ -9,6 +9,7 @@
 use libfuzzer_sys::fuzz_target;
 use tumorxai_shared::bundle::payload::decode_sections;
 use tumorxai_shared::bundle::{read_bundle, GoldenVector, Manifest};
+use tumorxai_shared::ood::OodScorer;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = read_bundle(data) {
@@ -17,7 +18,15 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(sections) = decode_sections(data) {
         if let Ok(manifest) = serde_json::from_slice::<Manifest>(sections.manifest) {
-            let _ = manifest.validate();
+            if manifest.validate().is_ok() {
+                // The out-of-distribution statistics section, as a device
+                // turns it into its scorer and scores an embedding.
+                if let Some(ood) = &manifest.ood {
+                    if let Ok(scorer) = OodScorer::from_calibration(ood, sections.ood_statistics) {
+                        let _ = scorer.score(&vec![0.5; scorer.dim().min(1 << 12)]);
+                    }
+                }
+            }
             if let Some(golden) = sections.golden {
                 if let Ok(golden) = serde_json::from_slice::<Vec<GoldenVector>>(golden) {
                     let _ = manifest.validate_golden(&golden);

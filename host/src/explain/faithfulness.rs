@@ -1,0 +1,251 @@
+//! How faithful a saliency map is, measured by what the model does when the
+//! pixels it names are taken away or given back, and (with the phantom
+//! generator's lesion masks) by whether it points at the lesion.
+//!
+//! - Deletion / insertion (Petsiuk et al., BMVC 2018): pixels in order of
+//!   decreasing saliency are set to black (deletion) or restored into a
+//!   blurred copy (insertion), in [`STEPS`] equal steps; the target class's
+//!   probability is traced and its area under the curve taken (trapezoid
+//!   over the removed fraction). Deletion: lower is better; insertion:
+//!   higher is better.
+//! - ROAD (Rong et al., ICML 2022), remove and debias: at each of 10 %…90 %
+//!   the removed pixels are imputed from their neighbours (the discrete
+//!   Laplace equation with the kept pixels as boundary, ROAD's linear
+//!   imputation, solved here by Jacobi iterations, plus its small noise),
+//!   so the removal shape leaks less class information than a black hole.
+//!   Most-relevant-first (MoRF, lower is better) and least-relevant-first
+//!   (LeRF, higher is better), averaged over the percentages.
+//! - With a lesion mask: the pointing game (the map's maximum lies in the
+//!   lesion) and the share of the map's energy inside the lesion.
+//!
+//! Perturbations act on the luminance plane before normalisation (what a
+//! scanner could have produced), S×S.
+
+use anyhow::Result;
+use tch::nn::ModuleT;
+use tch::{Kind, Tensor};
+
+use crate::data::normalize;
+use crate::model::ResNet;
+use tumorxai_shared::PreprocessSpec;
+
+/// Steps of the deletion and insertion curves.
+pub const STEPS: usize = 20;
+/// ROAD's removal percentages.
+pub const ROAD_PERCENTS: [u32; 9] = [10, 20, 30, 40, 50, 60, 70, 80, 90];
+/// Jacobi iterations of the ROAD imputation.
+const ROAD_ITERATIONS: usize = 150;
+/// Standard deviation of ROAD's imputation noise (plane units, [0, 1]).
+const ROAD_NOISE: f64 = 0.01;
+
+/// Faithfulness of one map on one image.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Scores {
+    pub deletion_auc: f64,
+    pub insertion_auc: f64,
+    pub road_morf: f64,
+    pub road_lerf: f64,
+}
+
+/// Trapezoid area under `values` sampled at equal steps over [0, 1].
+pub fn auc(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return values.first().copied().unwrap_or(0.0);
+    }
+    let dx = 1.0 / (values.len() - 1) as f64;
+    values.windows(2).map(|w| (w[0] + w[1]) * 0.5 * dx).sum()
+}
+
+/// Pixel indices of `saliency` from most to least salient (ties by index).
+pub fn order(saliency: &[f32]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..saliency.len()).collect();
+    idx.sort_by(|&a, &b| saliency[b].total_cmp(&saliency[a]).then(a.cmp(&b)));
+    idx
+}
+
+/// The pointing game: is the map's maximum inside the mask?
+pub fn pointing_hit(saliency: &[f32], mask: &[bool]) -> bool {
+    order(saliency)
+        .first()
+        .is_some_and(|&i| mask.get(i).copied().unwrap_or(false))
+}
+
+/// Share of the map's total (non-negative) energy inside the mask.
+pub fn energy_in_mask(saliency: &[f32], mask: &[bool]) -> f64 {
+    let (mut inside, mut total) = (0f64, 0f64);
+    for (&s, &m) in saliency.iter().zip(mask) {
+        let s = f64::from(s.max(0.0));
+        total += s;
+        if m {
+            inside += s;
+        }
+    }
+    if total > 0.0 {
+        inside / total
+    } else {
+        0.0
+    }
+}
+
+/// Probability of `target` for a batch of planes `[B, 1, S, S]`.
+fn probabilities(
+    model: &ResNet,
+    spec: &PreprocessSpec,
+    planes: &Tensor,
+    target: usize,
+) -> Result<Vec<f64>> {
+    let logits = tch::no_grad(|| model.forward_t(&normalize(planes, spec), false));
+    let p = logits.softmax(1, Kind::Double).select(1, target as i64);
+    Ok(Vec::<f64>::try_from(p)?)
+}
+
+/// Gaussian blur of a plane `[1, 1, S, S]` (σ in pixels), for insertion's
+/// starting point.
+fn blurred(plane: &Tensor, sigma: f64) -> Tensor {
+    let radius = (3.0 * sigma).ceil() as i64;
+    let xs = Tensor::arange_start(-radius, radius + 1, (Kind::Float, plane.device()));
+    let k = (-(xs.square()) / (2.0 * sigma * sigma)).exp();
+    let k = &k / k.sum(Kind::Float);
+    let n = 2 * radius + 1;
+    let horizontal = k.reshape([1, 1, 1, n]);
+    let vertical = k.reshape([1, 1, n, 1]);
+    let padded = plane.reflection_pad2d([radius, radius, 0, 0]);
+    let h = padded.conv2d(&horizontal, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+    let padded = h.reflection_pad2d([0, 0, radius, radius]);
+    padded.conv2d(&vertical, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1)
+}
+
+/// Masks `[steps+1, 1, S, S]` (1 = removed) after removing `k/steps` of
+/// the pixels in `order`.
+fn step_masks(order: &[usize], s: usize, steps: usize) -> Tensor {
+    let n = s * s;
+    let mut data = vec![0f32; (steps + 1) * n];
+    for step in 0..=steps {
+        let count = n * step / steps;
+        let base = step * n;
+        for &i in &order[..count] {
+            data[base + i] = 1.0;
+        }
+    }
+    Tensor::from_slice(&data).reshape([(steps + 1) as i64, 1, s as i64, s as i64])
+}
+
+/// ROAD's imputation: removed pixels (mask 1) take the solution of the
+/// discrete Laplace equation with the kept pixels fixed (neighbour weights
+/// 1/6 for the 4-neighbours and 1/12 for the diagonals, as in ROAD), plus
+/// Gaussian noise.
+fn impute(planes: &Tensor, masks: &Tensor, seed: i64) -> Tensor {
+    let kernel = Tensor::from_slice(&[
+        1.0f32 / 12.0,
+        1.0 / 6.0,
+        1.0 / 12.0,
+        1.0 / 6.0,
+        0.0,
+        1.0 / 6.0,
+        1.0 / 12.0,
+        1.0 / 6.0,
+        1.0 / 12.0,
+    ])
+    .reshape([1, 1, 3, 3]);
+    let keep = masks.ones_like() - masks;
+    let mut x = planes * &keep + masks * planes.mean(Kind::Float);
+    for _ in 0..ROAD_ITERATIONS {
+        let padded = x.replication_pad2d([1, 1, 1, 1]);
+        let avg = padded.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1);
+        x = planes * &keep + avg * masks;
+    }
+    tch::manual_seed(seed);
+    let noise = x.randn_like() * ROAD_NOISE;
+    (x + noise * masks).clamp(0.0, 1.0)
+}
+
+/// Deletion, insertion and ROAD for one image's plane `[1, 1, S, S]`,
+/// target class and saliency on the input (S×S).
+pub fn scores(
+    model: &ResNet,
+    spec: &PreprocessSpec,
+    plane: &Tensor,
+    target: usize,
+    saliency: &[f32],
+) -> Result<Scores> {
+    let s = spec.input_size as usize;
+    let ranked = order(saliency);
+    let masks = step_masks(&ranked, s, STEPS);
+    let deleted = plane * (masks.ones_like() - &masks);
+    let deletion = probabilities(model, spec, &deleted, target)?;
+    let blur = blurred(plane, s as f64 / 16.0);
+    let inserted = &blur * &masks + plane * (masks.ones_like() - &masks);
+    let insertion = probabilities(model, spec, &inserted, target)?;
+    let road = |ranking: &[usize]| -> Result<f64> {
+        let n = s * s;
+        let mut data = vec![0f32; ROAD_PERCENTS.len() * n];
+        for (row, &p) in ROAD_PERCENTS.iter().enumerate() {
+            for &i in &ranking[..n * p as usize / 100] {
+                data[row * n + i] = 1.0;
+            }
+        }
+        let m =
+            Tensor::from_slice(&data).reshape([ROAD_PERCENTS.len() as i64, 1, s as i64, s as i64]);
+        let imputed = impute(&plane.expand_as(&m), &m, 0);
+        let p = probabilities(model, spec, &imputed, target)?;
+        Ok(p.iter().sum::<f64>() / p.len() as f64)
+    };
+    let least_first: Vec<usize> = ranked.iter().rev().copied().collect();
+    Ok(Scores {
+        deletion_auc: auc(&deletion),
+        insertion_auc: auc(&insertion),
+        road_morf: road(&ranked)?,
+        road_lerf: road(&least_first)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_by_hand() {
+        assert!((auc(&[1.0, 0.0]) - 0.5).abs() < 1e-12);
+        assert!((auc(&[1.0, 1.0, 1.0]) - 1.0).abs() < 1e-12);
+        // (1 + 0.5)/2·0.5 + (0.5 + 0)/2·0.5 = 0.5.
+        assert!((auc(&[1.0, 0.5, 0.0]) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pointing_and_energy_by_hand() {
+        let map = [0.1, 0.9, 0.3, 0.0];
+        let mask = [false, true, true, false];
+        assert!(pointing_hit(&map, &mask));
+        assert!(!pointing_hit(&map, &[true, false, false, true]));
+        // f32 inputs: 1e-6.
+        assert!((energy_in_mask(&map, &mask) - 1.2 / 1.3).abs() < 1e-6);
+        assert_eq!(order(&[0.5, 0.5, 1.0]), vec![2, 0, 1]);
+    }
+
+    #[test]
+    fn imputation_fills_a_hole_in_a_linear_ramp_with_the_ramp() {
+        // A horizontal ramp solves the Laplace equation: the imputed hole
+        // must come back as the ramp (up to the noise, 0.01).
+        let s = 12;
+        let ramp: Vec<f32> = (0..s * s)
+            .map(|i| (i % s) as f32 / (s - 1) as f32)
+            .collect();
+        let plane = Tensor::from_slice(&ramp).reshape([1, 1, s as i64, s as i64]);
+        let mut hole = vec![0f32; s * s];
+        for y in 4..8 {
+            for x in 4..8 {
+                hole[y * s + x] = 1.0;
+            }
+        }
+        let mask = Tensor::from_slice(&hole).reshape([1, 1, s as i64, s as i64]);
+        let filled = Vec::<f32>::try_from(impute(&plane, &mask, 1).flatten(0, -1)).unwrap();
+        for i in 0..s * s {
+            assert!(
+                (filled[i] - ramp[i]).abs() < 0.05,
+                "pixel {i}: {} vs {}",
+                filled[i],
+                ramp[i]
+            );
+        }
+    }
+}
