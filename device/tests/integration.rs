@@ -3,6 +3,7 @@
 
 mod arm_parity;
 mod display;
+mod explanation;
 mod hostile_inputs;
 mod install_cli;
 mod ood_set;

@@ -76,8 +76,8 @@ pub struct ParityBars {
     pub features_max_relative: Option<f32>,
     pub top1_agreement_min: f64,
     pub cam_correlation_mean_min: f64,
-    /// Lowest correlation allowed where the eigengap is clear (`None`: not
-    /// checked — int8 is another model than the host's).
+    /// Lowest correlation allowed where the eigengap is clear (the maps the
+    /// device shows); `None`: not checked.
     pub cam_correlation_clear_gap_min: Option<f64>,
     /// `None`: not checked (int8 features drift by design).
     pub ood_max_relative: Option<f32>,
@@ -103,7 +103,8 @@ impl ParityBars {
                 features_max_relative: None,
                 top1_agreement_min: 0.99,
                 cam_correlation_mean_min: 0.9,
-                cam_correlation_clear_gap_min: None,
+                // Measured 0.9977 (int8 form) and 0.9995 (dequantized).
+                cam_correlation_clear_gap_min: Some(0.99),
                 ood_max_relative: None,
                 ood_decision_agreement_min: 0.99,
             },
@@ -268,7 +269,14 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
             .iter()
             .filter(|r| r.cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
             .map(|r| r.cam_correlation)
-            .fold(1.0, f64::min),
+            // f64::min would drop a NaN: a NaN correlation must fail.
+            .fold(1.0, |m, c| {
+                if c.is_nan() || m.is_nan() {
+                    f64::NAN
+                } else {
+                    m.min(c)
+                }
+            }),
         ood_max_relative: max(&|r| match (r.host_ood, r.device_ood) {
             // Relative to the score's scale (Mahalanobis scores are in the
             // hundreds, cosine scores below 2).
@@ -311,8 +319,13 @@ mod tests {
 
     #[test]
     fn summary_and_bars_by_hand() {
-        let rows = [row(1e-4, 0, 1.0), row(5e-4, 1, 0.9)];
+        let mut unclear = row(5e-4, 1, 0.9);
+        unclear.cam_eigengap = 0.05;
+        let rows = [row(1e-4, 0, 1.0), unclear];
         let s = summarise(&rows);
+        // Only the first file has a clear eigengap.
+        assert_eq!(s.cam_clear_gap_files, 1);
+        assert_eq!(s.cam_correlation_min_clear_gap, 1.0);
         assert_eq!(s.files, 2);
         assert!((s.logits_max_relative - 5e-5).abs() < 1e-9);
         assert_eq!(s.top1_agreement, 0.5);
@@ -322,6 +335,13 @@ mod tests {
         assert_eq!(fp32.len(), 2, "{fp32:?}"); // agreement and CAM, not logits
         let int8 = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
         assert_eq!(int8.len(), 1, "{int8:?}"); // agreement only
+                                               // A clear-gap map that disagrees fails both forms' clear-gap bar.
+        let s = summarise(&[row(1e-4, 0, 1.0), row(1e-4, 0, 0.98)]);
+        assert_eq!(s.cam_correlation_min_clear_gap, 0.98);
+        for form in [QuantizationForm::Fp32, QuantizationForm::Int8Qdq] {
+            let f = ParityBars::for_form(form).failures(&s);
+            assert!(f.iter().any(|m| m.contains("clear eigengap")), "{f:?}");
+        }
     }
 
     #[test]
@@ -335,7 +355,11 @@ mod tests {
         assert_eq!(s.top1_agreement, 0.5);
         assert!(s.cam_correlation_mean.is_nan());
         let fp32 = ParityBars::for_form(QuantizationForm::Fp32).failures(&s);
-        assert_eq!(fp32.len(), 3, "logits, agreement, CAM: {fp32:?}");
+        assert_eq!(
+            fp32.len(),
+            4,
+            "logits, agreement, CAM mean, CAM clear gap: {fp32:?}"
+        );
         // Two NaN hosts and devices never "agree".
         let mut both = row(0.0, 0, 1.0);
         both.host_top1 = None;

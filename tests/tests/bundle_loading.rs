@@ -38,9 +38,11 @@ const CONFIG: ResNetConfig = ResNetConfig {
 /// A random ResNet-18 ×0.125 with `classes` outputs: its ONNX export and
 /// the tch logits for the sample scan.
 fn exported(classes: i64, poison_with_nan: bool) -> (Vec<u8>, Vec<f32>) {
-    tch::manual_seed(11);
-    let vs = nn::VarStore::new(tch::Device::Cpu);
-    let net = resnet(&vs.root(), CONFIG, Some(classes));
+    let (vs, net) = crate::seeded::seeded(11, || {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let net = resnet(&vs.root(), CONFIG, Some(classes));
+        (vs, net)
+    });
     if poison_with_nan {
         tch::no_grad(|| {
             for (name, mut tensor) in vs.variables() {

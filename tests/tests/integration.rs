@@ -6,3 +6,4 @@ mod demo_bundles;
 mod imgtool_interop;
 mod onnx_parity;
 mod preprocess_parity;
+mod seeded;

@@ -22,9 +22,11 @@ fn repo() -> PathBuf {
 
 /// A model whose BatchNorms carry non-trivial statistics, so folding matters.
 fn model(depth: Depth, width: f64, seed: i64) -> (nn::VarStore, ResNet) {
-    tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let net = resnet(&vs.root(), ResNetConfig { depth, width }, Some(17));
+    let (vs, net) = crate::seeded::seeded(seed, || {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = resnet(&vs.root(), ResNetConfig { depth, width }, Some(17));
+        (vs, net)
+    });
     tch::no_grad(|| {
         for (name, mut t) in vs.variables() {
             let n = t.numel() as i64;

@@ -97,8 +97,11 @@ fn slices(inputs: &[PathBuf], classes: &[String]) -> Result<Vec<Slice>> {
     let mut out = Vec::new();
     for input in inputs {
         if input.is_dir() {
+            // Named with the folder given, so slices of two folders never
+            // share an output name.
+            let base = input.file_name().map(Path::new).unwrap_or(Path::new(""));
             for path in image_files(input)? {
-                let rel = path.strip_prefix(input).unwrap_or(&path).to_path_buf();
+                let rel = base.join(path.strip_prefix(input).unwrap_or(&path));
                 let truth = class_of(path.parent().and_then(Path::file_name));
                 out.push(Slice { path, rel, truth });
             }
@@ -136,11 +139,23 @@ fn parse_target(text: &str, classes: &[String]) -> Result<usize> {
         .with_context(|| format!("target {text:?} is not a class of the model"))
 }
 
+/// The mask of a slice: `MASKS/<class>/<stem>.png` (the generator's layout)
+/// or `MASKS/<relative path>.png`.
 fn load_mask(dir: &Path, rel: &Path, width: u32, height: u32) -> Result<Option<Vec<bool>>> {
-    let path = dir.join(rel).with_extension("png");
-    if !path.exists() {
+    let parent_and_file = rel
+        .parent()
+        .and_then(Path::file_name)
+        .zip(rel.file_name())
+        .map(|(p, f)| Path::new(p).join(f));
+    let candidates = [parent_and_file, Some(rel.to_path_buf())];
+    let Some(path) = candidates
+        .into_iter()
+        .flatten()
+        .map(|c| dir.join(c).with_extension("png"))
+        .find(|p| p.is_file())
+    else {
         return Ok(None);
-    }
+    };
     let mask = image::open(&path)
         .with_context(|| format!("reading mask {}", path.display()))?
         .to_luma8();
@@ -303,7 +318,10 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             if sheet_rows.len() < args.sheet_rows {
                 let label = format!(
                     "{}  true: {}  eigengap {:.2}",
-                    slice.rel.display(),
+                    slice
+                        .rel
+                        .file_name()
+                        .map_or_else(|| name.clone(), |n| n.to_string_lossy().into_owned()),
                     slice
                         .truth
                         .map_or_else(|| "?".to_string(), |t| short_class(&classes[t])),

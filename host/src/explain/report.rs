@@ -1,6 +1,7 @@
 //! The faithfulness report of `tumorxai explain`: per slice and method the
 //! perturbation scores and lesion measures, and their means per method
-//! (all slices) and per method and tumour family, with each method's ratio
+//! (all slices), per method and tumour family, and per method and class
+//! (JSON only), with each method's ratio
 //! to the random-map baseline; JSON, Markdown and a PNG chart.
 
 use std::collections::BTreeMap;
@@ -87,6 +88,8 @@ pub struct FaithfulnessReport {
     pub methods: BTreeMap<String, Summary>,
     /// By family, then method key (family of the explained class).
     pub by_family: BTreeMap<String, BTreeMap<String, Summary>>,
+    /// By explained class (folder name), then method key.
+    pub by_class: BTreeMap<String, BTreeMap<String, Summary>>,
     /// Random-map deletion AUC ÷ the method's (higher is better; ≥ 2 is the goal).
     pub deletion_gain_over_random: BTreeMap<String, f64>,
     /// The method's energy in the lesion ÷ the random map's.
@@ -132,6 +135,23 @@ impl FaithfulnessReport {
                 by_family.entry(f).or_default().insert(key.clone(), summary);
             }
         }
+        let mut by_class: BTreeMap<String, BTreeMap<String, Summary>> = BTreeMap::new();
+        for key in &keys {
+            for (index, class) in classes.iter().enumerate() {
+                let group = rows
+                    .iter()
+                    .filter(|r| r.target == index)
+                    .collect::<Vec<_>>();
+                if group.is_empty() {
+                    continue;
+                }
+                let summary = summarise(group.iter().filter_map(|r| r.methods.get(key)));
+                by_class
+                    .entry(class.clone())
+                    .or_default()
+                    .insert(key.clone(), summary);
+            }
+        }
         let random = methods.get("random").cloned().unwrap_or_default();
         let mut deletion_gain_over_random = BTreeMap::new();
         let mut energy_gain_over_random = BTreeMap::new();
@@ -156,6 +176,7 @@ impl FaithfulnessReport {
             perturbation_measured,
             methods,
             by_family,
+            by_class,
             deletion_gain_over_random,
             energy_gain_over_random,
             rows,

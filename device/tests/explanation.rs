@@ -1,0 +1,63 @@
+//! EigenCAM's eigengap on the device: every slice reports it; a map whose
+//! first two components are nearly tied (gap below
+//! `LOW_CONFIDENCE_EIGENGAP`) is withheld — zero saliency, the overlay is
+//! the slice alone — and every other map is shown.
+
+use std::path::{Path, PathBuf};
+
+use tumorxai_device::forms::ExecutionForm;
+use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use tumorxai_device::pipeline::{run_slice, LOW_CONFIDENCE_EIGENGAP};
+use tumorxai_device::triage::Thresholds;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn low_confidence_maps_are_withheld_and_clear_ones_shown() {
+    let pem =
+        std::fs::read_to_string(repo().join("models/trust/demo-signing-key.pub.pem")).unwrap();
+    let key = parse_trusted_key("demo", &pem).unwrap();
+    let bundle = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let model = LoadedModel::from_bundle(&bundle, &[key], ExecutionForm::auto()).unwrap();
+    let (mut withheld, mut shown) = (0, 0);
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(repo().join("models/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    samples.sort();
+    for path in samples {
+        let r = run_slice(
+            &model,
+            &std::fs::read(&path).unwrap(),
+            Thresholds::default(),
+        )
+        .unwrap();
+        let e = r.explanation;
+        assert!(
+            (0.0..=1.0).contains(&e.eigengap),
+            "{}: {e:?}",
+            path.display()
+        );
+        assert_eq!(e.low_confidence, e.eigengap < LOW_CONFIDENCE_EIGENGAP);
+        let any_heat = r.saliency.iter().any(|&v| v > 0.0);
+        if e.low_confidence {
+            withheld += 1;
+            assert!(!any_heat, "{}: a withheld map was drawn", path.display());
+            // The overlay is the slice itself: grey pixels only.
+            assert!(r.overlay.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+        } else {
+            shown += 1;
+            assert!(any_heat, "{}: a clear map is empty", path.display());
+        }
+    }
+    // The 17 samples exercise both paths (2 withheld with the 1.2.0 demo).
+    assert!(
+        withheld >= 1 && shown >= 10,
+        "withheld {withheld}, shown {shown}"
+    );
+}
