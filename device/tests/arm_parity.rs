@@ -8,15 +8,9 @@
 //! Without the cross-built binary the test says so and passes, unless
 //! `TUMORXAI_REQUIRE_ARM` is set (as `.ci/test` does), where it fails.
 
+use crate::common::repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 const SCANS: [&str; 3] = [
     "models/samples/01-glioma-t1c.jpg",

@@ -3,27 +3,15 @@
 //! `LOW_CONFIDENCE_EIGENGAP`) is withheld — zero saliency, the overlay is
 //! the slice alone — and every other map is shown.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use tumorxai_device::forms::ExecutionForm;
-use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use crate::common::{demo_model, repo};
 use tumorxai_device::pipeline::{run_slice, LOW_CONFIDENCE_EIGENGAP};
 use tumorxai_device::triage::Thresholds;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 #[test]
 fn low_confidence_maps_are_withheld_and_clear_ones_shown() {
-    let pem =
-        std::fs::read_to_string(repo().join("models/trust/demo-signing-key.pub.pem")).unwrap();
-    let key = parse_trusted_key("demo", &pem).unwrap();
-    let bundle = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
-    let model = LoadedModel::from_bundle(&bundle, &[key], ExecutionForm::auto()).unwrap();
+    let model = demo_model();
     let (mut withheld, mut shown) = (0, 0);
     let mut samples: Vec<PathBuf> = std::fs::read_dir(repo().join("models/samples"))
         .unwrap()

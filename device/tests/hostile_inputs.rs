@@ -8,20 +8,11 @@
 //! service answers each file and keeps going.
 
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
 
+use crate::common::{demo_model, repo};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
-use tumorxai_device::forms::ExecutionForm;
-use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
 use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::triage::{Flag, Thresholds};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("models/samples").join(name)).unwrap()
@@ -284,14 +275,6 @@ fn corpus() -> Vec<(String, Vec<u8>, bool)> {
     );
     add("montage.jpg", encode(montage(), ImageFormat::Jpeg), false);
     c
-}
-
-fn demo_model() -> LoadedModel {
-    let pem =
-        std::fs::read_to_string(repo().join("models/trust/demo-signing-key.pub.pem")).unwrap();
-    let key = parse_trusted_key("demo", &pem).unwrap();
-    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
-    LoadedModel::from_bundle(&bytes, &[key], ExecutionForm::auto()).unwrap()
 }
 
 #[test]

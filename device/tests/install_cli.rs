@@ -6,19 +6,13 @@
 //! one; a slot whose file is not the recorded bundle is refused, not
 //! replaced by the demo.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::common::repo;
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
 use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn device(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tumorxai-device"))

@@ -2,6 +2,7 @@
 //! the tests of all modules run in parallel). Each module is one concern.
 
 mod arm_parity;
+mod common;
 mod display;
 mod explanation;
 mod hostile_inputs;

@@ -12,17 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tumorxai_device::forms::ExecutionForm;
-use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use crate::common::{demo_model, repo};
 use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::triage::{Flag, Thresholds};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -36,14 +28,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn demo_model() -> LoadedModel {
-    let pem =
-        std::fs::read_to_string(repo().join("models/trust/demo-signing-key.pub.pem")).unwrap();
-    let key = parse_trusted_key("demo", &pem).unwrap();
-    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
-    LoadedModel::from_bundle(&bytes, &[key], ExecutionForm::auto()).unwrap()
 }
 
 /// Builds the set with the test tooling venv (`.ci/setup` installs numpy,

@@ -6,15 +6,9 @@
 //! filesystem works, a scan dropped twice is answered twice, one instance
 //! holds an inbox, and SIGTERM stops the service gracefully.
 
+use crate::common::repo;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 struct Dirs {
     _tmp: tempfile::TempDir,

@@ -2,15 +2,9 @@
 //! sample scans: results, overlays, display frames, out-of-distribution
 //! inputs, and errors that do not stop the run.
 
-use std::path::{Path, PathBuf};
+use crate::common::repo;
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn device(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tumorxai-device"))

@@ -76,6 +76,22 @@ fn summarise<'a>(rows: impl Iterator<Item = &'a MethodRow> + Clone) -> Summary {
     }
 }
 
+impl Summary {
+    /// The six measures in table order (deletion, insertion, ROAD MoRF,
+    /// ROAD LeRF, pointing, energy), three decimals, "–" when not measured.
+    fn texts(&self) -> [String; 6] {
+        [
+            self.deletion_auc,
+            self.insertion_auc,
+            self.road_morf,
+            self.road_lerf,
+            self.pointing,
+            self.energy_in_lesion,
+        ]
+        .map(|v| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}")))
+    }
+}
+
 /// One measure of a summary, for the chart.
 type Measure = fn(&Summary) -> Option<f64>;
 
@@ -184,20 +200,14 @@ impl FaithfulnessReport {
     }
 
     fn table(&self, rows: &BTreeMap<String, Summary>) -> String {
-        let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
         let mut out = String::from(
             "| method | slices | deletion AUC ↓ | insertion AUC ↑ | ROAD MoRF ↓ | ROAD LeRF ↑ | pointing game ↑ | energy in lesion ↑ |\n|---|---|---|---|---|---|---|---|\n",
         );
         for (key, s) in rows {
+            let [d, i, m, l, p, e] = s.texts();
             out += &format!(
-                "| {key} | {} | {} | {} | {} | {} | {} | {} |\n",
-                s.slices,
-                f(s.deletion_auc),
-                f(s.insertion_auc),
-                f(s.road_morf),
-                f(s.road_lerf),
-                f(s.pointing),
-                f(s.energy_in_lesion)
+                "| {key} | {} | {d} | {i} | {m} | {l} | {p} | {e} |\n",
+                s.slices
             );
         }
         out
@@ -226,18 +236,12 @@ impl FaithfulnessReport {
 
     /// One line per method for the terminal.
     pub fn summary(&self) -> String {
-        let f = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
         self.methods
             .iter()
             .map(|(k, s)| {
+                let [d, i, m, l, p, e] = s.texts();
                 format!(
-                    "{k:>10}: deletion {} insertion {} ROAD MoRF {} LeRF {} pointing {} energy-in-lesion {}",
-                    f(s.deletion_auc),
-                    f(s.insertion_auc),
-                    f(s.road_morf),
-                    f(s.road_lerf),
-                    f(s.pointing),
-                    f(s.energy_in_lesion)
+                    "{k:>10}: deletion {d} insertion {i} ROAD MoRF {m} LeRF {l} pointing {p} energy-in-lesion {e}"
                 )
             })
             .collect::<Vec<_>>()
