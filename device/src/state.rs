@@ -9,7 +9,8 @@
 //! ```
 //!
 //! An install verifies the bundle completely — signature against the trust
-//! store, manifest, no downgrade of the running model id, tract load and the
+//! store, manifest, no version at or below the highest ever installed for
+//! its model id (anti-rollback, recorded in `slots.json`), tract load and the
 //! golden self-test — before it touches anything; it then writes the
 //! *inactive* slot (file and directory fsynced) and only then switches
 //! `slots.json` by an atomic rename. A crash at any instant leaves either the
@@ -119,6 +120,11 @@ pub struct SlotTable {
     pub active: Option<Slot>,
     pub a: Option<SlotInfo>,
     pub b: Option<SlotInfo>,
+    /// The highest version ever installed per model id, only ever raised:
+    /// installing another model id in between cannot open a way back to an
+    /// older version of this one (anti-rollback).
+    #[serde(default)]
+    pub highest: std::collections::BTreeMap<String, String>,
 }
 
 impl SlotTable {
@@ -136,11 +142,24 @@ impl SlotTable {
         }
     }
 
-    /// The running model's id and version, if any.
-    pub fn running(&self) -> Result<Option<(String, ImageVersion)>, BundleError> {
-        match self.active.and_then(|s| self.get(s)) {
-            Some(info) => Ok(Some((info.model_id.clone(), info.version.parse()?))),
-            None => Ok(None),
+    /// The highest version of `model_id` ever installed here.
+    pub fn highest_of(&self, model_id: &str) -> Result<Option<ImageVersion>, BundleError> {
+        let recorded = self.highest.get(model_id).map(|v| v.parse()).transpose()?;
+        // Tables written before the record existed: the slots still tell.
+        let in_slots = [&self.a, &self.b]
+            .into_iter()
+            .flatten()
+            .filter(|info| info.model_id == model_id)
+            .map(|info| info.version.parse::<ImageVersion>())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(recorded.into_iter().chain(in_slots).max())
+    }
+
+    /// Whether the table is coherent: an active slot must hold something.
+    fn check(&self) -> Result<(), String> {
+        match self.active {
+            Some(slot) if self.get(slot).is_none() => Err(format!("active slot {slot} is empty")),
+            _ => Ok(()),
         }
     }
 }
@@ -198,14 +217,23 @@ impl StateDir {
     /// The slot table; an empty one when nothing was ever installed.
     pub fn table(&self) -> Result<SlotTable, StateError> {
         let path = self.table_path();
-        match std::fs::read(&path) {
+        let table: SlotTable = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StateError::Table {
                 path: path.clone(),
                 why: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SlotTable::default()),
-            Err(e) => Err(io(&path)(e)),
-        }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SlotTable::default(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        table
+            .check()
+            .map_err(|why| StateError::Table { path, why })?;
+        Ok(table)
+    }
+
+    /// Whether this unit has been provisioned (it has a trust store).
+    pub fn is_provisioned(&self) -> bool {
+        self.trust_dir().is_dir()
     }
 
     /// The trust store's keys (refused when empty).
@@ -249,14 +277,14 @@ impl StateDir {
             return Err(StateError::TooLarge(bytes.len() as u64));
         }
         let trust = self.trust()?;
+        // One install at a time: two would pick the same inactive slot.
+        let _lock = self.lock()?;
         let mut table = self.table()?;
         let bundle = read_bundle(bytes)?;
         bundle.verify_trusted(&trust)?;
-        let running = table.running()?;
-        check_upgrade(
-            running.as_ref().map(|(id, v)| (id.as_str(), *v)),
-            &bundle.manifest,
-        )?;
+        let model_id = bundle.manifest.model_id.clone();
+        let highest = table.highest_of(&model_id)?;
+        check_upgrade(highest.map(|v| (model_id.as_str(), v)), &bundle.manifest)?;
         // Tract load and golden self-test: a model that cannot certify
         // itself never reaches a slot.
         let model = LoadedModel::from_bundle(bytes, &trust, form)?;
@@ -274,6 +302,7 @@ impl StateDir {
         let previous = table.active.and_then(|s| table.get(s).cloned());
         table.set(slot, info.clone());
         table.active = Some(slot);
+        table.highest.insert(model_id, info.version.clone());
         let json = serde_json::to_vec_pretty(&table).map_err(|e| StateError::Table {
             path: self.table_path(),
             why: e.to_string(),
@@ -286,6 +315,23 @@ impl StateDir {
             previous,
             self_tests_passed: model.self_tests_passed,
         })
+    }
+}
+
+impl StateDir {
+    /// An exclusive lock on `STATE/.lock` for the life of the guard (the
+    /// kernel releases it whatever ends the process).
+    fn lock(&self) -> Result<std::fs::File, StateError> {
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 }
 

@@ -34,9 +34,15 @@ fn text(o: &Output) -> String {
 /// The demo int8 bundle re-signed as `version` with `key` (the demo key's
 /// private half is in the repository, so any version of it can be made).
 fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
+    resigned("tumorxai-demo", version, key)
+}
+
+/// The demo model under another model id and version.
+fn resigned(model_id: &str, version: &str, key: &SigningKey) -> Vec<u8> {
     let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
     let read = read_bundle(&bytes).unwrap();
     let mut manifest = read.manifest.clone();
+    manifest.model_id = model_id.to_string();
     manifest.version = version.to_string();
     let contents = BundleContents {
         manifest,
@@ -160,11 +166,63 @@ fn installs_are_verified_atomic_and_never_downgrade() {
         "1.3.0 demo=true"
     );
 
+    // Anti-rollback survives a change of model id: another model in
+    // between does not open the way back to an older demo.
+    let other = write("other.bundle", &resigned("other-model", "1.0.0", &key));
+    let o = device(&state, &["install", &other]);
+    assert!(o.status.success(), "{}", text(&o));
+    for bundle in [current, older.as_str()] {
+        let o = device(&state, &["install", bundle]);
+        assert!(
+            !o.status.success(),
+            "{bundle} was installed after a model-id switch"
+        );
+        assert!(text(&o).contains("refusing downgrade"), "{}", text(&o));
+    }
+    let err = triage_version(&state, &out, &["--bundle", &older]).unwrap_err();
+    assert!(err.contains("refusing downgrade"), "{err}");
+    // On a provisioned unit --trust cannot widen its trust store.
+    let err = triage_version(
+        &state,
+        &out,
+        &[
+            "--bundle",
+            &foreign,
+            "--trust",
+            tmp.path().to_str().unwrap(),
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("is provisioned"), "{err}");
+    // Back to the newer demo (same version as installed before is refused,
+    // so this is a fresh 1.3.1).
+    let newest = write("1.3.1.bundle", &demo_as("1.3.1", &key));
+    assert!(device(&state, &["install", &newest]).status.success());
+
     // A damaged active slot is refused: no silent fallback to another model.
+    // Active: B (installs went A 1.2.0, B 1.3.0, A other-model, B 1.3.1).
     let slot = state.join("slots/b.bundle");
     let mut bytes = std::fs::read(&slot).unwrap();
     bytes[100] ^= 0x01;
     std::fs::write(&slot, bytes).unwrap();
     let err = triage_version(&state, &out, &[]).unwrap_err();
     assert!(err.contains("does not hold the bundle"), "{err}");
+}
+
+#[test]
+fn a_provisioned_unit_without_a_model_refuses_instead_of_running_the_demo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    // A release key, not the demo key.
+    let release = SigningKey::from_bytes(&[9; 32]).verifying_key();
+    std::fs::write(
+        state.join("trust/release.pem"),
+        ed25519_dalek::pkcs8::EncodePublicKey::to_public_key_pem(&release, Default::default())
+            .unwrap(),
+    )
+    .unwrap();
+    let err = triage_version(&state, &tmp.path().join("out"), &[]).unwrap_err();
+    assert!(err.contains("no model installed"), "{err}");
+    assert!(err.contains("does not trust the demo key"), "{err}");
 }

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use serde::Serialize;
 use tch::Tensor;
-use tumorxai_device::eigencam::eigencam as device_eigencam;
+use tumorxai_device::eigencam::eigencam_with_gap as device_eigencam_with_gap;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::LOW_CONFIDENCE_EIGENGAP;
 use tumorxai_shared::bundle::QuantizationForm;
@@ -35,9 +35,11 @@ pub struct FileParity {
     /// Pearson correlation of the host and device EigenCAM maps.
     pub cam_correlation: f64,
     /// The host's EigenCAM eigengap (libtorch SVD): how clearly the first
-    /// component stands out; the device withholds maps below
-    /// `LOW_CONFIDENCE_EIGENGAP`.
+    /// component stands out.
     pub cam_eigengap: f64,
+    /// The device's own eigengap: it withholds maps below
+    /// `LOW_CONFIDENCE_EIGENGAP`, so this decides which maps it shows.
+    pub device_cam_eigengap: f64,
     /// Out-of-distribution scores with the bundle's calibration (host: tch
     /// features; device: tract's), when the bundle has one.
     pub host_ood: Option<f32>,
@@ -57,7 +59,7 @@ pub struct ParitySummary {
     pub top1_agreement: f64,
     pub cam_correlation_min: f64,
     pub cam_correlation_mean: f64,
-    /// Files whose eigengap is clear (the device shows their map).
+    /// Files whose device eigengap is clear (the device shows their map).
     pub cam_clear_gap_files: usize,
     /// Lowest correlation among them (1 when there are none).
     pub cam_correlation_min_clear_gap: f64,
@@ -205,7 +207,8 @@ pub fn compare_slice(
     let device_input = preprocess_bytes(bytes, spec, DecodeLimits::default())?;
     let out = device.model.run(&device_input)?;
     let [c, h, w] = out.feature_shape;
-    let device_cam = device_eigencam(&out.features, c, h, w);
+    let device_map = device_eigencam_with_gap(&out.features, c, h, w);
+    let (device_cam, device_cam_eigengap) = (device_map.map, device_map.eigengap);
     let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
     let calibration = device.ood.as_ref();
     let score = |features: &[f32]| {
@@ -230,6 +233,7 @@ pub fn compare_slice(
         device_top1: argmax(&out.logits),
         cam_correlation: correlation(&host_cam, &device_cam),
         cam_eigengap,
+        device_cam_eigengap,
         host_ood,
         device_ood,
         ood_decision_agrees,
@@ -263,11 +267,11 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
         cam_clear_gap_files: rows
             .iter()
-            .filter(|r| r.cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
+            .filter(|r| r.device_cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
             .count(),
         cam_correlation_min_clear_gap: rows
             .iter()
-            .filter(|r| r.cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
+            .filter(|r| r.device_cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
             .map(|r| r.cam_correlation)
             // f64::min would drop a NaN: a NaN correlation must fail.
             .fold(1.0, |m, c| {
@@ -311,6 +315,7 @@ mod tests {
             device_top1: Some(top),
             cam_correlation: cam,
             cam_eigengap: 0.5,
+            device_cam_eigengap: 0.5,
             host_ood: None,
             device_ood: None,
             ood_decision_agrees: None,
@@ -320,7 +325,7 @@ mod tests {
     #[test]
     fn summary_and_bars_by_hand() {
         let mut unclear = row(5e-4, 1, 0.9);
-        unclear.cam_eigengap = 0.05;
+        unclear.device_cam_eigengap = 0.05;
         let rows = [row(1e-4, 0, 1.0), unclear];
         let s = summarise(&rows);
         // Only the first file has a clear eigengap.

@@ -3,7 +3,8 @@
 //! weights loaded into torchvision's ResNet code, two deterministic inputs,
 //! layer4 and layer3, predicted and fixed targets
 //! (fixtures/make_cam_fixtures.py wrote fixtures/cam_fixtures.json).
-//! Maps are compared before upsampling: correlation ≥ 0.99. EigenCAM's SVD
+//! Maps are compared before upsampling: correlation ≥ 0.99, and value for
+//! value (±1e-3) after the reference's own scaling. EigenCAM's SVD
 //! sign is arbitrary in the reference; ours is fixed to correlate with the
 //! mean activation, so the reference's projection is signed that way first.
 
@@ -107,6 +108,17 @@ fn maps_match_pytorch_grad_cam() {
                     r >= 0.99,
                     "{layer}, targets {targets:?}, image {n}, {method:?}: correlation {r:.4}\nours {map:?}\nref  {expected:?}"
                 );
+                // And value for value once scaled as pytorch-grad-cam's
+                // `scale_cam_image` does (min to 0, then ÷ (max + 1e-7)).
+                let min = expected.iter().copied().fold(f32::INFINITY, f32::min);
+                let max = expected.iter().map(|v| v - min).fold(0f32, f32::max);
+                for (ours, reference) in map.iter().zip(&expected) {
+                    let scaled = (reference - min) / (max + 1e-7);
+                    assert!(
+                        (ours - scaled).abs() < 1e-3,
+                        "{layer} {method:?} image {n}: {ours} vs {scaled}"
+                    );
+                }
                 checked += 1;
             }
         }

@@ -115,6 +115,19 @@ impl ClassGaussians {
             return None;
         }
         let (means, precision) = floats.split_at(classes * dim);
+        // A precision matrix is symmetric with a positive diagonal; the fast
+        // score relies on the symmetry.
+        let scale = precision.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for i in 0..dim {
+            if precision[i * dim + i] <= 0.0 {
+                return None;
+            }
+            for j in 0..i {
+                if (precision[i * dim + j] - precision[j * dim + i]).abs() > 1e-5 * scale {
+                    return None;
+                }
+            }
+        }
         Some(ClassGaussians {
             means: means
                 .chunks_exact(dim.max(1))
@@ -287,8 +300,14 @@ impl OodScorer {
                     .map(|(pm, mpm)| e_p_e - 2.0 * dot(&e, pm) + mpm)
                     .filter(|q| q.is_finite())
                     .fold(f64::INFINITY, f64::min);
-                // Rounding can take a distance of ~0 just below zero.
-                best.max(0.0) as f32
+                // Rounding can take a distance of ~0 just below zero; a
+                // clearly negative one means the precision is not positive
+                // definite: doubt, not "in distribution".
+                if best < -1e-3 {
+                    f32::INFINITY
+                } else {
+                    best.max(0.0) as f32
+                }
             }
         }
     }
@@ -372,12 +391,26 @@ mod tests {
         let bytes = g.to_le_bytes();
         assert_eq!(bytes.len(), (2 * 2 + 4) * 4);
         assert_eq!(&bytes[..4], &0.6f32.to_le_bytes());
-        assert_eq!(ClassGaussians::from_le_bytes(&bytes, 2, 2), Some(g));
+        assert_eq!(ClassGaussians::from_le_bytes(&bytes, 2, 2), Some(g.clone()));
         assert_eq!(ClassGaussians::from_le_bytes(&bytes[1..], 2, 2), None);
         assert_eq!(ClassGaussians::from_le_bytes(&bytes, 3, 2), None);
         let mut nan = bytes.clone();
         nan[..4].copy_from_slice(&f32::NAN.to_le_bytes());
         assert_eq!(ClassGaussians::from_le_bytes(&nan, 2, 2), None);
+        // Precision [[2, 1], [0, 2]] is not symmetric; [[0, 0], [0, 1]] has a
+        // zero on its diagonal: both refused.
+        for precision in [[2.0f32, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 1.0]] {
+            let mut g2 = g.clone();
+            g2.precision = precision.to_vec();
+            assert_eq!(ClassGaussians::from_le_bytes(&g2.to_le_bytes(), 2, 2), None);
+        }
+        // Indefinite precision [[1, 2], [2, 1]] (eigenvalues 3, −1) gives a
+        // negative distance along (1, −1): doubt, never "in distribution".
+        let indefinite = OodScorer::mahalanobis(ClassGaussians {
+            means: vec![vec![0.0, 0.0]],
+            precision: vec![1.0, 2.0, 2.0, 1.0],
+        });
+        assert_eq!(indefinite.score(&[1.0, -1.0]), f32::INFINITY);
         assert_eq!(ClassGaussians::from_le_bytes(&[], usize::MAX, 2), None);
     }
 

@@ -242,23 +242,32 @@ fn signed_by_demo_key(bundle: &[u8]) -> bool {
 fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     tumorxai_device::runtime::set_threads(usize::from(args.threads));
     let state = StateDir::resolve(args.state_dir.as_deref());
+    let provisioned = state.is_provisioned();
     let state_trust = || state.trust().map_err(anyhow::Error::from);
     let (bytes, trust, source) = match &args.bundle {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("reading bundle {}", path.display()))?;
-            let trust = match &args.trust {
-                Some(dir) => load_trust_store(dir)?,
-                None if state.trust_dir().is_dir() => state_trust()?,
-                None => vec![demo_key()?],
+            let trust = match (&args.trust, provisioned) {
+                (Some(_), true) => anyhow::bail!(
+                    "this unit is provisioned ({} exists): bundles are checked against its \
+                     trust store, not --trust",
+                    state.trust_dir().display()
+                ),
+                (Some(dir), false) => load_trust_store(dir)?,
+                (None, true) => state_trust()?,
+                (None, false) => vec![demo_key()?],
             };
-            // Never run an older model than the one installed.
-            let running = state.table()?.running()?;
+            // Never an older version than was ever installed here.
             let manifest = read_bundle(&bytes)
                 .with_context(|| format!("refusing bundle {}", path.display()))?
                 .manifest;
-            check_upgrade_or_same(running.as_ref(), &manifest)
-                .with_context(|| format!("refusing bundle {}", path.display()))?;
+            if let Some(highest) = state.table()?.highest_of(&manifest.model_id)? {
+                if manifest.image_version()? < highest {
+                    check_upgrade(Some((manifest.model_id.as_str(), highest)), &manifest)
+                        .with_context(|| format!("refusing bundle {}", path.display()))?;
+                }
+            }
             (bytes, trust, path.display().to_string())
         }
         None => match state.active_bundle()? {
@@ -273,6 +282,16 @@ fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
                 (bytes, state_trust()?, source)
             }
             None => {
+                // A provisioned unit runs the demo only if it was
+                // provisioned as a demo unit (its trust store has the key).
+                if provisioned && !state_trust()?.contains(&demo_key()?) {
+                    anyhow::bail!(
+                        "no model installed in {}: install one with `tumorxai-device install \
+                         BUNDLE` (this unit does not trust the demo key, so it does not fall \
+                         back to the built-in demo model)",
+                        state.root.display()
+                    );
+                }
                 eprintln!(
                     "no model installed in {}: running the built-in DEMO model",
                     state.root.display()
@@ -293,22 +312,6 @@ fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
         .with_context(|| format!("refusing {source}"))?;
     model.demo = signed_by_demo_key(&bytes);
     Ok(model)
-}
-
-/// Running `candidate` next to the installed model: the same version of
-/// the same model is fine (it is the installed one, or a copy), older is a
-/// downgrade.
-fn check_upgrade_or_same(
-    running: Option<&(String, tumorxai_shared::bundle::ImageVersion)>,
-    candidate: &tumorxai_shared::bundle::Manifest,
-) -> Result<()> {
-    if let Some((id, version)) = running {
-        let candidate_version = candidate.image_version()?;
-        if *id == candidate.model_id && candidate_version < *version {
-            check_upgrade(Some((id.as_str(), *version)), candidate)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs `f` on every file; a failing file is reported and the rest still run.

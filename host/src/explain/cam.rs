@@ -11,9 +11,10 @@
 //!   first principal component of the centred activations, sign fixed
 //!   against the mean activation, ReLU ([`super::eigencam`]).
 //!
-//! Maps are returned at the layer's resolution (h×w), each divided by its
-//! maximum (all-zero maps stay zero); mapping onto the slice is
-//! [`super::project`]'s job.
+//! Maps are returned at the layer's resolution (h×w) in [0, 1]: Grad-CAM and
+//! Grad-CAM++ scaled as pytorch-grad-cam scales them (min to 0, max to 1),
+//! EigenCAM as the device does (ReLU, divided by the maximum); mapping onto
+//! the slice is [`super::project`]'s job.
 
 use anyhow::{ensure, Context, Result};
 use tch::{Kind, Tensor};
@@ -84,14 +85,16 @@ pub fn weighted_map(activations: &Tensor, weights: &Tensor) -> Tensor {
         .relu()
 }
 
-/// Each map `[h, w]` divided by its maximum (zero maps stay zero).
+/// pytorch-grad-cam's `scale_cam_image` on each map `[h, w]`: minus its
+/// minimum, divided by (the new maximum + 1e-7), so the least relevant
+/// position is 0 even when every weighted activation is positive.
 fn normalised_rows(maps: &Tensor) -> Result<Vec<Vec<f32>>> {
     let n = maps.size().first().copied().unwrap_or(0);
     (0..n)
         .map(|i| {
             let m = maps.get(i).flatten(0, -1);
-            let max = m.max().double_value(&[]);
-            let m = if max > 0.0 { m / max } else { m };
+            let m = &m - m.min();
+            let m = &m / (m.max() + 1e-7);
             Ok(Vec::<f32>::try_from(m.to_kind(Kind::Float))?)
         })
         .collect()
@@ -140,7 +143,9 @@ pub fn explain_batch(
         targets.iter().all(|&t| (0..classes).contains(&t)),
         "target class out of range (the model has {classes} classes)"
     );
-    let index = Tensor::from_slice(&targets).unsqueeze(1);
+    let index = Tensor::from_slice(&targets)
+        .unsqueeze(1)
+        .to_device(logits.device());
     // Each image's score depends only on its own activations, so the
     // gradient of the sum gives every image its own ∂y/∂A.
     let score = logits.gather(1, &index, false).sum(Kind::Float);

@@ -110,11 +110,10 @@ pub fn fit_gaussians(
             .filter(|&i| labels[i] == class)
             .map(|i| i as i64)
             .collect();
-        if rows.is_empty() {
-            // No image of this class: a mean nothing will sit near.
-            means.push(vec![f32::INFINITY; d]);
-            continue;
-        }
+        anyhow::ensure!(
+            !rows.is_empty(),
+            "class {class} has no training image: its out-of-distribution statistics cannot be fitted"
+        );
         let index = Tensor::from_slice(&rows);
         let members = x.index_select(0, &index);
         let mean = members.mean_dim(0, true, Kind::Double);
