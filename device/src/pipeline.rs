@@ -6,10 +6,9 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
-use tumorxai_shared::integrity::damage;
 use tumorxai_shared::logits::all_finite;
 use tumorxai_shared::ood::pooled_embedding;
-use tumorxai_shared::plausibility::implausible;
+use tumorxai_shared::plausibility::input_doubt;
 use tumorxai_shared::{
     decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
 };
@@ -83,7 +82,7 @@ pub fn run_slice(
     let lum = decode_luminance(bytes, DecodeLimits::slice())?;
     // Decoded leniently; is the encoded data itself whole, and is the image
     // plausibly one brain slice at all?
-    let input_doubt = damage(bytes, &lum).or_else(|| implausible(&lum));
+    let input_doubt = input_doubt(bytes, &lum);
     timings.decode_ms = ms(t);
     let t = Instant::now();
     let geometry = input_geometry(&lum, &model.spec)?;

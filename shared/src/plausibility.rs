@@ -97,6 +97,13 @@ pub fn slice_stats(lum: &Luminance) -> Option<SliceStats> {
     })
 }
 
+/// The device's input checks in order — damaged encoded data (`bytes`,
+/// leniently decoded to `lum`), then plausibility — and why the input is
+/// doubtful, or `None`.
+pub fn input_doubt(bytes: &[u8], lum: &Luminance) -> Option<String> {
+    crate::integrity::damage(bytes, lum).or_else(|| implausible(lum))
+}
+
 /// Why `lum` is not plausibly one brain slice, or `None` when it is.
 pub fn implausible(lum: &Luminance) -> Option<String> {
     let (long, short) = (lum.width.max(lum.height), lum.width.min(lum.height).max(1));

@@ -20,6 +20,10 @@ use std::collections::{HashMap, HashSet};
 use thiserror::Error;
 use tract_onnx::pb;
 
+mod tensors;
+
+use tensors::{checked_dims, element_count, f32_initializer, floats, int8s, FLOAT, INT8};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutionForm {
     AsShipped,
@@ -82,57 +86,6 @@ pub fn apply(model: &mut pb::ModelProto, form: ExecutionForm) -> Result<(), Form
         ExecutionForm::Dequantized => dequantize(graph),
         ExecutionForm::Int8 => to_conv_integer(graph),
     }
-}
-
-const INT8: i32 = pb::tensor_proto::DataType::Int8 as i32;
-const FLOAT: i32 = pb::tensor_proto::DataType::Float as i32;
-
-fn floats(t: &pb::TensorProto) -> Result<Vec<f32>, FormError> {
-    if t.data_type != FLOAT {
-        return Err(tensor_error(&t.name, "expected f32"));
-    }
-    if !t.float_data.is_empty() {
-        return Ok(t.float_data.clone());
-    }
-    if !t.raw_data.len().is_multiple_of(4) {
-        return Err(tensor_error(
-            &t.name,
-            "raw data is not a whole number of f32",
-        ));
-    }
-    Ok(t.raw_data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
-}
-
-fn int8s(t: &pb::TensorProto) -> Result<Vec<i8>, FormError> {
-    if t.data_type != INT8 {
-        return Err(tensor_error(&t.name, "expected int8"));
-    }
-    if !t.int32_data.is_empty() {
-        return Ok(t.int32_data.iter().map(|&v| v as i8).collect());
-    }
-    Ok(t.raw_data.iter().map(|&b| b as i8).collect())
-}
-
-/// Dimensions as `usize`, refusing negative ones (a crafted model may carry
-/// them) and element counts that overflow.
-fn checked_dims(t: &pb::TensorProto) -> Result<Vec<usize>, FormError> {
-    let dims: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d))
-        .collect::<Result<_, _>>()
-        .map_err(|_| tensor_error(&t.name, "negative dimension"))?;
-    dims.iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| tensor_error(&t.name, "element count overflows"))?;
-    Ok(dims)
-}
-
-fn element_count(dims: &[usize]) -> usize {
-    dims.iter().product()
 }
 
 /// The `i`-th input or output name of a node: crafted models may have fewer.
@@ -282,16 +235,6 @@ fn constant_dequantize(
     dequantize_values(&values, &dims, &scales, &zero_points, axis)
         .map(Some)
         .map_err(|why| tensor_error(&q.name, why))
-}
-
-fn f32_initializer(name: &str, dims: &[i64], values: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        name: name.to_string(),
-        dims: dims.to_vec(),
-        data_type: FLOAT,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
 }
 
 /// Drops nodes by index and initializers nothing reads any more.

@@ -284,54 +284,50 @@ mod tests {
         );
     }
 
-    #[test]
-    fn imputation_fills_a_large_hole_in_a_ramp_with_the_ramp() {
-        // A 64×64 hole in a 128×128 ramp: a plain Jacobi solve of 150 sweeps
-        // leaves its middle near the start value; coarse to fine, it
-        // converges to the ramp.
-        let s = 128;
+    /// A horizontal ramp over s×s (it solves the Laplace equation, so a
+    /// hole must be imputed as the ramp) and a mask of the square hole
+    /// `lo..hi` in both directions.
+    fn ramp_with_hole(s: usize, lo: usize, hi: usize) -> (Vec<f32>, Tensor, Tensor) {
         let ramp: Vec<f32> = (0..s * s)
             .map(|i| (i % s) as f32 / (s - 1) as f32)
             .collect();
-        let plane = Tensor::from_slice(&ramp).reshape([1, 1, s as i64, s as i64]);
-        let mut hole = vec![0f32; s * s];
-        for y in 32..96 {
-            for x in 32..96 {
-                hole[y * s + x] = 1.0;
-            }
-        }
-        let mask = Tensor::from_slice(&hole).reshape([1, 1, s as i64, s as i64]);
-        let filled = Vec::<f32>::try_from(solve_laplace(&plane, &mask).flatten(0, -1)).unwrap();
-        let worst = (0..s * s)
-            .map(|i| (filled[i] - ramp[i]).abs())
-            .fold(0f32, f32::max);
+        let hole: Vec<f32> = (0..s * s)
+            .map(|i| {
+                f32::from(u8::from(
+                    (lo..hi).contains(&(i / s)) && (lo..hi).contains(&(i % s)),
+                ))
+            })
+            .collect();
+        let shape = [1, 1, s as i64, s as i64];
+        let plane = Tensor::from_slice(&ramp).reshape(shape);
+        let mask = Tensor::from_slice(&hole).reshape(shape);
+        (ramp, plane, mask)
+    }
+
+    fn largest_error(filled: &Tensor, ramp: &[f32]) -> f32 {
+        let filled = Vec::<f32>::try_from(filled.flatten(0, -1)).unwrap();
+        filled
+            .iter()
+            .zip(ramp)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    }
+
+    #[test]
+    fn imputation_fills_a_large_hole_in_a_ramp_with_the_ramp() {
+        // A 64×64 hole in a 128×128 ramp: a plain Jacobi solve leaves its
+        // middle near the start value (error 0.10 measured); coarse to fine,
+        // it converges to the ramp.
+        let (ramp, plane, mask) = ramp_with_hole(128, 32, 96);
+        let worst = largest_error(&solve_laplace(&plane, &mask), &ramp);
         assert!(worst < 0.02, "largest error {worst}");
     }
 
     #[test]
     fn imputation_fills_a_hole_in_a_linear_ramp_with_the_ramp() {
-        // A horizontal ramp solves the Laplace equation: the imputed hole
-        // must come back as the ramp (up to the noise, 0.01).
-        let s = 12;
-        let ramp: Vec<f32> = (0..s * s)
-            .map(|i| (i % s) as f32 / (s - 1) as f32)
-            .collect();
-        let plane = Tensor::from_slice(&ramp).reshape([1, 1, s as i64, s as i64]);
-        let mut hole = vec![0f32; s * s];
-        for y in 4..8 {
-            for x in 4..8 {
-                hole[y * s + x] = 1.0;
-            }
-        }
-        let mask = Tensor::from_slice(&hole).reshape([1, 1, s as i64, s as i64]);
-        let filled = Vec::<f32>::try_from(impute(&plane, &mask, 1).flatten(0, -1)).unwrap();
-        for i in 0..s * s {
-            assert!(
-                (filled[i] - ramp[i]).abs() < 0.05,
-                "pixel {i}: {} vs {}",
-                filled[i],
-                ramp[i]
-            );
-        }
+        // With ROAD's noise (σ 0.01) on top: within 0.05.
+        let (ramp, plane, mask) = ramp_with_hole(12, 4, 8);
+        let worst = largest_error(&impute(&plane, &mask, 1), &ramp);
+        assert!(worst < 0.05, "largest error {worst}");
     }
 }

@@ -16,14 +16,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use tch::{Kind, Tensor};
-use tumorxai_shared::integrity::damage;
+use tch::Tensor;
 use tumorxai_shared::logits::softmax;
 use tumorxai_shared::ood::{
     class_centroids, energy, mahalanobis_score, normalised, ood_score, percentile, ClassGaussians,
     OodScorer,
 };
-use tumorxai_shared::plausibility::implausible;
+use tumorxai_shared::plausibility::input_doubt;
 use tumorxai_shared::{decode_luminance, input_plane, DecodeLimits};
 
 use super::bundle::TrainedRun;
@@ -31,6 +30,7 @@ use super::ood::{fit_gaussians, OOD_PERCENTILE};
 use crate::data::{self, LoadedSet};
 use crate::dataset::image_files;
 use crate::split::Side;
+use crate::train::evaluate::rows;
 
 /// Embeddings and logits of a set of images, in order.
 struct Outputs {
@@ -54,12 +54,6 @@ fn outputs_of(run: &TrainedRun, set: &LoadedSet) -> Result<Outputs> {
         start += len;
     }
     Ok(Outputs { embeddings, logits })
-}
-
-fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
-    let width = t.size().get(1).copied().unwrap_or(0).max(1) as usize;
-    let flat = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1))?;
-    Ok(flat.chunks(width).map(<[f32]>::to_vec).collect())
 }
 
 /// One candidate score, fitted on the training side.
@@ -170,7 +164,7 @@ fn ood_inputs(run: &TrainedRun, dir: &Path) -> Result<Vec<OodInput>> {
             });
             continue;
         };
-        let doubt = damage(&bytes, &lum).or_else(|| implausible(&lum)).is_some();
+        let doubt = input_doubt(&bytes, &lum).is_some();
         let s = i64::from(spec.input_size);
         let planes = Tensor::from_slice(&plane).reshape([1, 1, s, s]);
         let x = data::normalize(&planes, spec);
@@ -342,7 +336,7 @@ fn test_input_doubts(run: &TrainedRun, set: &LoadedSet) -> Result<Vec<bool>> {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             Ok(match decode_luminance(&bytes, DecodeLimits::slice()) {
-                Ok(lum) => damage(&bytes, &lum).or_else(|| implausible(&lum)).is_some(),
+                Ok(lum) => input_doubt(&bytes, &lum).is_some(),
                 Err(_) => true,
             })
         })

@@ -32,7 +32,8 @@ fn plan(batch_size: usize) -> BatchPlan {
     }
 }
 
-fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+/// The rows of a `[N, D]` tensor (on any device, any float kind) as f32.
+pub(crate) fn rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let t = t.to_device(Device::Cpu).to_kind(tch::Kind::Float);
     let width = t.size()[1] as usize;
     let flat = Vec::<f32>::try_from(t.flatten(0, -1))?;
