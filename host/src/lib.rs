@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod parity;
 pub mod split;
+pub mod ssl;
 pub mod synth;
 pub mod tensor;
 pub mod train;

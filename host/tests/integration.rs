@@ -8,5 +8,6 @@ mod common;
 mod explain_cli;
 mod phantom;
 mod resnet;
+mod ssl_losses;
 mod train_cli;
 mod training;

@@ -7,6 +7,7 @@ mod demo;
 mod explain;
 mod export;
 mod parity;
+mod pretrain;
 mod train;
 
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ enum Command {
         after_help = "Example:\n  tumorxai train --data data/phantom --split data/split.json --out runs/sup --epochs 10\n  tumorxai train --out runs/sup --resume ...   (continue after Ctrl-C)"
     )]
     Train(train::TrainArgs),
+    /// Self-supervised pre-training of the backbone (labels ignored):
+    /// SimCLR, BYOL, DINO or MoCo v3, each with its paper's recipe.
+    #[command(
+        after_help = "Examples:\n  tumorxai pretrain --method simclr --data data/phantom --split data/split.json --out runs/simclr --epochs 100\n  tumorxai pretrain --method dino --data /scans/unlabelled --out runs/dino --set optim.batch_size=64 --set optim.lr=1.25e-4\n  tumorxai pretrain --out runs/simclr --resume ...   (continue after Ctrl-C)\nThen: tumorxai linear-eval --backbone runs/simclr/backbone.safetensors ..."
+    )]
+    Pretrain(pretrain::PretrainArgs),
     /// Fine-tune a pre-trained backbone with a new head (backbone lr × optim.backbone_lr_mult).
     Finetune(train::FinetuneArgs),
     /// Evaluate a trained run on a side of its split; writes JSON and Markdown reports.
@@ -108,6 +115,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Sheet(args) => data::sheet(args),
         Command::Preprocess(args) => data::preprocess(args),
         Command::Train(args) => train::train(args),
+        Command::Pretrain(args) => pretrain::run(args),
         Command::Finetune(args) => train::finetune(args),
         Command::Evaluate(args) => train::evaluate(args),
         Command::LinearEval(args) => train::linear_eval(args),

@@ -56,6 +56,20 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     fn resolve(&self) -> Result<TrainConfig> {
+        let config = TrainConfig::load(self.config.as_deref(), &self.overrides())?;
+        if config.data.root.as_os_str().is_empty() || config.data.split.as_os_str().is_empty() {
+            bail!("no dataset: pass --data DIR and --split FILE (or set data.root / data.split)");
+        }
+        Ok(config)
+    }
+
+    /// The configuration file, if any.
+    pub(super) fn file(&self) -> Option<&Path> {
+        self.config.as_deref()
+    }
+
+    /// `--set` overrides followed by the dedicated flags as overrides.
+    pub(super) fn overrides(&self) -> Vec<String> {
         let mut overrides = self.overrides.clone();
         let quote = |p: &Path| format!("{:?}", p.display().to_string());
         if let Some(v) = &self.data {
@@ -79,11 +93,7 @@ impl ConfigArgs {
         if let Some(v) = self.label_percent {
             overrides.push(format!("data.label_percent={v}"));
         }
-        let config = TrainConfig::load(self.config.as_deref(), &overrides)?;
-        if config.data.root.as_os_str().is_empty() || config.data.split.as_os_str().is_empty() {
-            bail!("no dataset: pass --data DIR and --split FILE (or set data.root / data.split)");
-        }
-        Ok(config)
+        overrides
     }
 }
 
@@ -108,7 +118,7 @@ pub struct FinetuneArgs {
     train: TrainArgs,
 }
 
-fn interrupt_flag() -> Result<Arc<AtomicBool>> {
+pub(super) fn interrupt_flag() -> Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let handler = flag.clone();
     ctrlc::set_handler(move || {

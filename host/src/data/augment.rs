@@ -145,14 +145,20 @@ pub fn draw(config: &AugmentConfig, batch: usize, rng: &mut ChaCha8Rng) -> Draw 
 
 /// Applies drawn parameters to planes `[B, 1, S, S]` on their device.
 pub fn apply(planes: &Tensor, d: &Draw) -> Tensor {
+    let side = planes.size().last().copied().unwrap_or(1);
+    apply_at_size(planes, d, side)
+}
+
+/// As [`apply`], resampling the crop to `side × side` pixels (DINO's small
+/// local crops come out of the same affine resample).
+pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
     let device = planes.device();
-    let size = planes.size();
-    let b = size[0];
+    let b = planes.size()[0];
     let theta: Vec<f32> = d.theta.iter().flatten().copied().collect();
     let theta = Tensor::from_slice(&theta)
         .reshape([b, 2, 3])
         .to_device(device);
-    let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), false);
+    let grid = Tensor::affine_grid_generator(&theta, [b, 1, side, side], false);
     // Bilinear (0), zero padding (0): the background of MRI slices is black.
     let mut x = planes.grid_sampler(&grid, 0, 0, false);
 

@@ -53,10 +53,11 @@ pub fn steps_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize {
 /// One prepared batch.
 pub struct Batch {
     pub step: usize,
-    /// Normalised inputs `[B, 3, S, S]`; for two-view batches, the first view.
+    /// Normalised inputs `[B, 3, S, S]`; for multi-view batches, the first view.
     pub inputs: Tensor,
-    /// Second augmented view of the same images (SSL), when asked for.
-    pub second_view: Option<Tensor>,
+    /// Further augmented views of the same images (SSL), one per
+    /// [`BatchPlan::extra_views`], each at its own size.
+    pub extra_views: Vec<Tensor>,
     pub labels: Tensor,
     pub indices: Vec<i64>,
 }
@@ -71,9 +72,17 @@ pub struct BatchPlan {
     pub drop_last: bool,
     /// None: the contract's planes as they are (evaluation).
     pub augment: Option<AugmentConfig>,
-    pub two_views: bool,
+    /// Further views of each image (self-supervised pre-training).
+    pub extra_views: Vec<ViewSpec>,
     /// First step to produce (resuming mid-epoch).
     pub start_step: usize,
+}
+
+/// One extra augmented view: its augmentation and output side in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ViewSpec {
+    pub augment: AugmentConfig,
+    pub size: i64,
 }
 
 /// Iterator over batches, fed by a background thread two batches ahead.
@@ -112,11 +121,18 @@ impl Prefetch {
                     None => normalize(&x, &spec),
                 };
                 let inputs = view(&mut rng);
-                let second_view = plan.two_views.then(|| view(&mut rng));
+                let extra_views = plan
+                    .extra_views
+                    .iter()
+                    .map(|extra| {
+                        let d = augment::draw(&extra.augment, indices.len(), &mut rng);
+                        normalize(&augment::apply_at_size(&x, &d, extra.size), &spec)
+                    })
+                    .collect();
                 let batch = Batch {
                     step,
                     inputs,
-                    second_view,
+                    extra_views,
                     labels: labels.index_select(0, &index),
                     indices,
                 };
@@ -210,7 +226,7 @@ mod tests {
             shuffle: false,
             drop_last: false,
             augment: None,
-            two_views: false,
+            extra_views: Vec::new(),
             start_step: 0,
         }
     }

@@ -53,6 +53,24 @@ impl LoadedSet {
             .collect()
     }
 
+    /// At most `n` images, a seeded random choice (all of them when `n ≥ len`).
+    pub fn sample(&self, n: usize, seed: u64) -> LoadedSet {
+        let order = loader::epoch_order(self.len(), seed, 0, true);
+        let mut chosen: Vec<i64> = order.into_iter().take(n).collect();
+        chosen.sort_unstable();
+        let index = Tensor::from_slice(&chosen).to_device(self.planes.device());
+        LoadedSet {
+            classes: self.classes.clone(),
+            planes: self.planes.index_select(0, &index),
+            labels: self.labels.index_select(0, &index),
+            paths: chosen
+                .iter()
+                .filter_map(|&i| self.paths.get(i as usize).cloned())
+                .collect(),
+            skipped: Vec::new(),
+        }
+    }
+
     /// Images per class.
     pub fn class_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.classes.len()];
@@ -80,12 +98,55 @@ pub fn load(
     device: Device,
     progress: impl Fn() + Sync,
 ) -> Result<LoadedSet> {
+    let items: Vec<(String, usize)> = select(split, selection)
+        .into_iter()
+        .map(|item| (item.path.clone(), item.class))
+        .collect();
+    let set = decode_items(root, &items, split.classes.clone(), spec, device, progress)?;
+    if set.is_empty() {
+        bail!(
+            "no readable images in {selection:?} of the split (root {})",
+            root.display()
+        );
+    }
+    Ok(set)
+}
+
+/// Decodes every image under `dir` (any layout, recursively) as one
+/// unlabelled set: self-supervised pre-training on a plain folder of slices.
+pub fn load_folder(
+    dir: &Path,
+    spec: &PreprocessSpec,
+    device: Device,
+    progress: impl Fn() + Sync,
+) -> Result<LoadedSet> {
+    let items: Vec<(String, usize)> = crate::dataset::image_files(dir)?
+        .iter()
+        .map(|path| {
+            let relative = path.strip_prefix(dir).unwrap_or(path);
+            (relative.to_string_lossy().into_owned(), 0)
+        })
+        .collect();
+    let set = decode_items(dir, &items, Vec::new(), spec, device, progress)?;
+    if set.is_empty() {
+        bail!("no readable images under {}", dir.display());
+    }
+    Ok(set)
+}
+
+fn decode_items(
+    root: &Path,
+    items: &[(String, usize)],
+    classes: Vec<String>,
+    spec: &PreprocessSpec,
+    device: Device,
+    progress: impl Fn() + Sync,
+) -> Result<LoadedSet> {
     spec.validate()?;
-    let items = select(split, selection);
     let decoded: Vec<Result<Vec<f32>, String>> = items
         .par_iter()
-        .map(|item| {
-            let result = std::fs::read(root.join(&item.path))
+        .map(|(path, _)| {
+            let result = std::fs::read(root.join(path))
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| {
                     decode_luminance(&bytes, DecodeLimits::default()).map_err(|e| e.to_string())
@@ -100,25 +161,19 @@ pub fn load(
     let mut labels = Vec::new();
     let mut paths = Vec::new();
     let mut skipped = Vec::new();
-    for (item, result) in items.iter().zip(decoded) {
+    for ((path, class), result) in items.iter().zip(decoded) {
         match result {
             Ok(plane) => {
                 data.extend_from_slice(&plane);
-                labels.push(item.class as i64);
-                paths.push(item.path.clone());
+                labels.push(*class as i64);
+                paths.push(path.clone());
             }
-            Err(why) => skipped.push((item.path.clone(), why)),
+            Err(why) => skipped.push((path.clone(), why)),
         }
-    }
-    if paths.is_empty() {
-        bail!(
-            "no readable images in {selection:?} of the split (root {})",
-            root.display()
-        );
     }
     let n = paths.len() as i64;
     Ok(LoadedSet {
-        classes: split.classes.clone(),
+        classes,
         planes: Tensor::from_slice(&data)
             .reshape([n, 1, s, s])
             .to_device(device),

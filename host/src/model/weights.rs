@@ -25,10 +25,14 @@ pub fn named_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
 }
 
 pub fn save(vs: &nn::VarStore, path: &Path) -> Result<()> {
-    let named = named_tensors(vs);
+    write(&named_tensors(vs), path)
+}
+
+/// Writes named tensors (moved to the CPU) as a safetensors file.
+pub fn write(named: &[(String, Tensor)], path: &Path) -> Result<()> {
     let cpu: Vec<(String, Tensor)> = named
-        .into_iter()
-        .map(|(n, t)| (n, t.to_device(tch::Device::Cpu)))
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu)))
         .collect();
     Tensor::write_safetensors(&cpu, path).with_context(|| format!("writing {}", path.display()))
 }

@@ -22,6 +22,10 @@ pub struct EpochLog {
     pub val_macro_f1: f64,
     pub learning_rate: f64,
     pub images_per_second: f64,
+    /// Self-supervised runs: spread of the normalised embeddings (collapse
+    /// monitor; `val_accuracy` / `val_macro_f1` are then the kNN scores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_spread: Option<f64>,
 }
 
 /// Where training stands.
@@ -72,6 +76,7 @@ pub fn save(
     vs: &nn::VarStore,
     optimizer: &Optimizer,
     state: &TrainState,
+    extra: &[(String, Tensor)],
 ) -> Result<()> {
     let dir = out.join("checkpoint");
     let old = out.join("checkpoint.old");
@@ -84,6 +89,9 @@ pub fn save(
     let opt = optimizer.state_tensors();
     if !opt.is_empty() {
         Tensor::write_safetensors(&opt, tmp.join("optimizer.safetensors"))?;
+    }
+    if !extra.is_empty() {
+        Tensor::write_safetensors(extra, tmp.join(EXTRA_FILE))?;
     }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     for entry in std::fs::read_dir(&tmp)? {
@@ -105,6 +113,21 @@ pub fn save(
         std::fs::remove_dir_all(&old)?;
     }
     Ok(())
+}
+
+/// Tensors beyond the model and optimizer (an SSL method's target network).
+const EXTRA_FILE: &str = "extra.safetensors";
+
+/// The extra tensors of the checkpoint in `out` (empty when it has none).
+pub fn load_extra(out: &Path) -> Result<std::collections::HashMap<String, Tensor>> {
+    let path = checkpoint_dir(out).join(EXTRA_FILE);
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    Ok(Tensor::read_safetensors(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .into_iter()
+        .collect())
 }
 
 pub fn load_state(out: &Path) -> Result<TrainState> {
@@ -162,8 +185,19 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let _w = vs.root().zeros("w", &[2]);
         let optimizer = Optimizer::new(&vs, &OptimSection::default(), 1.0);
-        save(out, &vs, &optimizer, &state(1)).unwrap();
-        save(out, &vs, &optimizer, &state(2)).unwrap();
+        save(out, &vs, &optimizer, &state(1), &[]).unwrap();
+        save(
+            out,
+            &vs,
+            &optimizer,
+            &state(2),
+            &[("t".into(), Tensor::from_slice(&[4.0f32]))],
+        )
+        .unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(&load_extra(out).unwrap()["t"]).unwrap(),
+            [4.0]
+        );
         assert_eq!(load_state(out).unwrap().epoch, 2);
         assert!(!out.join("checkpoint.old").exists());
         assert!(!out.join("checkpoint.partial").exists());
@@ -172,7 +206,8 @@ mod tests {
         std::fs::rename(out.join("checkpoint"), out.join("checkpoint.old")).unwrap();
         assert_eq!(load_state(out).unwrap().epoch, 2, "found under .old");
         // The next save recovers the layout.
-        save(out, &vs, &optimizer, &state(3)).unwrap();
+        save(out, &vs, &optimizer, &state(3), &[]).unwrap();
+        assert!(load_extra(out).unwrap().is_empty());
         assert_eq!(load_state(out).unwrap().epoch, 3);
         assert!(!out.join("checkpoint.old").exists());
     }

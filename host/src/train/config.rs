@@ -134,6 +134,8 @@ pub struct TrainConfig {
     pub data: DataSection,
     pub optim: OptimSection,
     pub run: RunSection,
+    /// Self-supervised pre-training (`tumorxai pretrain`); ignored by `train`.
+    pub ssl: crate::ssl::config::SslSection,
 }
 
 impl TrainConfig {
@@ -148,7 +150,21 @@ impl TrainConfig {
     /// Reads a TOML file (if any) and applies `section.key=value` overrides
     /// (values in TOML syntax; bare words are taken as strings).
     pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<TrainConfig> {
-        let mut table: toml::Table = match file {
+        Self::load_layered(&[], file, overrides)
+    }
+
+    /// As [`TrainConfig::load`], with `defaults` (same syntax as overrides)
+    /// applied first: a method's recipe, under the user's file and flags.
+    pub fn load_layered(
+        defaults: &[&str],
+        file: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<TrainConfig> {
+        let mut table = toml::Table::new();
+        for assignment in defaults {
+            apply_override(&mut table, assignment)?;
+        }
+        let user: toml::Table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -157,6 +173,7 @@ impl TrainConfig {
             }
             None => toml::Table::new(),
         };
+        merge(&mut table, user);
         for assignment in overrides {
             apply_override(&mut table, assignment)?;
         }
@@ -193,11 +210,28 @@ impl TrainConfig {
             }
         }
         parse_device(&self.run.device)?;
+        if let Some(problem) = self.ssl.problems().into_iter().next() {
+            bail!("{problem}");
+        }
         Ok(())
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Merges `user` into `base`, section by section (user values win).
+fn merge(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(into)), toml::Value::Table(from)) => {
+                into.extend(from);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }
 
@@ -270,6 +304,29 @@ mod tests {
         // Round trip through TOML.
         let again: TrainConfig = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn method_defaults_sit_under_the_file_and_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[optim]\nlr = 0.1\n[ssl]\nout_dim = 64\n").unwrap();
+        let defaults = [
+            "optim.lr=0.3",
+            "optim.optimizer=\"lars\"",
+            "ssl.out_dim=128",
+        ];
+        let c =
+            TrainConfig::load_layered(&defaults, Some(&file), &["optim.epochs=2".into()]).unwrap();
+        assert_eq!(c.optim.lr, 0.1, "the file beats the default");
+        assert_eq!(
+            c.optim.optimizer,
+            OptimizerKind::Lars,
+            "the default fills the gap"
+        );
+        assert_eq!(c.ssl.out_dim, 64);
+        assert_eq!(c.optim.epochs, 2);
+        assert!(TrainConfig::load(None, &["ssl.temperature=0".into()]).is_err());
     }
 
     #[test]

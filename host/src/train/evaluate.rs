@@ -27,7 +27,7 @@ fn plan(batch_size: usize) -> BatchPlan {
         shuffle: false,
         drop_last: false,
         augment: None,
-        two_views: false,
+        extra_views: Vec::new(),
         start_step: 0,
     }
 }

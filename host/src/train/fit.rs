@@ -186,7 +186,7 @@ pub fn fit(
             shuffle: true,
             drop_last: true,
             augment: config.run.augment.then(AugmentConfig::supervised),
-            two_views: false,
+            extra_views: Vec::new(),
             start_step: state.step_in_epoch,
         };
         let started = Instant::now();
@@ -239,7 +239,7 @@ pub fn fit(
             ));
             if interrupt.load(Ordering::SeqCst) || max_steps.is_some_and(|m| taken >= m) {
                 bar.abandon();
-                checkpoint::save(out, &vs, &optimizer, &state)?;
+                checkpoint::save(out, &vs, &optimizer, &state, &[])?;
                 return Ok(Outcome::Interrupted(state));
             }
         }
@@ -252,6 +252,7 @@ pub fn fit(
             val_macro_f1: val.macro_f1,
             learning_rate: lr,
             images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            embedding_spread: None,
         };
         if !quiet {
             eprintln!(
@@ -268,7 +269,7 @@ pub fn fit(
         state.epoch += 1;
         state.step_in_epoch = 0;
         state.epoch_loss_sum = 0.0;
-        checkpoint::save(out, &vs, &optimizer, &state)?;
+        checkpoint::save(out, &vs, &optimizer, &state, &[])?;
     }
     weights::save(&vs, &out.join("model.safetensors"))?;
     Ok(Outcome::Finished(state))

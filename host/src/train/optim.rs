@@ -67,6 +67,11 @@ impl Optimizer {
         }
     }
 
+    /// Changes the weight decay from the next step on (DINO's schedule).
+    pub fn set_weight_decay(&mut self, weight_decay: f64) {
+        self.weight_decay = weight_decay;
+    }
+
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {
             p.tensor.zero_grad();

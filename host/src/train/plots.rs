@@ -188,6 +188,7 @@ mod tests {
                 val_macro_f1: 0.15 * e as f64,
                 learning_rate: 0.1,
                 images_per_second: 100.0,
+                embedding_spread: None,
             })
             .collect();
         let curves = dir.path().join("curves.png");

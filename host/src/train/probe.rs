@@ -10,7 +10,8 @@ use super::optim::Optimizer;
 use super::schedule::lr_at;
 use crate::data::loader::{epoch_order, stream_seed};
 
-fn matrix(rows: &[Vec<f32>], device: Device) -> Tensor {
+/// Rows as a `[N, D]` f32 tensor on `device`.
+pub(crate) fn matrix(rows: &[Vec<f32>], device: Device) -> Tensor {
     let width = rows.first().map_or(0, Vec::len) as i64;
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     Tensor::from_slice(&flat)

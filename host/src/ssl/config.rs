@@ -1,0 +1,184 @@
+//! The `[ssl]` section of a training configuration: which self-supervised
+//! method, its heads, temperatures and target momentum. Each method also
+//! brings its paper's defaults for the other sections ([`Method::defaults`]),
+//! applied under the user's file and `--set` overrides.
+
+use serde::{Deserialize, Serialize};
+
+/// A self-supervised pre-training method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SimCLR (Chen et al. 2020): two views, MLP projector, NT-Xent.
+    Simclr,
+    /// BYOL (Grill et al. 2020): online projector + predictor, EMA target.
+    Byol,
+    /// DINO (Caron et al. 2021): multi-crop self-distillation, centred teacher.
+    Dino,
+    /// MoCo v3 (Chen, Xie, He 2021): momentum key encoder, symmetric InfoNCE.
+    Mocov3,
+}
+
+impl Method {
+    pub const ALL: [Method; 4] = [Method::Simclr, Method::Byol, Method::Dino, Method::Mocov3];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Simclr => "simclr",
+            Method::Byol => "byol",
+            Method::Dino => "dino",
+            Method::Mocov3 => "mocov3",
+        }
+    }
+
+    /// The method's published recipe as `section.key=value` overrides, at a
+    /// batch of 256 (learning rates follow the linear scaling rule
+    /// lr = base × B / 256 of each paper; scale `optim.lr` with the batch).
+    pub fn defaults(self) -> &'static [&'static str] {
+        match self {
+            // SimCLR: LARS, lr 0.3 × B/256, wd 1e-6, 10 warm-up epochs, cosine;
+            // projector 2048 → 128. τ = 0.2 rather than the paper's 0.1 at
+            // batch 4096: smaller batches want a softer temperature (the
+            // paper's Table 5 and solo-learn's small-batch recipes).
+            Method::Simclr => &[
+                "optim.optimizer=\"lars\"",
+                "optim.lr=0.3",
+                "optim.weight_decay=1e-6",
+                "optim.batch_size=256",
+                "optim.warmup_epochs=10",
+                "ssl.hidden_dim=2048",
+                "ssl.out_dim=128",
+                "ssl.temperature=0.2",
+            ],
+            // BYOL: LARS, lr 0.2 × B/256, wd 1.5e-6, 10 warm-up epochs;
+            // projector and predictor 4096 → 256; τ from 0.99 to 1 (cosine),
+            // the paper's value for shorter schedules.
+            Method::Byol => &[
+                "optim.optimizer=\"lars\"",
+                "optim.lr=0.2",
+                "optim.weight_decay=1.5e-6",
+                "optim.batch_size=256",
+                "optim.warmup_epochs=10",
+                "ssl.hidden_dim=4096",
+                "ssl.out_dim=256",
+                "ssl.momentum=0.99",
+            ],
+            // DINO: AdamW, lr 5e-4 × B/256, weight decay 0.04 → 0.4 (cosine),
+            // 10 warm-up epochs; head 2048 hidden, 256 bottleneck, weight-
+            // normalised last layer; teacher τ 0.04 → 0.07 over 30 epochs,
+            // student τ 0.1, centre momentum 0.9, teacher momentum 0.996 → 1;
+            // 2 global + 6 local crops. The output is 4096-d instead of 65536
+            // (a dataset of thousands of slices, not ImageNet).
+            Method::Dino => &[
+                "optim.optimizer=\"adamw\"",
+                "optim.lr=5e-4",
+                "optim.weight_decay=0.04",
+                "optim.batch_size=256",
+                "optim.warmup_epochs=10",
+                "ssl.hidden_dim=2048",
+                "ssl.out_dim=4096",
+                "ssl.momentum=0.996",
+            ],
+            // MoCo v3 (ResNet-50 recipe): LARS, lr 0.6 × B/256, wd 1e-6,
+            // 10 warm-up epochs; projector 3 layers and predictor 2 layers of
+            // 4096 → 256 with BatchNorm; key momentum 0.99 → 1; τ = 0.2.
+            Method::Mocov3 => &[
+                "optim.optimizer=\"lars\"",
+                "optim.lr=0.6",
+                "optim.weight_decay=1e-6",
+                "optim.batch_size=256",
+                "optim.warmup_epochs=10",
+                "ssl.hidden_dim=4096",
+                "ssl.out_dim=256",
+                "ssl.temperature=0.2",
+                "ssl.momentum=0.99",
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SslSection {
+    pub method: Method,
+    /// Hidden width of the projector / predictor / DINO head MLPs.
+    pub hidden_dim: i64,
+    /// Output width of the projector (DINO: number of prototypes).
+    pub out_dim: i64,
+    /// Softmax temperature of the contrastive losses (SimCLR, MoCo v3).
+    pub temperature: f64,
+    /// Starting momentum τ of the EMA target (ramps to 1 on a cosine).
+    pub momentum: f64,
+    /// DINO: local crops per image (beside the two global ones).
+    pub local_crops: usize,
+    /// DINO: local crop side as a fraction of the input side (96 / 224).
+    pub local_size_fraction: f64,
+    /// DINO: bottleneck width before the weight-normalised last layer.
+    pub bottleneck_dim: i64,
+    pub teacher_temp: f64,
+    pub warmup_teacher_temp: f64,
+    pub warmup_teacher_epochs: f64,
+    pub student_temp: f64,
+    pub center_momentum: f64,
+    /// DINO: weight decay at the end of the cosine schedule.
+    pub weight_decay_end: f64,
+    /// Collapse monitor: images embedded per epoch.
+    pub monitor_images: usize,
+    /// Collapse monitor: neighbours of the kNN accuracy.
+    pub knn_k: usize,
+}
+
+impl Default for SslSection {
+    fn default() -> Self {
+        SslSection {
+            method: Method::Simclr,
+            hidden_dim: 2048,
+            out_dim: 128,
+            temperature: 0.2,
+            momentum: 0.99,
+            local_crops: 6,
+            local_size_fraction: 96.0 / 224.0,
+            bottleneck_dim: 256,
+            teacher_temp: 0.07,
+            warmup_teacher_temp: 0.04,
+            warmup_teacher_epochs: 30.0,
+            student_temp: 0.1,
+            center_momentum: 0.9,
+            weight_decay_end: 0.4,
+            monitor_images: 512,
+            knn_k: 20,
+        }
+    }
+}
+
+impl SslSection {
+    /// Reasons the section cannot be trained with.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.hidden_dim < 1 || self.out_dim < 1 || self.bottleneck_dim < 1 {
+            problems.push("ssl.hidden_dim, ssl.out_dim and ssl.bottleneck_dim must be ≥ 1".into());
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if ![
+            self.temperature,
+            self.teacher_temp,
+            self.warmup_teacher_temp,
+            self.student_temp,
+        ]
+        .into_iter()
+        .all(positive)
+        {
+            problems.push("ssl temperatures must be positive".into());
+        }
+        if !(0.0..=1.0).contains(&self.momentum) || !(0.0..=1.0).contains(&self.center_momentum) {
+            problems.push("ssl.momentum and ssl.center_momentum must be in [0, 1]".into());
+        }
+        if !(self.local_size_fraction > 0.0 && self.local_size_fraction <= 1.0) {
+            problems.push("ssl.local_size_fraction must be in (0, 1]".into());
+        }
+        if self.monitor_images < 2 || self.knn_k < 1 {
+            problems.push("ssl.monitor_images must be ≥ 2 and ssl.knn_k ≥ 1".into());
+        }
+        problems
+    }
+}

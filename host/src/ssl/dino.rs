@@ -1,0 +1,178 @@
+//! DINO (Caron et al. 2021): self-distillation without labels. A student
+//! (backbone → head with a weight-normalised last layer) matches, on every
+//! crop, the teacher's sharpened and centred distribution of the *other*
+//! global crops. Multi-crop: 2 global + N local crops, the teacher sees only
+//! the global ones. Teacher temperature warms up linearly (0.04 → 0.07),
+//! student temperature 0.1, the centre follows the teacher's batch mean with
+//! momentum 0.9, the teacher is an EMA of the student (0.996 → 1, cosine),
+//! and AdamW's weight decay follows a cosine from 0.04 to 0.4.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Result};
+use tch::nn::{self, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+use super::ema::Target;
+use super::heads::{at_least_f32, dino_head, DinoHead};
+use super::views::{multi_crop, ViewRecipe};
+use super::{Objective, Progress, SslSection};
+use crate::model::ResNet;
+use crate::train::config::{parse_device, TrainConfig};
+use crate::train::schedule::{cosine_ramp, linear_ramp};
+
+pub struct Dino {
+    head: DinoHead,
+    target: Target<DinoHead>,
+    center: Tensor,
+    ssl: SslSection,
+}
+
+fn head(vs: &nn::Path, embedding: i64, ssl: &SslSection) -> DinoHead {
+    dino_head(
+        &(vs / "head"),
+        embedding,
+        ssl.hidden_dim,
+        ssl.bottleneck_dim,
+        ssl.out_dim,
+    )
+}
+
+impl Dino {
+    pub fn new(online: &nn::VarStore, config: &TrainConfig) -> Result<Dino> {
+        let ssl = config.ssl.clone();
+        let embedding = config.model.resnet().embedding_dim();
+        let device: Device = parse_device(&config.run.device)?;
+        let student_head = head(&online.root(), embedding, &ssl);
+        let target = Target::new(online, config.model.resnet(), ssl.momentum, device, |vs| {
+            head(vs, embedding, &ssl)
+        })?;
+        Ok(Dino {
+            head: student_head,
+            target,
+            center: Tensor::zeros([1, ssl.out_dim], (Kind::Float, device)),
+            ssl,
+        })
+    }
+
+    fn teacher_temperature(&self, at: Progress) -> f64 {
+        let warmup = (self.ssl.warmup_teacher_epochs * at.steps_per_epoch as f64).round() as usize;
+        linear_ramp(
+            at.step,
+            warmup,
+            self.ssl.warmup_teacher_temp,
+            self.ssl.teacher_temp,
+        )
+    }
+}
+
+/// Cross-entropy between the teacher's softmax((t − centre)/τ_t) and the
+/// student's log-softmax(s/τ_s), over every (teacher view, student view)
+/// pair except a view with itself, averaged over pairs and batch.
+pub fn dino_loss(
+    teacher: &[Tensor],
+    student: &[Tensor],
+    center: &Tensor,
+    teacher_temp: f64,
+    student_temp: f64,
+) -> Tensor {
+    let targets: Vec<Tensor> = teacher
+        .iter()
+        .map(|t| {
+            ((at_least_f32(t) - center) / teacher_temp)
+                .softmax(-1, None::<Kind>)
+                .detach()
+        })
+        .collect();
+    let logs: Vec<Tensor> = student
+        .iter()
+        .map(|s| (at_least_f32(s) / student_temp).log_softmax(-1, None::<Kind>))
+        .collect();
+    let mut total: Option<Tensor> = None;
+    let mut terms = 0usize;
+    for (ti, t) in targets.iter().enumerate() {
+        for (si, s) in logs.iter().enumerate() {
+            if ti == si {
+                continue;
+            }
+            let kind = s.kind();
+            let term = -(t * s).sum_dim_intlist(&[-1i64][..], false, kind).mean(kind);
+            total = Some(match total {
+                Some(acc) => acc + term,
+                None => term,
+            });
+            terms += 1;
+        }
+    }
+    match total {
+        Some(sum) => sum / terms as f64,
+        None => Tensor::from(f32::NAN),
+    }
+}
+
+/// centre ← m·centre + (1 − m)·mean of the teacher outputs (all views).
+pub fn update_center(center: &Tensor, teacher: &[Tensor], momentum: f64) -> Tensor {
+    tch::no_grad(|| {
+        let batch = at_least_f32(&Tensor::cat(teacher, 0));
+        let batch = batch.mean_dim(&[0i64][..], true, batch.kind());
+        center * momentum + batch * (1.0 - momentum)
+    })
+}
+
+impl Objective for Dino {
+    fn views(&self, input_size: i64) -> ViewRecipe {
+        multi_crop(
+            input_size,
+            self.ssl.local_crops,
+            self.ssl.local_size_fraction,
+        )
+    }
+
+    fn loss(&mut self, backbone: &ResNet, views: &[Tensor], at: Progress) -> Tensor {
+        let Some(globals) = views.get(..2) else {
+            return Tensor::from(f32::NAN);
+        };
+        let student: Vec<Tensor> = views
+            .iter()
+            .map(|v| self.head.forward_t(&backbone.embed(v, true), true))
+            .collect();
+        let teacher: Vec<Tensor> = globals.iter().map(|v| self.target.forward(v)).collect();
+        let loss = dino_loss(
+            &teacher,
+            &student,
+            &self.center,
+            self.teacher_temperature(at),
+            self.ssl.student_temp,
+        );
+        self.center = update_center(&self.center, &teacher, self.ssl.center_momentum);
+        loss
+    }
+
+    fn after_step(&mut self, at: Progress) {
+        self.target.follow(at);
+    }
+
+    fn weight_decay(&self, base: f64, at: Progress) -> f64 {
+        cosine_ramp(at.step, at.total_steps, base, self.ssl.weight_decay_end)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut state = self.target.state();
+        state.push(("center".to_string(), self.center.copy()));
+        state
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.target.restore(state)?;
+        match state.get("center") {
+            Some(center) if center.size() == self.center.size() => {
+                self.center = center.to_device(self.center.device());
+                Ok(())
+            }
+            _ => bail!(
+                "the checkpoint has no DINO centre of {:?}",
+                self.center.size()
+            ),
+        }
+    }
+}

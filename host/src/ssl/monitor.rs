@@ -1,0 +1,143 @@
+//! Collapse monitor of self-supervised pre-training, run after every epoch:
+//! the spread of the L2-normalised backbone embeddings (per-dimension
+//! standard deviation × √D, as in SimSiam's collapse study: ≈ 0 when every
+//! image maps to one point) and, when labels exist, the weighted kNN
+//! accuracy of a small labelled subset (training sample → validation side).
+
+use anyhow::Result;
+use tch::{Kind, Tensor};
+use tumorxai_shared::PreprocessSpec;
+
+use crate::data::LoadedSet;
+use crate::metrics;
+use crate::model::ResNet;
+use crate::train::evaluate::{embed, EvaluationSet};
+use crate::train::probe::{knn_scores, matrix};
+
+/// Below this spread the embeddings have collapsed (a constant embedding
+/// gives 0, rows spread evenly over the sphere give 1).
+pub const COLLAPSE_SPREAD: f64 = 0.02;
+
+/// What the monitor embeds every epoch.
+pub struct MonitorSets {
+    /// A sample of the pre-training images (its labels, when it has them,
+    /// are the kNN memory).
+    pub memory: LoadedSet,
+    /// Labelled queries (the split's validation side), when labels exist.
+    pub queries: Option<LoadedSet>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Health {
+    pub embedding_spread: f64,
+    pub knn_accuracy: Option<f64>,
+}
+
+/// Mean over dimensions of the standard deviation over rows of the
+/// L2-normalised rows, × √D.
+pub fn embedding_spread(rows: &Tensor) -> f64 {
+    let d = rows.size().get(1).copied().unwrap_or(1).max(1);
+    let x = rows.to_kind(Kind::Double);
+    let x = &x / x.norm_scalaropt_dim(2, [1i64], true).clamp_min(1e-12);
+    x.std_dim(&[0i64][..], false, false)
+        .mean(Kind::Double)
+        .double_value(&[])
+        * (d as f64).sqrt()
+}
+
+pub fn measure(
+    backbone: &ResNet,
+    sets: &MonitorSets,
+    spec: &PreprocessSpec,
+    knn_k: usize,
+) -> Result<Health> {
+    let memory = embed(
+        backbone,
+        &EvaluationSet {
+            set: &sets.memory,
+            spec,
+        },
+        64,
+    )?;
+    let spread = embedding_spread(&matrix(&memory, tch::Device::Cpu));
+    let knn_accuracy = match &sets.queries {
+        Some(queries) => {
+            let query_rows = embed(backbone, &EvaluationSet { set: queries, spec }, 64)?;
+            let classes = queries.classes.len();
+            let scores = knn_scores(
+                &memory,
+                &sets.memory.label_vec(),
+                &query_rows,
+                classes,
+                knn_k,
+                0.07,
+                tch::Device::Cpu,
+            )?;
+            Some(metrics::report(&scores, &queries.label_vec(), classes, 1.0).accuracy)
+        }
+        None => None,
+    };
+    Ok(Health {
+        embedding_spread: spread,
+        knn_accuracy,
+    })
+}
+
+/// A warning when the run is collapsing.
+pub fn verdict(health: &Health, classes: usize) -> Option<String> {
+    if !health.embedding_spread.is_finite() || health.embedding_spread < COLLAPSE_SPREAD {
+        return Some(format!(
+            "COLLAPSING: embedding spread {:.4} (< {COLLAPSE_SPREAD}): every image maps to nearly the same point",
+            health.embedding_spread
+        ));
+    }
+    let chance = 1.0 / classes.max(1) as f64;
+    match health.knn_accuracy {
+        Some(acc) if acc <= 1.5 * chance => Some(format!(
+            "COLLAPSING: kNN accuracy {acc:.3} is at chance ({chance:.3}): the embedding carries no class information"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_zero_for_a_point_and_known_for_orthonormal_rows() {
+        let same = Tensor::ones([10, 4], (Kind::Float, tch::Device::Cpu));
+        assert!(embedding_spread(&same) < 1e-9);
+        // Rows ±e₁, ±e₂ (D = 2): each column is (1, −1, 0, 0) → population
+        // std √(1/2); mean over columns √½; × √2 = 1.
+        let rows =
+            Tensor::from_slice(&[1.0f32, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0]).reshape([4, 2]);
+        assert!((embedding_spread(&rows) - 1.0).abs() < 1e-9);
+        // A scaled copy spreads the same (normalised first).
+        assert!((embedding_spread(&(rows * 5.0)) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn verdicts() {
+        let healthy = Health {
+            embedding_spread: 0.3,
+            knn_accuracy: Some(0.6),
+        };
+        assert_eq!(verdict(&healthy, 17), None);
+        let flat = Health {
+            embedding_spread: 0.001,
+            knn_accuracy: Some(0.6),
+        };
+        assert!(verdict(&flat, 17).is_some());
+        let chance = Health {
+            embedding_spread: 0.3,
+            knn_accuracy: Some(0.06),
+        };
+        assert!(verdict(&chance, 17).is_some());
+        let unlabeled = Health {
+            embedding_spread: 0.3,
+            knn_accuracy: None,
+        };
+        assert_eq!(verdict(&unlabeled, 0), None);
+    }
+}

@@ -1,0 +1,284 @@
+//! The one self-supervised training loop: every method's views come from the
+//! same seeded prefetcher, its loss from its [`Objective`], and the run
+//! writes the same checkpoint as supervised training (plus the method's
+//! target network), resumes exactly, stops cleanly on Ctrl-C, and logs the
+//! collapse monitor every epoch. The result, `backbone.safetensors`, holds
+//! the backbone alone under torchvision's names, ready for `linear-eval`,
+//! `finetune` and `knn-eval` (or PyTorch's `load_state_dict(strict=False)`).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{nn, Tensor};
+use tumorxai_shared::PreprocessSpec;
+
+use super::monitor::{self, MonitorSets};
+use super::{objective, Progress};
+use crate::data::loader::{steps_per_epoch, BatchPlan, Prefetch};
+use crate::data::{self, LoadedSet, Selection};
+use crate::model::weights;
+use crate::model::{resnet, ResNet};
+use crate::split::{Side, SplitFile};
+use crate::train::checkpoint::{self, EpochLog, TrainState};
+use crate::train::config::{parse_device, TrainConfig};
+use crate::train::fit::Outcome;
+use crate::train::optim::Optimizer;
+use crate::train::precision;
+use crate::train::schedule::lr_at;
+
+/// Images to pre-train on, and what the collapse monitor embeds.
+pub struct PretrainData {
+    pub images: LoadedSet,
+    pub monitor: MonitorSets,
+    pub spec: PreprocessSpec,
+}
+
+/// The training side of a split (labels ignored; the validation side feeds
+/// the kNN monitor), or, without a split, every image under `data.root`.
+pub fn load_data(config: &TrainConfig, progress: &ProgressBar) -> Result<PretrainData> {
+    let device = parse_device(&config.run.device)?;
+    let spec = PreprocessSpec::with_input_size(config.model.input_size);
+    let root = &config.data.root;
+    let (images, queries) = if config.data.split.as_os_str().is_empty() {
+        (
+            data::load_folder(root, &spec, device, || progress.inc(1))?,
+            None,
+        )
+    } else {
+        let split = SplitFile::load(&config.data.split)?;
+        let images = data::load(
+            &split,
+            root,
+            Selection::Side(Side::Train),
+            &spec,
+            device,
+            || progress.inc(1),
+        )?;
+        let val = data::load(
+            &split,
+            root,
+            Selection::Side(Side::Val),
+            &spec,
+            device,
+            || progress.inc(1),
+        )?;
+        (
+            images,
+            Some(val.sample(config.ssl.monitor_images, config.run.seed)),
+        )
+    };
+    for (path, why) in &images.skipped {
+        progress.println(format!("warning: skipped unreadable image {path}: {why}"));
+    }
+    let memory = images.sample(config.ssl.monitor_images, config.run.seed ^ 0x4D4F4E);
+    Ok(PretrainData {
+        monitor: MonitorSets { memory, queries },
+        images,
+        spec,
+    })
+}
+
+/// The backbone weights a finished pre-training run leaves.
+pub fn backbone_weights(out: &Path) -> PathBuf {
+    out.join("backbone.safetensors")
+}
+
+fn progress_style() -> ProgressStyle {
+    ProgressStyle::with_template("epoch {prefix} [{bar:25}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
+/// Pre-trains per `config` (`config.ssl.method`). `resume` continues the
+/// checkpoint in `run.out`; `interrupt` is polled between steps;
+/// `max_steps` stops after that many steps in this call.
+pub fn pretrain(
+    config: &TrainConfig,
+    resume: bool,
+    data: &PretrainData,
+    interrupt: &AtomicBool,
+    max_steps: Option<usize>,
+    quiet: bool,
+) -> Result<Outcome> {
+    let device = parse_device(&config.run.device)?;
+    let out = &config.run.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    tch::manual_seed(config.run.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let backbone = resnet(&vs.root(), config.model.resnet(), None);
+    let mut method = objective(&vs, config)?;
+    let mut optimizer = Optimizer::new(&vs, &config.optim, 1.0);
+    let mut state = TrainState {
+        epoch: 0,
+        step_in_epoch: 0,
+        global_step: 0,
+        optimizer_steps: 0,
+        epoch_loss_sum: 0.0,
+        config: config.clone(),
+        spec: data.spec.clone(),
+        classes: data.images.classes.clone(),
+        history: Vec::new(),
+    };
+    if resume {
+        let saved = checkpoint::load_state(out)?;
+        if saved.config.model != config.model
+            || saved.config.ssl != config.ssl
+            || saved.spec != data.spec
+        {
+            bail!(
+                "the checkpoint in {} was pre-trained with another model, method or preprocessing",
+                out.display()
+            );
+        }
+        checkpoint::restore(out, &mut vs, &mut optimizer, &saved)?;
+        method.restore(&checkpoint::load_extra(out)?)?;
+        state = TrainState {
+            config: config.clone(),
+            ..saved
+        };
+    }
+    let cuda = device.is_cuda();
+    let mixed = config.run.mixed_precision && cuda;
+    let nhwc = config.run.channels_last && cuda;
+    if nhwc {
+        precision::store_channels_last(&vs);
+    }
+    let recipe = method.views(i64::from(config.model.input_size));
+    let steps = steps_per_epoch(data.images.len(), config.optim.batch_size, true);
+    let total = steps * config.optim.epochs;
+    let warmup = (config.optim.warmup_epochs * steps as f64).round() as usize;
+    let classes = data.images.classes.len();
+    let mut taken = 0usize;
+
+    while state.epoch < config.optim.epochs {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps as u64)
+        };
+        bar.set_style(progress_style());
+        bar.set_prefix(format!("{}/{}", state.epoch + 1, config.optim.epochs));
+        bar.set_position(state.step_in_epoch as u64);
+        let plan = BatchPlan {
+            batch_size: config.optim.batch_size,
+            seed: config.run.seed,
+            epoch: state.epoch,
+            shuffle: true,
+            drop_last: true,
+            augment: Some(recipe.first),
+            extra_views: recipe.extra.clone(),
+            start_step: state.step_in_epoch,
+        };
+        let started = Instant::now();
+        let mut images = 0usize;
+        let mut lr = 0.0;
+        for batch in Prefetch::spawn(&data.images, &data.spec, plan) {
+            let batch = batch?;
+            let at = Progress {
+                step: state.global_step,
+                total_steps: total,
+                steps_per_epoch: steps,
+            };
+            lr = lr_at(
+                at.step,
+                total,
+                warmup,
+                config.optim.lr,
+                config.optim.final_lr_fraction,
+            );
+            let mut views = vec![batch.inputs.shallow_clone()];
+            views.extend(batch.extra_views.iter().map(Tensor::shallow_clone));
+            if nhwc {
+                views = views.iter().map(precision::channels_last).collect();
+            }
+            let loss =
+                precision::autocast_bf16(mixed, device, || method.loss(&backbone, &views, at));
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.set_weight_decay(method.weight_decay(config.optim.weight_decay, at));
+            optimizer.step(lr);
+            method.after_step(at);
+            let loss_value = loss.double_value(&[]);
+            if !loss_value.is_finite() {
+                bail!(
+                    "pre-training diverged (loss {loss_value}) at epoch {} step {}",
+                    state.epoch + 1,
+                    batch.step
+                );
+            }
+            state.epoch_loss_sum += loss_value;
+            state.global_step += 1;
+            state.step_in_epoch = batch.step + 1;
+            state.optimizer_steps = optimizer.steps_taken;
+            images += batch.indices.len();
+            taken += 1;
+            bar.set_position(state.step_in_epoch as u64);
+            bar.set_message(format!(
+                "loss {:.4} lr {lr:.5} {:.0} img/s",
+                state.epoch_loss_sum / state.step_in_epoch as f64,
+                images as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+            if interrupt.load(Ordering::SeqCst) || max_steps.is_some_and(|m| taken >= m) {
+                bar.abandon();
+                checkpoint::save(out, &vs, &optimizer, &state, &method.state())?;
+                return Ok(Outcome::Interrupted(state));
+            }
+        }
+        bar.finish_and_clear();
+        let health = monitor::measure(&backbone, &data.monitor, &data.spec, config.ssl.knn_k)?;
+        let log = EpochLog {
+            epoch: state.epoch + 1,
+            train_loss: state.epoch_loss_sum / steps as f64,
+            val_accuracy: health.knn_accuracy.unwrap_or(0.0),
+            val_macro_f1: 0.0,
+            learning_rate: lr,
+            images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            embedding_spread: Some(health.embedding_spread),
+        };
+        if !quiet {
+            let knn = health
+                .knn_accuracy
+                .map(|a| format!(", kNN accuracy {a:.3}"))
+                .unwrap_or_default();
+            eprintln!(
+                "epoch {}/{}: loss {:.4}, embedding spread {:.3}{knn}, {:.0} img/s",
+                log.epoch,
+                config.optim.epochs,
+                log.train_loss,
+                health.embedding_spread,
+                log.images_per_second
+            );
+        }
+        if let Some(warning) = monitor::verdict(&health, classes) {
+            eprintln!("warning: {warning}");
+        }
+        state.history.push(log);
+        state.epoch += 1;
+        state.step_in_epoch = 0;
+        state.epoch_loss_sum = 0.0;
+        checkpoint::save(out, &vs, &optimizer, &state, &method.state())?;
+    }
+    save_backbone(&vs, &backbone_weights(out))?;
+    Ok(Outcome::Finished(state))
+}
+
+/// Writes the backbone's variables only (no heads), torchvision names.
+fn save_backbone(vs: &nn::VarStore, path: &Path) -> Result<()> {
+    let heads = ["projector.", "predictor.", "head."];
+    let named: Vec<(String, Tensor)> = weights::named_tensors(vs)
+        .into_iter()
+        .filter(|(name, _)| !heads.iter().any(|h| name.starts_with(h)))
+        .collect();
+    weights::write(&named, path)
+}
+
+/// The backbone alone, for callers that embed with a finished run.
+pub fn load_backbone(config: &TrainConfig, path: &Path) -> Result<(nn::VarStore, ResNet)> {
+    let mut vs = nn::VarStore::new(parse_device(&config.run.device)?);
+    let model = resnet(&vs.root(), config.model.resnet(), None);
+    weights::load(&mut vs, path, weights::Strictness::Exact)?;
+    Ok((vs, model))
+}
