@@ -9,5 +9,6 @@ mod explain_cli;
 mod phantom;
 mod resnet;
 mod ssl_losses;
+mod ssl_training;
 mod train_cli;
 mod training;

@@ -35,9 +35,16 @@ fn number(v: &Value) -> f64 {
 }
 
 fn close(got: &Tensor, expected: f64, what: &str) {
-    assert_eq!(got.kind(), Kind::Double, "{what}: computed in double precision");
+    assert_eq!(
+        got.kind(),
+        Kind::Double,
+        "{what}: computed in double precision"
+    );
     let got = got.double_value(&[]);
-    assert!((got - expected).abs() < 1e-5, "{what}: {got} vs reference {expected}");
+    assert!(
+        (got - expected).abs() < 1e-5,
+        "{what}: {got} vs reference {expected}"
+    );
 }
 
 #[test]
@@ -46,7 +53,11 @@ fn simclr_nt_xent_matches_lightly() {
     let cases = f["simclr"].as_array().unwrap();
     assert_eq!(cases.len(), 3);
     for (i, c) in cases.iter().enumerate() {
-        let loss = nt_xent(&matrix(&c["z1"]), &matrix(&c["z2"]), number(&c["temperature"]));
+        let loss = nt_xent(
+            &matrix(&c["z1"]),
+            &matrix(&c["z2"]),
+            number(&c["temperature"]),
+        );
         close(&loss, number(&c["loss"]), &format!("simclr case {i}"));
     }
 }
@@ -94,19 +105,29 @@ fn dino_loss_and_centre_match_lightly_over_two_steps() {
         );
         let center = Tensor::zeros([1, dim], (Kind::Double, tch::Device::Cpu));
         let first = dino_loss(&teacher, &student, &center, tt, ts);
-        close(&first, number(&c["loss_first"]), &format!("dino case {i} step 1"));
+        close(
+            &first,
+            number(&c["loss_first"]),
+            &format!("dino case {i} step 1"),
+        );
         let center = update_center(&center, &teacher, m);
         let expected: Vec<f64> = serde_json::from_value(c["center_after_first"].clone()).unwrap();
         let got = Vec::<f64>::try_from(center.reshape([-1])).unwrap();
         for (a, b) in got.iter().zip(&expected) {
-            assert!((a - b).abs() < 1e-9, "dino case {i} centre: {got:?} vs {expected:?}");
+            assert!(
+                (a - b).abs() < 1e-9,
+                "dino case {i} centre: {got:?} vs {expected:?}"
+            );
         }
         let teacher2 = matrices(&c["teacher_second"]);
         let second = dino_loss(&teacher2, &student, &center, tt, ts);
-        close(&second, number(&c["loss_second"]), &format!("dino case {i} step 2"));
+        close(
+            &second,
+            number(&c["loss_second"]),
+            &format!("dino case {i} step 2"),
+        );
         let center = update_center(&center, &teacher2, m);
-        let expected: Vec<f64> =
-            serde_json::from_value(c["center_after_second"].clone()).unwrap();
+        let expected: Vec<f64> = serde_json::from_value(c["center_after_second"].clone()).unwrap();
         let got = Vec::<f64>::try_from(center.reshape([-1])).unwrap();
         for (a, b) in got.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-9, "dino case {i} centre 2: {a} vs {b}");

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
 
 use indicatif::ProgressBar;
 use tch::Tensor;
@@ -14,10 +13,9 @@ use tumorxai_host::synth::{self, SynthOptions};
 use tumorxai_host::train::config::TrainConfig;
 use tumorxai_host::train::fit::{self, Outcome, Start};
 
-/// libtorch's initialisation RNG is global: one training at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+use crate::common::SERIAL;
 
-fn phantom_set(dir: &Path, per_class: usize, seed: u64) {
+pub fn phantom_set(dir: &Path, per_class: usize, seed: u64) {
     let options = SynthOptions {
         out: dir.join("data"),
         per_class,
@@ -42,6 +40,11 @@ fn phantom_set(dir: &Path, per_class: usize, seed: u64) {
 }
 
 fn config(dir: &Path, out: &str, overrides: &[&str]) -> TrainConfig {
+    TrainConfig::load(None, &dataset_overrides(dir, out, overrides)).unwrap()
+}
+
+/// The phantom set in `dir`, output `dir/out`, on the CPU, then `overrides`.
+pub fn dataset_overrides(dir: &Path, out: &str, overrides: &[&str]) -> Vec<String> {
     let mut all = vec![
         format!("data.root={:?}", dir.join("data").display().to_string()),
         format!(
@@ -52,10 +55,10 @@ fn config(dir: &Path, out: &str, overrides: &[&str]) -> TrainConfig {
         "run.device=\"cpu\"".to_string(),
     ];
     all.extend(overrides.iter().map(|s| s.to_string()));
-    TrainConfig::load(None, &all).unwrap()
+    all
 }
 
-fn tensors(path: &Path) -> Vec<(String, Tensor)> {
+pub fn tensors(path: &Path) -> Vec<(String, Tensor)> {
     let mut t = Tensor::read_safetensors(path).unwrap();
     t.sort_by(|a, b| a.0.cmp(&b.0));
     t

@@ -115,6 +115,8 @@ pub struct SslSection {
     pub local_size_fraction: f64,
     /// DINO: bottleneck width before the weight-normalised last layer.
     pub bottleneck_dim: i64,
+    /// DINO: BatchNorm in the head's hidden layers (ResNets need it).
+    pub head_batch_norm: bool,
     pub teacher_temp: f64,
     pub warmup_teacher_temp: f64,
     pub warmup_teacher_epochs: f64,
@@ -139,6 +141,7 @@ impl Default for SslSection {
             local_crops: 6,
             local_size_fraction: 96.0 / 224.0,
             bottleneck_dim: 256,
+            head_batch_norm: true,
             teacher_temp: 0.07,
             warmup_teacher_temp: 0.04,
             warmup_teacher_epochs: 30.0,

@@ -35,6 +35,7 @@ fn head(vs: &nn::Path, embedding: i64, ssl: &SslSection) -> DinoHead {
         ssl.hidden_dim,
         ssl.bottleneck_dim,
         ssl.out_dim,
+        ssl.head_batch_norm,
     )
 }
 
@@ -96,7 +97,9 @@ pub fn dino_loss(
                 continue;
             }
             let kind = s.kind();
-            let term = -(t * s).sum_dim_intlist(&[-1i64][..], false, kind).mean(kind);
+            let term = -(t * s)
+                .sum_dim_intlist(&[-1i64][..], false, kind)
+                .mean(kind);
             total = Some(match total {
                 Some(acc) => acc + term,
                 None => term,

@@ -100,7 +100,10 @@ impl ModuleT for Mlp {
     }
 }
 
-/// DINO's head: a 3-layer GELU MLP to a bottleneck, L2 normalisation, then a
+/// DINO's head: a 3-layer GELU MLP to a bottleneck (with BatchNorm in the
+/// hidden layers for ResNets, as solo-learn's `use_bn_in_head`: without it a
+/// ResNet's near-identical initial embeddings leave the centred teacher
+/// uniform and the run sits on that plateau), L2 normalisation, then a
 /// bias-free linear layer with weight normalisation whose gain is frozen at 1
 /// (`norm_last_layer=True` in the reference code): each prototype is a unit
 /// vector, so the logits are cosines.
@@ -111,11 +114,18 @@ pub struct DinoHead {
     prototypes: Tensor,
 }
 
-pub fn dino_head(vs: &nn::Path, input: i64, hidden: i64, bottleneck: i64, out: i64) -> DinoHead {
+pub fn dino_head(
+    vs: &nn::Path,
+    input: i64,
+    hidden: i64,
+    bottleneck: i64,
+    out: i64,
+    batch_norm: bool,
+) -> DinoHead {
     let mlp = mlp(
         &(vs / "mlp"),
         &[input, hidden, hidden, bottleneck],
-        false,
+        batch_norm,
         LastNorm::None,
         Activation::Gelu,
     );
@@ -189,7 +199,7 @@ mod tests {
     #[test]
     fn dino_logits_are_cosines_to_unit_prototypes() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let head = dino_head(&vs.root(), 6, 12, 3, 10);
+        let head = dino_head(&vs.root(), 6, 12, 3, 10, true);
         let y = head.forward_t(&Tensor::randn([4, 6], (Kind::Float, Device::Cpu)), true);
         assert_eq!(y.size(), [4, 10]);
         // |cos| ≤ 1, and scaling the prototypes changes nothing.

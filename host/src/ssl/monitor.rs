@@ -31,6 +31,8 @@ pub struct MonitorSets {
 pub struct Health {
     pub embedding_spread: f64,
     pub knn_accuracy: Option<f64>,
+    /// Labelled queries behind the kNN accuracy.
+    pub knn_queries: usize,
 }
 
 /// Mean over dimensions of the standard deviation over rows of the
@@ -80,6 +82,7 @@ pub fn measure(
     Ok(Health {
         embedding_spread: spread,
         knn_accuracy,
+        knn_queries: sets.queries.as_ref().map_or(0, LoadedSet::len),
     })
 }
 
@@ -92,8 +95,10 @@ pub fn verdict(health: &Health, classes: usize) -> Option<String> {
         ));
     }
     let chance = 1.0 / classes.max(1) as f64;
+    // Fewer than 5 queries per class: chance-level accuracy is not evidence.
+    let enough = health.knn_queries >= 5 * classes;
     match health.knn_accuracy {
-        Some(acc) if acc <= 1.5 * chance => Some(format!(
+        Some(acc) if enough && acc <= 1.5 * chance => Some(format!(
             "COLLAPSING: kNN accuracy {acc:.3} is at chance ({chance:.3}): the embedding carries no class information"
         )),
         _ => None,
@@ -119,25 +124,17 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let healthy = Health {
-            embedding_spread: 0.3,
-            knn_accuracy: Some(0.6),
+        let health = |embedding_spread, knn_accuracy, knn_queries| Health {
+            embedding_spread,
+            knn_accuracy,
+            knn_queries,
         };
-        assert_eq!(verdict(&healthy, 17), None);
-        let flat = Health {
-            embedding_spread: 0.001,
-            knn_accuracy: Some(0.6),
-        };
-        assert!(verdict(&flat, 17).is_some());
-        let chance = Health {
-            embedding_spread: 0.3,
-            knn_accuracy: Some(0.06),
-        };
-        assert!(verdict(&chance, 17).is_some());
-        let unlabeled = Health {
-            embedding_spread: 0.3,
-            knn_accuracy: None,
-        };
-        assert_eq!(verdict(&unlabeled, 0), None);
+        assert_eq!(verdict(&health(0.3, Some(0.6), 200), 17), None);
+        assert!(verdict(&health(0.001, Some(0.6), 200), 17).is_some());
+        assert!(verdict(&health(f64::NAN, None, 0), 17).is_some());
+        assert!(verdict(&health(0.3, Some(0.06), 200), 17).is_some());
+        // 20 queries for 17 classes: chance accuracy proves nothing.
+        assert_eq!(verdict(&health(0.3, Some(0.06), 20), 17), None);
+        assert_eq!(verdict(&health(0.3, None, 0), 0), None);
     }
 }

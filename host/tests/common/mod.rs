@@ -2,6 +2,11 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// libtorch's initialisation RNG is global: one in-process training at a time.
+#[allow(dead_code)]
+pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `tumorxai` (libgomp told not to busy-wait, as tests run in parallel).
 pub fn tumorxai(args: &[&str]) -> Output {
