@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # GPU check (run on a lent H100/H200 through the device tool, from the repo root):
+# supervised training and SimCLR pre-training throughput (ResNet-50, 224²)
 # the paper configuration's training throughput with TumorXAI's real pipeline on a
 # generated phantom set, against the same configuration in PyTorch-Python.
 #
@@ -23,3 +24,12 @@ rm -rf "$OUT/run"
   --set 'model.depth="resnet50"' --set model.width=1.0 --set model.input_size=224 \
   --set optim.batch_size=128 --set run.mixed_precision=true --set run.channels_last=true 2>&1 | grep -E "training|epoch|test"
 python3 host/bench/pytorch_pipeline.py --data "$OUT/phantom" --epochs 2 --workers 14
+# SimCLR pre-training with the real pipeline (two GPU-augmented views per
+# image, projector 2048 → 128, NT-Xent, LARS), same model and input.
+rm -rf "$OUT/simclr"
+"$BIN" pretrain --method simclr --data "$OUT/phantom" --split "$OUT/split.json" --out "$OUT/simclr" --device cuda --epochs 2 \
+  --set 'model.depth="resnet50"' --set model.width=1.0 --set model.input_size=224 \
+  --set optim.batch_size=128 --set run.mixed_precision=true --set run.channels_last=true 2>&1 | grep -E "pre-training|epoch"
+# The same SimCLR step on synthetic tensors, ours and PyTorch's (no data pipeline).
+"$BIN" bench simclr-step --depth resnet50 --size 224 --batch 128 --steps 20 --device cuda
+python3 host/bench/pytorch_simclr_step.py --device cuda --steps 20 --configs resnet50:224:128

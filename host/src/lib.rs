@@ -5,6 +5,7 @@
 
 pub mod data;
 pub mod dataset;
+pub mod experiment;
 pub mod explain;
 pub mod export;
 pub mod metrics;

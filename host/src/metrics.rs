@@ -162,8 +162,23 @@ pub fn report(logits: &[Vec<f32>], truth: &[usize], classes: usize, temperature:
     let per_class = per_class_scores(&confusion);
     let n = truth.len();
     let correct: usize = (0..classes).map(|c| confusion[c][c]).sum();
-    let macro_avg =
-        |f: fn(&ClassScores) -> f64| per_class.iter().map(f).sum::<f64>() / classes.max(1) as f64;
+    // Macro averages over the classes that occur (in the truth or the
+    // predictions), as scikit-learn: evaluating on a folder holding some of
+    // the classes must not count the absent ones as zeros.
+    let occurring: Vec<&ClassScores> = per_class
+        .iter()
+        .enumerate()
+        .filter(|(c, s)| {
+            s.support > 0
+                || confusion
+                    .iter()
+                    .any(|row| row.get(*c).is_some_and(|&n| n > 0))
+        })
+        .map(|(_, s)| s)
+        .collect();
+    let macro_avg = |f: fn(&ClassScores) -> f64| {
+        occurring.iter().map(|s| f(s)).sum::<f64>() / occurring.len().max(1) as f64
+    };
     let weighted = |f: fn(&ClassScores) -> f64| {
         per_class
             .iter()
@@ -235,6 +250,27 @@ mod tests {
         close(r.weighted_f1, (3.0 * 0.8 + 2.0 * 2.0 / 3.0) / 6.0);
         close(r.weighted_recall, 4.0 / 6.0);
         close(r.top3_accuracy, 1.0);
+    }
+
+    #[test]
+    fn macro_averages_skip_classes_that_never_occur() {
+        // The case above inside a 5-class model: classes 3 and 4 are neither
+        // in the truth nor predicted, so the macro averages are unchanged.
+        let one_hot = |c: usize| {
+            let mut row = vec![0.0f32; 5];
+            row[c] = 5.0;
+            row
+        };
+        let logits: Vec<Vec<f32>> = [0, 0, 1, 1, 1, 1].iter().map(|&c| one_hot(c)).collect();
+        let r = report(&logits, &[0, 0, 0, 1, 1, 2], 5, 1.0);
+        close(r.macro_precision, 0.5);
+        close(r.macro_f1, (0.8 + 2.0 / 3.0) / 3.0);
+        // A class predicted but absent from the truth counts (precision 0).
+        let logits: Vec<Vec<f32>> = [0, 3].iter().map(|&c| one_hot(c)).collect();
+        // Class 0: P 1/1, R 1/2; class 3: P 0/1, R 0 → macro P 0.5, R 0.25.
+        let r = report(&logits, &[0, 0], 5, 1.0);
+        close(r.macro_precision, 0.5);
+        close(r.macro_recall, 0.25);
     }
 
     #[test]

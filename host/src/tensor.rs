@@ -12,6 +12,12 @@ pub fn to_tensor(input: &Preprocessed) -> Tensor {
     Tensor::from_slice(&input.data).reshape([1, 3, s, s])
 }
 
+/// Rows of `x` divided by their L2 norm (F.normalize, eps 1e-12): cosine
+/// similarities are then plain products..
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    x / x.norm_scalaropt_dim(2, [-1i64], true).clamp_min(1e-12)
+}
+
 /// Reads an image file and preprocesses it into a tensor.
 pub fn load_input(path: &Path, spec: &PreprocessSpec, limits: DecodeLimits) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -5,6 +5,7 @@ mod bundle_cli;
 mod cam_reference;
 mod cli;
 mod common;
+mod experiment_cli;
 mod explain_cli;
 mod phantom;
 mod resnet;

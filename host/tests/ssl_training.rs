@@ -184,6 +184,18 @@ fn an_interrupted_dino_run_resumes_to_identical_weights() {
         ta["center"].equal(&tb["center"]),
         "the DINO centre resumes too"
     );
+    // DINO hands on its teacher (the reference evaluates the teacher): the
+    // backbone file is the target network's backbone, without the head.
+    for (name, tensor) in &a {
+        assert!(!name.starts_with("head"), "{name}");
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        assert!(
+            tensor.equal(&ta[&format!("target.{name}")]),
+            "{name} is not the teacher's"
+        );
+    }
     // A resume with another method is refused.
     let other = tiny(tmp.path(), Method::Byol, "interrupted", 2);
     let err = pretrain(&other, true, &data, &stop, None, true)

@@ -79,6 +79,90 @@ fn train_evaluate_finetune_and_probe() {
     assert!(out.contains("macro-F1"), "{out}");
     assert!(run.join("report-val.md").exists());
 
+    // Any ImageFolder: the test side copied into class folders (another
+    // layout, file names and order) scores exactly as the split's test side.
+    let split_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&split).unwrap()).unwrap();
+    let classes: Vec<String> = serde_json::from_value(split_json["classes"].clone()).unwrap();
+    let folder = tmp.path().join("hospital");
+    let mut copied = 0;
+    for (i, item) in split_json["items"].as_array().unwrap().iter().enumerate() {
+        if item["side"] != "test" {
+            continue;
+        }
+        let class = &classes[item["class"].as_u64().unwrap() as usize];
+        let dir = folder.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = data.join(item["path"].as_str().unwrap());
+        let ext = source.extension().unwrap().to_str().unwrap();
+        std::fs::copy(&source, dir.join(format!("scan-{i:04}.{ext}"))).unwrap();
+        copied += 1;
+    }
+    ok(&["evaluate", "--run", s(&run)]);
+    let out = ok(&["evaluate", "--run", s(&run), "--data", s(&folder)]);
+    assert!(out.contains(&format!("{copied} images")), "{out}");
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(run.join(name)).unwrap()).unwrap()
+    };
+    let (folder_report, test_report) = (read("report-folder.json"), read("report-test.json"));
+    assert_eq!(
+        folder_report["report"]["accuracy"],
+        test_report["report"]["accuracy"]
+    );
+    assert_eq!(
+        folder_report["report"]["confusion"],
+        test_report["report"]["confusion"]
+    );
+    // Two of the classes only: macro scores average over the classes that
+    // occur (truth or prediction), not over all 17 (recomputed here from
+    // the report's confusion matrix).
+    let pair = tmp.path().join("pair");
+    for class in classes.iter().take(2) {
+        let to = pair.join(class.as_str());
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(folder.join(class.as_str())).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    ok(&["evaluate", "--run", s(&run), "--data", s(&pair)]);
+    let report = read("report-folder.json");
+    let confusion: Vec<Vec<u64>> =
+        serde_json::from_value(report["report"]["confusion"].clone()).unwrap();
+    let mut f1s = Vec::new();
+    for c in 0..confusion.len() {
+        let support: u64 = confusion[c].iter().sum();
+        let predicted: u64 = confusion.iter().map(|row| row[c]).sum();
+        if support == 0 && predicted == 0 {
+            continue;
+        }
+        let tp = confusion[c][c] as f64;
+        let (p, r) = (tp / predicted.max(1) as f64, tp / support.max(1) as f64);
+        f1s.push(if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        });
+    }
+    assert!(f1s.len() >= 2 && f1s.len() < 17, "{f1s:?}");
+    let expected = f1s.iter().sum::<f64>() / f1s.len() as f64;
+    let got = report["report"]["macro_f1"].as_f64().unwrap();
+    assert!(
+        (got - expected).abs() < 1e-12,
+        "macro-F1 {got} vs {expected}"
+    );
+
+    // A class folder the model does not know is refused by name.
+    std::fs::create_dir_all(folder.join("Lymphoma T9")).unwrap();
+    std::fs::copy(
+        data.join(split_json["items"][0]["path"].as_str().unwrap()),
+        folder.join("Lymphoma T9/x.jpg"),
+    )
+    .unwrap();
+    let refused = tumorxai(&["evaluate", "--run", s(&run), "--data", s(&folder)]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Lymphoma T9"));
+
     let onnx = tmp.path().join("model.onnx");
     let out = ok(&["export", "--run", s(&run), "--out", s(&onnx)]);
     assert!(out.contains("opset 13"), "{out}");

@@ -132,6 +132,58 @@ fn tiny_model_beats_chance_on_held_out_phantoms() {
 }
 
 #[test]
+fn an_interrupted_finetune_resumes_with_its_backbone_learning_rate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    phantom_set(tmp.path(), 6, 8);
+    let stop = AtomicBool::new(false);
+    let overrides = [
+        "optim.epochs=1",
+        "optim.batch_size=8",
+        "optim.optimizer=\"adamw\"",
+        "optim.lr=0.001",
+    ];
+    let base = config(tmp.path(), "base", &overrides);
+    let data = fit::load_data(&base, tch::Device::Cpu, &ProgressBar::hidden()).unwrap();
+    fit::fit(&base, Start::Scratch, &data, &stop, None, true).unwrap();
+    let backbone = fit::final_weights(&base.run.out);
+    // backbone_lr_mult 0.1: a resume that forgot it would move the backbone
+    // ten times as far in the steps after the interruption.
+    let tuned = [
+        overrides.as_slice(),
+        &["optim.epochs=2", "optim.backbone_lr_mult=0.1"],
+    ]
+    .concat();
+    let straight = config(tmp.path(), "straight", &tuned);
+    fit::fit(
+        &straight,
+        Start::Finetune(backbone.clone()),
+        &data,
+        &stop,
+        None,
+        true,
+    )
+    .unwrap();
+    let interrupted = config(tmp.path(), "interrupted", &tuned);
+    let first = fit::fit(
+        &interrupted,
+        Start::Finetune(backbone),
+        &data,
+        &stop,
+        Some(3),
+        true,
+    )
+    .unwrap();
+    assert!(matches!(first, Outcome::Interrupted(ref s) if s.finetuning));
+    fit::fit(&interrupted, Start::Resume, &data, &stop, None, true).unwrap();
+    let a = tensors(&fit::final_weights(&straight.run.out));
+    let b = tensors(&fit::final_weights(&interrupted.run.out));
+    for ((na, ta), (_, tb)) in a.iter().zip(&b) {
+        assert!(ta.equal(tb), "{na} differs after resuming a fine-tune");
+    }
+}
+
+#[test]
 fn resume_after_interruption_gives_identical_weights() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();

@@ -12,8 +12,10 @@ use tch::{Kind, Reduction, Tensor};
 use tumorxai_host::export::bundle::TrainedRun;
 use tumorxai_host::export::ood_study::study;
 use tumorxai_host::model::{resnet, Depth, ResNetConfig};
+use tumorxai_host::ssl::simclr::SimClr;
+use tumorxai_host::ssl::{Objective, Progress, SslSection};
 use tumorxai_host::synth::{self, Atlas};
-use tumorxai_host::train::config::{parse_device, OptimSection};
+use tumorxai_host::train::config::{parse_device, OptimSection, OptimizerKind};
 use tumorxai_host::train::optim::Optimizer;
 use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
 
@@ -26,6 +28,10 @@ enum Target {
     /// One supervised training step (forward, cross-entropy, backward, SGD
     /// momentum) on random tensors; compare with host/bench/pytorch_train_step.py.
     TrainStep,
+    /// One SimCLR step (two views through backbone and projector, NT-Xent,
+    /// backward, LARS) on random tensors; compare with
+    /// host/bench/pytorch_simclr_step.py.
+    SimclrStep,
     /// Out-of-distribution scores compared on a trained run (`--run`) and a
     /// folder of out-of-distribution inputs (`--ood`, one sub-folder per
     /// category; tests/tools/make_ood_set.py builds one): false REVIEW on
@@ -46,7 +52,7 @@ pub struct BenchArgs {
     /// Images to time (after a short warm-up).
     #[arg(long, default_value_t = 200)]
     images: usize,
-    /// train-step: architecture.
+    /// train-step, simclr-step: architecture.
     #[arg(long, value_enum, default_value_t = Depth::ResNet18)]
     depth: Depth,
     /// train-step: width multiplier.
@@ -74,6 +80,7 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let images = args.images.max(1);
     let report = match args.target {
         Target::TrainStep => train_step(&args)?,
+        Target::SimclrStep => simclr_step(&args)?,
         Target::Ood => {
             let (Some(run), Some(ood)) = (&args.run, &args.ood) else {
                 anyhow::bail!("bench ood needs --run and --ood");
@@ -139,7 +146,7 @@ fn train_step(args: &BenchArgs) -> Result<serde_json::Value> {
     let s = i64::from(args.size);
     let x = Tensor::randn([args.batch, 3, s, s], (Kind::Float, device));
     let y = Tensor::randint(17, [args.batch], (Kind::Int64, device));
-    let mut step = || {
+    let seconds = time_steps(args.steps, device, || {
         let loss = model.forward_t(&x, true).cross_entropy_loss(
             &y,
             None::<Tensor>,
@@ -151,22 +158,71 @@ fn train_step(args: &BenchArgs) -> Result<serde_json::Value> {
         loss.backward();
         optimizer.step(0.01);
         loss.double_value(&[])
-    };
+    });
+    Ok(json!({
+        "bench": "train_step", "framework": "tch", "depth": format!("{:?}", args.depth), "width": args.width,
+        "size": args.size, "batch": args.batch, "steps": args.steps, "device": format!("{device:?}"),
+        "threads": tch::get_num_threads(), "seconds_per_step": seconds / args.steps as f64,
+        "images_per_second": (args.batch as f64 * args.steps as f64) / seconds,
+    }))
+}
+
+/// Seconds for `steps` calls of `step` after 3 warm-up calls (CUDA synchronised).
+fn time_steps(steps: usize, device: tch::Device, mut step: impl FnMut() -> f64) -> f64 {
     for _ in 0..3 {
         step();
     }
     let started = Instant::now();
-    for _ in 0..args.steps {
+    for _ in 0..steps {
         step();
     }
     if let tch::Device::Cuda(_) = device {
         tch::Cuda::synchronize(0);
     }
-    let seconds = started.elapsed().as_secs_f64();
+    started.elapsed().as_secs_f64()
+}
+
+fn simclr_step(args: &BenchArgs) -> Result<serde_json::Value> {
+    let device = parse_device(&args.device)?;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(device);
+    let config = ResNetConfig {
+        depth: args.depth,
+        width: args.width,
+    };
+    let backbone = resnet(&vs.root(), config, None);
+    let ssl = SslSection::default();
+    let mut simclr = SimClr::new(&vs.root(), config.embedding_dim(), &ssl);
+    let optim = OptimSection {
+        optimizer: OptimizerKind::Lars,
+        lr: 0.3,
+        momentum: 0.9,
+        weight_decay: 1e-6,
+        ..Default::default()
+    };
+    let mut optimizer = Optimizer::new(&vs, &optim, 1.0);
+    let s = i64::from(args.size);
+    let views = [
+        Tensor::randn([args.batch, 3, s, s], (Kind::Float, device)),
+        Tensor::randn([args.batch, 3, s, s], (Kind::Float, device)),
+    ];
+    let at = Progress {
+        step: 0,
+        total_steps: 1,
+        steps_per_epoch: 1,
+    };
+    let seconds = time_steps(args.steps, device, || {
+        let loss = simclr.loss(&backbone, &views, at);
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step(0.3);
+        loss.double_value(&[])
+    });
     Ok(json!({
-        "bench": "train_step", "framework": "tch", "depth": format!("{:?}", args.depth), "width": args.width,
-        "size": args.size, "batch": args.batch, "steps": args.steps, "device": format!("{device:?}"),
-        "threads": tch::get_num_threads(), "seconds_per_step": seconds / args.steps as f64,
+        "bench": "simclr_step", "framework": "tch", "depth": format!("{:?}", args.depth), "width": args.width,
+        "size": args.size, "batch": args.batch, "projector": [ssl.hidden_dim, ssl.out_dim],
+        "steps": args.steps, "device": format!("{device:?}"), "threads": tch::get_num_threads(),
+        "seconds_per_step": seconds / args.steps as f64,
         "images_per_second": (args.batch as f64 * args.steps as f64) / seconds,
     }))
 }

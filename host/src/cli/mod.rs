@@ -4,6 +4,7 @@ mod bench;
 mod bundle;
 mod data;
 mod demo;
+mod experiment;
 mod explain;
 mod export;
 mod parity;
@@ -60,9 +61,18 @@ enum Command {
         after_help = "Examples:\n  tumorxai pretrain --method simclr --data data/phantom --split data/split.json --out runs/simclr --epochs 100\n  tumorxai pretrain --method dino --data /scans/unlabelled --out runs/dino --set optim.batch_size=64 --set optim.lr=1.25e-4\n  tumorxai pretrain --out runs/simclr --resume ...   (continue after Ctrl-C)\nThen: tumorxai linear-eval --backbone runs/simclr/backbone.safetensors ..."
     )]
     Pretrain(pretrain::PretrainArgs),
+    /// The label-efficiency experiment: {SimCLR, BYOL, DINO, MoCo v3,
+    /// supervised} × label fractions × {linear eval, fine-tune} × seeds,
+    /// written as the paper's table (Markdown, JSON, CSV, PNG). Re-running
+    /// skips finished cells.
+    #[command(
+        after_help = "Examples:\n  tumorxai experiment --config host/experiments/ci.toml --data data/phantom --split data/split.json\n  tumorxai experiment --config host/experiments/paper.toml --data /data/brain-17 --split brain-17-split.json --out runs/paper"
+    )]
+    Experiment(experiment::ExperimentArgs),
     /// Fine-tune a pre-trained backbone with a new head (backbone lr × optim.backbone_lr_mult).
     Finetune(train::FinetuneArgs),
-    /// Evaluate a trained run on a side of its split; writes JSON and Markdown reports.
+    /// Evaluate a trained run on a side of its split or on any ImageFolder
+    /// (--data); writes JSON and Markdown reports and a confusion matrix.
     Evaluate(train::EvaluateArgs),
     /// Linear evaluation: a linear classifier on frozen backbone features (computed once).
     LinearEval(train::ProbeArgs),
@@ -116,6 +126,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Preprocess(args) => data::preprocess(args),
         Command::Train(args) => train::train(args),
         Command::Pretrain(args) => pretrain::run(args),
+        Command::Experiment(args) => experiment::experiment(args),
         Command::Finetune(args) => train::finetune(args),
         Command::Evaluate(args) => train::evaluate(args),
         Command::LinearEval(args) => train::linear_eval(args),

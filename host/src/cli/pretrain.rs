@@ -43,9 +43,12 @@ fn resolve(args: &PretrainArgs) -> Result<TrainConfig> {
     let method = match args.method {
         Some(method) => method,
         None => {
-            TrainConfig::load(args.config.file(), &overrides)?
-                .ssl
-                .method
+            // The file's method, or on --resume the checkpoint's.
+            let plain = TrainConfig::load(args.config.file(), &overrides)?;
+            match checkpoint::load_state(&plain.run.out) {
+                Ok(saved) if args.resume => saved.config.ssl.method,
+                _ => plain.ssl.method,
+            }
         }
     };
     overrides.push(format!("ssl.method={:?}", method.name()));
@@ -84,13 +87,6 @@ pub fn run(args: PretrainArgs) -> Result<ExitCode> {
         config.optim.epochs,
         config.optim.batch_size,
     );
-    if data.images.len() < config.optim.batch_size {
-        bail!(
-            "{} images are fewer than one batch of {}: lower optim.batch_size",
-            data.images.len(),
-            config.optim.batch_size
-        );
-    }
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("config.toml"), config.to_toml())?;
     let flag = interrupt_flag()?;
@@ -104,11 +100,7 @@ pub fn run(args: PretrainArgs) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(130))
         }
-        Outcome::Finished(state) => {
-            std::fs::write(
-                out.join("history.json"),
-                serde_json::to_string_pretty(&state.history)?,
-            )?;
+        Outcome::Finished(_) => {
             println!(
                 "backbone {} (torchvision names): next, `tumorxai linear-eval --backbone {}` or `tumorxai finetune --backbone {}`",
                 backbone_weights(out).display(),

@@ -7,25 +7,21 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use tch::nn;
-use tumorxai_host::data::{self, Selection};
-use tumorxai_host::metrics;
-use tumorxai_host::model::resnet;
-use tumorxai_host::model::weights::{self, Strictness};
 use tumorxai_host::split::{Side, SplitFile};
 use tumorxai_host::train::checkpoint;
-use tumorxai_host::train::config::{parse_device, TrainConfig};
-use tumorxai_host::train::evaluate::{embed, predict, write_report, EvaluationSet};
+use tumorxai_host::train::config::{parse_device, toml_string, TrainConfig};
+use tumorxai_host::train::evaluate::write_report;
 use tumorxai_host::train::fit::{self, Outcome, Start};
-use tumorxai_host::train::probe;
-use tumorxai_shared::PreprocessSpec;
+use tumorxai_host::train::probe::{self, frozen_features, FrozenFeatures};
+use tumorxai_host::train::run_eval::{evaluate_run, EvaluationData};
 
 use super::progress_bar;
 
 /// Options shared by every training command.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// TOML configuration ([model], [data], [optim], [run]); every field has a default.
+    /// TOML configuration ([model], [data], [optim], [run], and [ssl] for
+    /// pretrain); every field has a default.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Override a field: `--set optim.lr=0.1 --set model.depth=resnet50`.
@@ -71,15 +67,14 @@ impl ConfigArgs {
     /// `--set` overrides followed by the dedicated flags as overrides.
     pub(super) fn overrides(&self) -> Vec<String> {
         let mut overrides = self.overrides.clone();
-        let quote = |p: &Path| format!("{:?}", p.display().to_string());
         if let Some(v) = &self.data {
-            overrides.push(format!("data.root={}", quote(v)));
+            overrides.push(format!("data.root={}", toml_string(v)));
         }
         if let Some(v) = &self.split {
-            overrides.push(format!("data.split={}", quote(v)));
+            overrides.push(format!("data.split={}", toml_string(v)));
         }
         if let Some(v) = &self.out {
-            overrides.push(format!("run.out={}", quote(v)));
+            overrides.push(format!("run.out={}", toml_string(v)));
         }
         if let Some(v) = self.epochs {
             overrides.push(format!("optim.epochs={v}"));
@@ -177,15 +172,17 @@ fn run_training(args: TrainArgs, start: Start) -> Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
         Outcome::Finished(state) => {
-            std::fs::write(
-                config.run.out.join("history.json"),
-                serde_json::to_string_pretty(&state.history)?,
-            )?;
+            checkpoint::write_history(&config.run.out, &state.history)?;
             tumorxai_host::train::plots::curves_png(
                 &config.run.out.join("curves.png"),
                 &state.history,
             )?;
-            let report = evaluate_run(&config.run.out, Side::Test, true)?;
+            let report = evaluate_run(
+                &config.run.out,
+                &EvaluationData::Side(Side::Test),
+                true,
+                || {},
+            )?;
             println!(
                 "test: accuracy {:.4}, macro-F1 {:.4} — weights {}, report {}",
                 report.accuracy,
@@ -198,86 +195,34 @@ fn run_training(args: TrainArgs, start: Start) -> Result<ExitCode> {
     }
 }
 
-/// Evaluates the final weights of a run on one side of its split; with
-/// `calibrate`, fits a temperature on the validation side first.
-fn evaluate_run(out: &Path, side: Side, calibrate: bool) -> Result<metrics::Report> {
-    let state = checkpoint::load_state(out)?;
-    let config = &state.config;
-    let device = parse_device(&config.run.device)?;
-    let split = SplitFile::load(&config.data.split)?;
-    let mut vs = nn::VarStore::new(device);
-    let model = resnet(
-        &vs.root(),
-        config.model.resnet(),
-        Some(state.classes.len() as i64),
-    );
-    weights::load(&mut vs, &fit::final_weights(out), Strictness::Exact)?;
-    let spec = state.spec.clone();
-    let load = |side| {
-        data::load(
-            &split,
-            &config.data.root,
-            Selection::Side(side),
-            &spec,
-            device,
-            || {},
-        )
-    };
-    let temperature = if calibrate {
-        let val = load(Side::Val)?;
-        let logits = predict(
-            &model,
-            &EvaluationSet {
-                set: &val,
-                spec: &spec,
-            },
-            64,
-        )?;
-        metrics::fit_temperature(&logits, &val.label_vec())
-    } else {
-        1.0
-    };
-    let set = load(side)?;
-    let logits = predict(
-        &model,
-        &EvaluationSet {
-            set: &set,
-            spec: &spec,
-        },
-        64,
-    )?;
-    let name = format!("{side:?}").to_lowercase();
-    write_report(
-        out,
-        &format!("report-{name}"),
-        &format!("Evaluation on the {name} side"),
-        &state.classes,
-        &logits,
-        &set.label_vec(),
-        temperature,
-    )
-}
-
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Run folder written by `train` or `finetune`.
     #[arg(long)]
     run: PathBuf,
     /// Which side of the run's split.
-    #[arg(long, default_value = "test", value_parser = ["train", "val", "test"])]
+    #[arg(long, default_value = "test", value_parser = ["train", "val", "test"], conflicts_with = "data")]
     side: String,
+    /// Evaluate on any ImageFolder instead (one folder per class, named as
+    /// the run's classes; a subset of them is fine): the real dataset,
+    /// another hospital's scans. Report: report-folder.{json,md} in the run.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Fit a temperature on the validation side and report calibrated ECE.
     #[arg(long)]
     calibrate: bool,
 }
 
 pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode> {
-    let side = match args.side.as_str() {
-        "train" => Side::Train,
-        "val" => Side::Val,
-        _ => Side::Test,
+    let data = match (&args.data, args.side.as_str()) {
+        (Some(dir), _) => EvaluationData::Folder(dir.clone()),
+        (None, "train") => EvaluationData::Side(Side::Train),
+        (None, "val") => EvaluationData::Side(Side::Val),
+        (None, _) => EvaluationData::Side(Side::Test),
     };
-    let r = evaluate_run(&args.run, side, args.calibrate)?;
+    let bar = progress_bar(0, "decoding");
+    let r = evaluate_run(&args.run, &data, args.calibrate, || bar.inc(1))?;
+    bar.finish_and_clear();
     println!(
         "{} images: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, top-3 {:.4}, ECE {:.4}",
         r.samples, r.accuracy, r.macro_f1, r.weighted_f1, r.top3_accuracy, r.ece
@@ -313,62 +258,12 @@ fn parse_positive(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Features of the labelled training subset and of the test side, computed once.
-struct FrozenFeatures {
-    config: TrainConfig,
-    classes: Vec<String>,
-    train_x: Vec<Vec<f32>>,
-    train_y: Vec<usize>,
-    test_x: Vec<Vec<f32>>,
-    test_y: Vec<usize>,
-}
-
-fn frozen_features(args: &ProbeArgs) -> Result<FrozenFeatures> {
+fn features_of(args: &ProbeArgs) -> Result<FrozenFeatures> {
     let config = args.config.resolve()?;
-    let device = parse_device(&config.run.device)?;
-    let split = SplitFile::load(&config.data.split)?;
-    let spec = PreprocessSpec::with_input_size(config.model.input_size);
-    let mut vs = nn::VarStore::new(device);
-    let model = resnet(&vs.root(), config.model.resnet(), None);
-    weights::load(&mut vs, &args.backbone, Strictness::Partial)?;
-    let selection = config.train_selection();
-    let bar = progress_bar(split.items.len(), "decoding");
-    let train = data::load(&split, &config.data.root, selection, &spec, device, || {
-        bar.inc(1)
-    })?;
-    let test = data::load(
-        &split,
-        &config.data.root,
-        Selection::Side(Side::Test),
-        &spec,
-        device,
-        || bar.inc(1),
-    )?;
+    let bar = progress_bar(0, "decoding");
+    let features = frozen_features(&config, Some(&args.backbone), || bar.inc(1))?;
     bar.finish_and_clear();
-    let train_features = embed(
-        &model,
-        &EvaluationSet {
-            set: &train,
-            spec: &spec,
-        },
-        64,
-    )?;
-    let test_features = embed(
-        &model,
-        &EvaluationSet {
-            set: &test,
-            spec: &spec,
-        },
-        64,
-    )?;
-    Ok(FrozenFeatures {
-        config,
-        classes: split.classes.clone(),
-        train_x: train_features,
-        train_y: train.label_vec(),
-        test_x: test_features,
-        test_y: test.label_vec(),
-    })
+    Ok(features)
 }
 
 pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
@@ -379,7 +274,7 @@ pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
         train_y,
         test_x,
         test_y,
-    } = frozen_features(&args)?;
+    } = features_of(&args)?;
     let device = parse_device(&config.run.device)?;
     let logits = probe::linear_probe(
         &train_x,
@@ -414,7 +309,7 @@ pub fn knn_eval(args: KnnArgs) -> Result<ExitCode> {
         train_y,
         test_x,
         test_y,
-    } = frozen_features(&args.probe)?;
+    } = features_of(&args.probe)?;
     let device = parse_device(&config.run.device)?;
     let scores = probe::knn_scores(
         &train_x,

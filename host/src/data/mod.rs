@@ -134,6 +134,28 @@ pub fn load_folder(
     Ok(set)
 }
 
+/// Decodes an ImageFolder's images; `class_map[i]` is the label of its
+/// i-th class folder (e.g. the index of the same class in a model).
+pub fn load_image_folder(
+    folder: &crate::dataset::ImageFolder,
+    class_map: &[usize],
+    classes: Vec<String>,
+    spec: &PreprocessSpec,
+    device: Device,
+    progress: impl Fn() + Sync,
+) -> Result<LoadedSet> {
+    let items: Vec<(String, usize)> = folder
+        .items
+        .iter()
+        .filter_map(|item| Some((item.relative.clone(), *class_map.get(item.class)?)))
+        .collect();
+    let set = decode_items(&folder.root, &items, classes, spec, device, progress)?;
+    if set.is_empty() {
+        bail!("no readable images in {}", folder.root.display());
+    }
+    Ok(set)
+}
+
 fn decode_items(
     root: &Path,
     items: &[(String, usize)],

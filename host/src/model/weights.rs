@@ -32,7 +32,8 @@ pub fn save(vs: &nn::VarStore, path: &Path) -> Result<()> {
 pub fn write(named: &[(String, Tensor)], path: &Path) -> Result<()> {
     let cpu: Vec<(String, Tensor)> = named
         .iter()
-        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu)))
+        // Contiguous: channels-last (CUDA) tensors cannot be written as they are.
+        .map(|(n, t)| (n.clone(), t.to_device(tch::Device::Cpu).contiguous()))
         .collect();
     Tensor::write_safetensors(&cpu, path).with_context(|| format!("writing {}", path.display()))
 }

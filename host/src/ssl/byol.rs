@@ -62,11 +62,14 @@ impl Byol {
 
 /// 2 − 2·cos(p, z) averaged over the rows (z is a constant).
 pub fn regression(p: &Tensor, z: &Tensor) -> Tensor {
-    let p = l2_normalize(&at_least_f32(p));
-    let z = l2_normalize(&at_least_f32(z)).detach();
-    let kind = p.kind();
-    let cosine = (p * z).sum_dim_intlist(&[-1i64][..], false, kind);
-    2.0 - 2.0 * cosine.mean(kind)
+    // In f32 even inside bf16 autocast: softmaxes over sharp logits.
+    tch::autocast(false, || {
+        let p = l2_normalize(&at_least_f32(p));
+        let z = l2_normalize(&at_least_f32(z)).detach();
+        let kind = p.kind();
+        let cosine = (p * z).sum_dim_intlist(&[-1i64][..], false, kind);
+        2.0 - 2.0 * cosine.mean(kind)
+    })
 }
 
 /// BYOL's symmetric loss: predictions of view 1 against the target's

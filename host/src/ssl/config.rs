@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A self-supervised pre-training method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// SimCLR (Chen et al. 2020): two views, MLP projector, NT-Xent.
@@ -68,7 +68,11 @@ impl Method {
             // normalised last layer; teacher τ 0.04 → 0.07 over 30 epochs,
             // student τ 0.1, centre momentum 0.9, teacher momentum 0.996 → 1;
             // 2 global + 6 local crops. The output is 4096-d instead of 65536
-            // (a dataset of thousands of slices, not ImageNet).
+            // (a dataset of thousands of slices, not ImageNet). The teacher
+            // momentum keeps the paper's 0.996 (its code suggests 0.9995 at
+            // batch 256, which on thousands of images barely moves the
+            // teacher); the reference's first-epoch freeze of the last layer
+            // and gradient clipping are not used.
             Method::Dino => &[
                 "optim.optimizer=\"adamw\"",
                 "optim.lr=5e-4",
@@ -80,8 +84,10 @@ impl Method {
                 "ssl.momentum=0.996",
             ],
             // MoCo v3 (ResNet-50 recipe): LARS, lr 0.6 × B/256, wd 1e-6,
-            // 10 warm-up epochs; projector 3 layers and predictor 2 layers of
-            // 4096 → 256 with BatchNorm; key momentum 0.99 → 1; τ = 0.2.
+            // 10 warm-up epochs; projector and predictor 2 layers of 4096 →
+            // 256 with BatchNorm; key momentum 0.99 → 1. τ = 0.2, the
+            // paper's ViT value (its ResNet-50 used 1.0): sharper
+            // contrast for a small dataset of similar-looking slices.
             Method::Mocov3 => &[
                 "optim.optimizer=\"lars\"",
                 "optim.lr=0.6",
@@ -124,6 +130,14 @@ pub struct SslSection {
     pub center_momentum: f64,
     /// DINO: weight decay at the end of the cosine schedule.
     pub weight_decay_end: f64,
+    /// Views: no solarisation in any view when false. On MRI the sequence
+    /// is part of the class (T1, T1C+, T2) and solarising inverts bright
+    /// tissue: a T2's bright CSF turns dark, as a T1's.
+    pub solarize: bool,
+    /// Views: brightness and contrast jitter amplitudes instead of the
+    /// method's (which keep the shared ±0.2 / ±0.3).
+    pub brightness: Option<f64>,
+    pub contrast: Option<f64>,
     /// Collapse monitor: images embedded per epoch.
     pub monitor_images: usize,
     /// Collapse monitor: neighbours of the kNN accuracy.
@@ -148,6 +162,9 @@ impl Default for SslSection {
             student_temp: 0.1,
             center_momentum: 0.9,
             weight_decay_end: 0.4,
+            solarize: true,
+            brightness: None,
+            contrast: None,
             monitor_images: 512,
             knn_k: 20,
         }
@@ -178,6 +195,14 @@ impl SslSection {
         }
         if !(self.local_size_fraction > 0.0 && self.local_size_fraction <= 1.0) {
             problems.push("ssl.local_size_fraction must be in (0, 1]".into());
+        }
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !non_negative(self.weight_decay_end) || !non_negative(self.warmup_teacher_epochs) {
+            problems.push("ssl.weight_decay_end and ssl.warmup_teacher_epochs must be ≥ 0".into());
+        }
+        let amplitude = |v: Option<f64>| v.is_none_or(|v| (0.0..=1.0).contains(&v));
+        if !amplitude(self.brightness) || !amplitude(self.contrast) {
+            problems.push("ssl.brightness and ssl.contrast must be in [0, 1]".into());
         }
         if self.monitor_images < 2 || self.knn_k < 1 {
             problems.push("ssl.monitor_images must be ≥ 2 and ssl.knn_k ≥ 1".into());

@@ -77,40 +77,43 @@ pub fn dino_loss(
     teacher_temp: f64,
     student_temp: f64,
 ) -> Tensor {
-    let targets: Vec<Tensor> = teacher
-        .iter()
-        .map(|t| {
-            ((at_least_f32(t) - center) / teacher_temp)
-                .softmax(-1, None::<Kind>)
-                .detach()
-        })
-        .collect();
-    let logs: Vec<Tensor> = student
-        .iter()
-        .map(|s| (at_least_f32(s) / student_temp).log_softmax(-1, None::<Kind>))
-        .collect();
-    let mut total: Option<Tensor> = None;
-    let mut terms = 0usize;
-    for (ti, t) in targets.iter().enumerate() {
-        for (si, s) in logs.iter().enumerate() {
-            if ti == si {
-                continue;
+    // In f32 even inside bf16 autocast: softmaxes over sharp logits.
+    tch::autocast(false, || {
+        let targets: Vec<Tensor> = teacher
+            .iter()
+            .map(|t| {
+                ((at_least_f32(t) - center) / teacher_temp)
+                    .softmax(-1, None::<Kind>)
+                    .detach()
+            })
+            .collect();
+        let logs: Vec<Tensor> = student
+            .iter()
+            .map(|s| (at_least_f32(s) / student_temp).log_softmax(-1, None::<Kind>))
+            .collect();
+        let mut total: Option<Tensor> = None;
+        let mut terms = 0usize;
+        for (ti, t) in targets.iter().enumerate() {
+            for (si, s) in logs.iter().enumerate() {
+                if ti == si {
+                    continue;
+                }
+                let kind = s.kind();
+                let term = -(t * s)
+                    .sum_dim_intlist(&[-1i64][..], false, kind)
+                    .mean(kind);
+                total = Some(match total {
+                    Some(acc) => acc + term,
+                    None => term,
+                });
+                terms += 1;
             }
-            let kind = s.kind();
-            let term = -(t * s)
-                .sum_dim_intlist(&[-1i64][..], false, kind)
-                .mean(kind);
-            total = Some(match total {
-                Some(acc) => acc + term,
-                None => term,
-            });
-            terms += 1;
         }
-    }
-    match total {
-        Some(sum) => sum / terms as f64,
-        None => Tensor::from(f32::NAN),
-    }
+        match total {
+            Some(sum) => sum / terms as f64,
+            None => Tensor::from(f32::NAN),
+        }
+    })
 }
 
 /// centre ← m·centre + (1 − m)·mean of the teacher outputs (all views).
@@ -155,13 +158,18 @@ impl Objective for Dino {
         self.target.follow(at);
     }
 
+    /// DINO's evaluations use the teacher (`--checkpoint_key teacher`).
+    fn evaluation_backbone(&self) -> Option<Vec<(String, Tensor)>> {
+        Some(self.target.backbone())
+    }
+
     fn weight_decay(&self, base: f64, at: Progress) -> f64 {
         cosine_ramp(at.step, at.total_steps, base, self.ssl.weight_decay_end)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
         let mut state = self.target.state();
-        state.push(("center".to_string(), self.center.copy()));
+        state.push(("center".to_string(), self.center.to_device(Device::Cpu)));
         state
     }
 

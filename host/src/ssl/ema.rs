@@ -70,6 +70,11 @@ impl<H: ModuleT> Target<H> {
         super::prefixed(&self.store, "target.")
     }
 
+    /// The target's backbone alone, torchvision names.
+    pub fn backbone(&self) -> Vec<(String, Tensor)> {
+        super::pretrain::backbone_tensors(&self.store)
+    }
+
     pub fn restore(&self, state: &HashMap<String, Tensor>) -> Result<()> {
         super::restore_prefixed(&self.store, "target.", state)
     }

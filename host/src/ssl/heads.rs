@@ -5,6 +5,8 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+pub use crate::tensor::l2_normalize;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Relu,
@@ -148,11 +150,6 @@ pub fn at_least_f32(x: &Tensor) -> Tensor {
         Kind::Double => x.shallow_clone(),
         _ => x.to_kind(Kind::Float),
     }
-}
-
-/// Rows of `x` divided by their L2 norm (F.normalize, eps 1e-12).
-pub fn l2_normalize(x: &Tensor) -> Tensor {
-    x / x.norm_scalaropt_dim(2, [-1i64], true).clamp_min(1e-12)
 }
 
 impl ModuleT for DinoHead {

@@ -1,9 +1,12 @@
-//! MoCo v3 (Chen, Xie, He 2021): a query encoder (backbone → 3-layer
-//! projector → 2-layer predictor, BatchNorm in every layer) and a momentum
-//! key encoder (EMA of backbone and projector, τ on a cosine from 0.99 to 1).
-//! Loss: InfoNCE of each query against the keys of the other view (the
-//! batch's other keys are the negatives), τ = 0.2, scaled by 2τ and
-//! symmetrised: ctr(q₁, k₂) + ctr(q₂, k₁), as the paper's Algorithm 1.
+//! MoCo v3 (Chen, Xie, He 2021): a query encoder (backbone → projector →
+//! predictor, BatchNorm in every hidden layer; the projector ends in an
+//! affine-free BatchNorm) and a momentum key encoder (EMA of backbone and
+//! projector, τ on a cosine from 0.99 to 1). The projector has 2 layers, as
+//! the reference code's ResNet variant (its ViT variant uses 3). Loss:
+//! InfoNCE of each query against the keys of the other view (the batch's
+//! other keys are the negatives), scaled by 2τ and symmetrised:
+//! ctr(q₁, k₂) + ctr(q₂, k₁), as the paper's Algorithm 1. τ = 0.2 (the
+//! paper's ViT value; its ResNet-50 runs used 1.0: `ssl.temperature`).
 
 use anyhow::Result;
 use tch::nn::{self, ModuleT};
@@ -26,7 +29,7 @@ pub struct MocoV3 {
 fn projector(vs: &nn::Path, embedding: i64, hidden: i64, out: i64) -> Mlp {
     mlp(
         &(vs / "projector"),
-        &[embedding, hidden, hidden, out],
+        &[embedding, hidden, out],
         true,
         LastNorm::BatchNormNoAffine,
         Activation::Relu,
@@ -64,12 +67,15 @@ impl MocoV3 {
 
 /// ctr(q, k) = CrossEntropy(q̂·k̂ᵀ / τ, [0, 1, …]) · 2τ on L2-normalised rows.
 pub fn contrastive(q: &Tensor, k: &Tensor, temperature: f64) -> Tensor {
-    let q = l2_normalize(&at_least_f32(q));
-    let k = l2_normalize(&at_least_f32(k)).detach();
-    let logits = q.matmul(&k.tr()) / temperature;
-    let labels = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
-    logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)
-        * (2.0 * temperature)
+    // In f32 even inside bf16 autocast: softmaxes over sharp logits.
+    tch::autocast(false, || {
+        let q = l2_normalize(&at_least_f32(q));
+        let k = l2_normalize(&at_least_f32(k)).detach();
+        let logits = q.matmul(&k.tr()) / temperature;
+        let labels = Tensor::arange(q.size()[0], (Kind::Int64, q.device()));
+        logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, -100, 0.0)
+            * (2.0 * temperature)
+    })
 }
 
 /// The symmetrised MoCo v3 loss.

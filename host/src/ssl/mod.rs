@@ -26,6 +26,7 @@ pub use views::ViewRecipe;
 
 use crate::model::ResNet;
 use crate::train::config::TrainConfig;
+use crate::train::optim::cpu_contiguous;
 
 /// Where training stands, for schedules inside a method.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,6 +54,11 @@ pub trait Objective {
     /// checkpoint.
     fn state(&self) -> Vec<(String, Tensor)> {
         Vec::new()
+    }
+    /// The backbone to evaluate and hand on, when it is not the online one
+    /// (DINO evaluates its teacher).
+    fn evaluation_backbone(&self) -> Option<Vec<(String, Tensor)>> {
+        None
     }
     /// Restores what [`Objective::state`] saved.
     fn restore(&mut self, _state: &HashMap<String, Tensor>) -> Result<()> {
@@ -101,7 +107,7 @@ pub fn prefixed(store: &nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
     let mut named: Vec<(String, Tensor)> = store
         .variables()
         .into_iter()
-        .map(|(name, t)| (format!("{prefix}{name}"), t.detach().copy()))
+        .map(|(name, t)| (format!("{prefix}{name}"), cpu_contiguous(&t.detach())))
         .collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named

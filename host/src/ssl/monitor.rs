@@ -11,6 +11,7 @@ use tumorxai_shared::PreprocessSpec;
 use crate::data::LoadedSet;
 use crate::metrics;
 use crate::model::ResNet;
+use crate::tensor::l2_normalize;
 use crate::train::evaluate::{embed, EvaluationSet};
 use crate::train::probe::{knn_scores, matrix};
 
@@ -40,7 +41,7 @@ pub struct Health {
 pub fn embedding_spread(rows: &Tensor) -> f64 {
     let d = rows.size().get(1).copied().unwrap_or(1).max(1);
     let x = rows.to_kind(Kind::Double);
-    let x = &x / x.norm_scalaropt_dim(2, [1i64], true).clamp_min(1e-12);
+    let x = l2_normalize(&x);
     x.std_dim(&[0i64][..], false, false)
         .mean(Kind::Double)
         .double_value(&[])

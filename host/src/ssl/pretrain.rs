@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use tch::{nn, Tensor};
 use tumorxai_shared::PreprocessSpec;
 
@@ -19,12 +19,12 @@ use super::monitor::{self, MonitorSets};
 use super::{objective, Progress};
 use crate::data::loader::{steps_per_epoch, BatchPlan, Prefetch};
 use crate::data::{self, LoadedSet, Selection};
+use crate::model::resnet;
 use crate::model::weights;
-use crate::model::{resnet, ResNet};
 use crate::split::{Side, SplitFile};
 use crate::train::checkpoint::{self, EpochLog, TrainState};
 use crate::train::config::{parse_device, TrainConfig};
-use crate::train::fit::Outcome;
+use crate::train::fit::{progress_style, Outcome};
 use crate::train::optim::Optimizer;
 use crate::train::precision;
 use crate::train::schedule::lr_at;
@@ -86,12 +86,6 @@ pub fn backbone_weights(out: &Path) -> PathBuf {
     out.join("backbone.safetensors")
 }
 
-fn progress_style() -> ProgressStyle {
-    ProgressStyle::with_template("epoch {prefix} [{bar:25}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ")
-}
-
 /// Pre-trains per `config` (`config.ssl.method`). `resume` continues the
 /// checkpoint in `run.out`; `interrupt` is polled between steps;
 /// `max_steps` stops after that many steps in this call.
@@ -121,6 +115,7 @@ pub fn pretrain(
         spec: data.spec.clone(),
         classes: data.images.classes.clone(),
         history: Vec::new(),
+        finetuning: false,
     };
     if resume {
         let saved = checkpoint::load_state(out)?;
@@ -140,13 +135,22 @@ pub fn pretrain(
             ..saved
         };
     }
+    if data.images.len() < config.optim.batch_size {
+        bail!(
+            "{} images are fewer than one batch of {}: lower optim.batch_size",
+            data.images.len(),
+            config.optim.batch_size
+        );
+    }
     let cuda = device.is_cuda();
     let mixed = config.run.mixed_precision && cuda;
     let nhwc = config.run.channels_last && cuda;
     if nhwc {
         precision::store_channels_last(&vs);
     }
-    let recipe = method.views(i64::from(config.model.input_size));
+    let recipe = method
+        .views(i64::from(config.model.input_size))
+        .adjusted(&config.ssl);
     let steps = steps_per_epoch(data.images.len(), config.optim.batch_size, true);
     let total = steps * config.optim.epochs;
     let warmup = (config.optim.warmup_epochs * steps as f64).round() as usize;
@@ -261,24 +265,30 @@ pub fn pretrain(
         state.epoch_loss_sum = 0.0;
         checkpoint::save(out, &vs, &optimizer, &state, &method.state())?;
     }
-    save_backbone(&vs, &backbone_weights(out))?;
+    checkpoint::write_history(out, &state.history)?;
+    // Last: its presence marks a finished pre-training (the experiment
+    // reuses it), so it appears whole or not at all.
+    let named = match method.evaluation_backbone() {
+        Some(teacher) => teacher,
+        None => backbone_tensors(&vs),
+    };
+    let path = backbone_weights(out);
+    let partial = path.with_extension("partial");
+    weights::write(&named, &partial)?;
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", partial.display()))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
     Ok(Outcome::Finished(state))
 }
 
-/// Writes the backbone's variables only (no heads), torchvision names.
-fn save_backbone(vs: &nn::VarStore, path: &Path) -> Result<()> {
+/// The backbone's variables of a store holding backbone and heads
+/// (torchvision names, with torchvision's BatchNorm counters).
+pub fn backbone_tensors(vs: &nn::VarStore) -> Vec<(String, Tensor)> {
     let heads = ["projector.", "predictor.", "head."];
-    let named: Vec<(String, Tensor)> = weights::named_tensors(vs)
+    weights::named_tensors(vs)
         .into_iter()
         .filter(|(name, _)| !heads.iter().any(|h| name.starts_with(h)))
-        .collect();
-    weights::write(&named, path)
-}
-
-/// The backbone alone, for callers that embed with a finished run.
-pub fn load_backbone(config: &TrainConfig, path: &Path) -> Result<(nn::VarStore, ResNet)> {
-    let mut vs = nn::VarStore::new(parse_device(&config.run.device)?);
-    let model = resnet(&vs.root(), config.model.resnet(), None);
-    weights::load(&mut vs, path, weights::Strictness::Exact)?;
-    Ok((vs, model))
+        .collect()
 }

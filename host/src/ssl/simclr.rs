@@ -37,16 +37,19 @@ impl SimClr {
 /// are cosine similarities ÷ τ to every other view (itself excluded) and
 /// whose target is the partner view.
 pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f64) -> Tensor {
-    let b = z1.size()[0];
-    let z = l2_normalize(&at_least_f32(&Tensor::cat(&[z1, z2], 0)));
-    let logits = z.matmul(&z.tr()) / temperature;
-    let eye = Tensor::eye(2 * b, (Kind::Bool, z.device()));
-    let logits = logits.masked_fill(&eye, f64::NEG_INFINITY);
-    let partner = Tensor::arange(2 * b, (Kind::Int64, z.device()))
-        .remainder(2 * b)
-        .g_add_scalar(b)
-        .remainder(2 * b);
-    logits.cross_entropy_loss::<Tensor>(&partner, None, Reduction::Mean, -100, 0.0)
+    // In f32 even inside bf16 autocast: softmaxes over sharp logits.
+    tch::autocast(false, || {
+        let b = z1.size()[0];
+        let z = l2_normalize(&at_least_f32(&Tensor::cat(&[z1, z2], 0)));
+        let logits = z.matmul(&z.tr()) / temperature;
+        let eye = Tensor::eye(2 * b, (Kind::Bool, z.device()));
+        let logits = logits.masked_fill(&eye, f64::NEG_INFINITY);
+        let partner = Tensor::arange(2 * b, (Kind::Int64, z.device()))
+            .remainder(2 * b)
+            .g_add_scalar(b)
+            .remainder(2 * b);
+        logits.cross_entropy_loss::<Tensor>(&partner, None, Reduction::Mean, -100, 0.0)
+    })
 }
 
 impl Objective for SimClr {

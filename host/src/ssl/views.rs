@@ -3,6 +3,7 @@
 //! brightness/contrast, blur, solarisation), built from the shared
 //! [`AugmentConfig::ssl`] so every method uses one pipeline.
 
+use super::SslSection;
 use crate::data::augment::AugmentConfig;
 use crate::data::loader::ViewSpec;
 
@@ -11,6 +12,29 @@ use crate::data::loader::ViewSpec;
 pub struct ViewRecipe {
     pub first: AugmentConfig,
     pub extra: Vec<ViewSpec>,
+}
+
+impl ViewRecipe {
+    /// The recipe with the `[ssl]` section's view settings applied to every
+    /// view (solarisation off, other intensity jitter).
+    pub fn adjusted(mut self, ssl: &SslSection) -> ViewRecipe {
+        let adjust = |a: &mut AugmentConfig| {
+            if !ssl.solarize {
+                a.solarize_p = 0.0;
+            }
+            if let Some(b) = ssl.brightness {
+                a.brightness = b;
+            }
+            if let Some(c) = ssl.contrast {
+                a.contrast = c;
+            }
+        };
+        adjust(&mut self.first);
+        for view in &mut self.extra {
+            adjust(&mut view.augment);
+        }
+        self
+    }
 }
 
 /// A global view with the given blur and solarisation probabilities (BYOL's
@@ -70,5 +94,45 @@ pub fn multi_crop(size: i64, locals: usize, fraction: f64) -> ViewRecipe {
     ViewRecipe {
         first: global_crop(1.0, 0.0),
         extra,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipes_and_their_adjustment() {
+        let byol = asymmetric_pair(64);
+        assert_eq!((byol.first.blur_p, byol.first.solarize_p), (1.0, 0.0));
+        assert_eq!(
+            (
+                byol.extra[0].augment.blur_p,
+                byol.extra[0].augment.solarize_p
+            ),
+            (0.1, 0.2)
+        );
+        let dino = multi_crop(224, 6, 96.0 / 224.0);
+        assert_eq!(dino.extra.len(), 7);
+        assert_eq!(dino.extra[1].size, 96);
+        assert_eq!(dino.extra[1].augment.crop_scale, (0.05, 0.4));
+        assert_eq!(
+            multi_crop(32, 2, 96.0 / 224.0).extra[1].size,
+            16,
+            "at least 16 px"
+        );
+        let ssl = SslSection {
+            solarize: false,
+            contrast: Some(0.1),
+            ..SslSection::default()
+        };
+        let adjusted = byol.adjusted(&ssl);
+        assert_eq!(adjusted.extra[0].augment.solarize_p, 0.0);
+        assert_eq!(adjusted.first.contrast, 0.1);
+        assert_eq!(
+            adjusted.first.brightness,
+            AugmentConfig::ssl().brightness,
+            "untouched"
+        );
     }
 }

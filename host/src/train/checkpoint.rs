@@ -43,6 +43,10 @@ pub struct TrainState {
     pub spec: PreprocessSpec,
     pub classes: Vec<String>,
     pub history: Vec<EpochLog>,
+    /// Fine-tuning a pre-trained backbone (its learning rate is
+    /// `lr × backbone_lr_mult`, also after a resume).
+    #[serde(default)]
+    pub finetuning: bool,
 }
 
 /// The run's checkpoint folder: `checkpoint/`, or `checkpoint.old/` when a
@@ -130,6 +134,13 @@ pub fn load_extra(out: &Path) -> Result<std::collections::HashMap<String, Tensor
         .collect())
 }
 
+/// Writes the epoch history of a finished run as `history.json`.
+pub fn write_history(out: &Path, history: &[EpochLog]) -> Result<()> {
+    let path = out.join("history.json");
+    std::fs::write(&path, serde_json::to_string_pretty(history)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn load_state(out: &Path) -> Result<TrainState> {
     let path = checkpoint_dir(out).join("state.json");
     let text = std::fs::read_to_string(&path)
@@ -175,6 +186,7 @@ mod tests {
             spec: PreprocessSpec::with_input_size(32),
             classes: vec!["Glioma T1".into()],
             history: Vec::new(),
+            finetuning: false,
         }
     }
 
@@ -210,5 +222,58 @@ mod tests {
         assert!(load_extra(out).unwrap().is_empty());
         assert_eq!(load_state(out).unwrap().epoch, 3);
         assert!(!out.join("checkpoint.old").exists());
+    }
+}
+
+#[cfg(test)]
+mod channels_last_tests {
+    use super::*;
+    use crate::train::config::OptimSection;
+    use crate::train::precision::store_channels_last;
+
+    /// CUDA training keeps convolution weights and their optimizer moments
+    /// channels-last; a checkpoint must still be writable and read back the
+    /// same values (reproduced on the CPU, where the layout works the same).
+    #[test]
+    fn channels_last_weights_and_moments_round_trip_through_a_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let w = (vs.root() / "conv").randn("weight", &[4, 3, 3, 3], 0.0, 1.0);
+        store_channels_last(&vs);
+        assert!(!w.is_contiguous(), "the weight really is channels-last");
+        let mut optimizer = Optimizer::new(&vs, &OptimSection::default(), 1.0);
+        let loss = (&w * &w).sum(tch::Kind::Float);
+        loss.backward();
+        optimizer.step(0.1);
+        let state = TrainState {
+            epoch: 1,
+            step_in_epoch: 0,
+            global_step: 1,
+            optimizer_steps: 1,
+            epoch_loss_sum: 0.0,
+            config: TrainConfig::default(),
+            spec: PreprocessSpec::with_input_size(32),
+            classes: Vec::new(),
+            history: Vec::new(),
+            finetuning: false,
+        };
+        save(
+            tmp.path(),
+            &vs,
+            &optimizer,
+            &state,
+            &crate::ssl::prefixed(&vs, "t."),
+        )
+        .unwrap();
+        let saved: std::collections::HashMap<String, Tensor> =
+            Tensor::read_safetensors(tmp.path().join("checkpoint/model.safetensors"))
+                .unwrap()
+                .into_iter()
+                .collect();
+        assert!(saved["conv.weight"].equal(&w.contiguous()));
+        assert!(load_extra(tmp.path()).unwrap()["t.conv.weight"].equal(&w.contiguous()));
+        let moments =
+            Tensor::read_safetensors(tmp.path().join("checkpoint/optimizer.safetensors")).unwrap();
+        assert_eq!(moments.len(), 1);
     }
 }

@@ -160,10 +160,6 @@ impl TrainConfig {
         file: Option<&Path>,
         overrides: &[String],
     ) -> Result<TrainConfig> {
-        let mut table = toml::Table::new();
-        for assignment in defaults {
-            apply_override(&mut table, assignment)?;
-        }
         let user: toml::Table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -173,7 +169,23 @@ impl TrainConfig {
             }
             None => toml::Table::new(),
         };
-        merge(&mut table, user);
+        Self::from_tables(defaults, &[user], overrides)
+    }
+
+    /// `defaults` (override syntax), then each table (TOML sections) in
+    /// order, then `overrides`: the later wins, field by field.
+    pub fn from_tables(
+        defaults: &[&str],
+        tables: &[toml::Table],
+        overrides: &[String],
+    ) -> Result<TrainConfig> {
+        let mut table = toml::Table::new();
+        for assignment in defaults {
+            apply_override(&mut table, assignment)?;
+        }
+        for layer in tables {
+            merge(&mut table, layer.clone());
+        }
         for assignment in overrides {
             apply_override(&mut table, assignment)?;
         }
@@ -219,6 +231,11 @@ impl TrainConfig {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// A path as a TOML string value (for `section.key=value` overrides).
+pub fn toml_string(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
 }
 
 /// Merges `user` into `base`, section by section (user values win).

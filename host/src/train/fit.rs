@@ -89,7 +89,8 @@ pub fn class_weights(counts: &[usize]) -> Vec<f32> {
         .collect()
 }
 
-fn progress_style() -> ProgressStyle {
+/// The per-epoch progress bar of every training loop.
+pub(crate) fn progress_style() -> ProgressStyle {
     ProgressStyle::with_template("epoch {prefix} [{bar:25}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
@@ -112,9 +113,15 @@ pub fn fit(
     let mut vs = nn::VarStore::new(device);
     let classes = data.train.classes.len() as i64;
     let model = resnet(&vs.root(), config.model.resnet(), Some(classes));
-    let backbone_mult = match start {
-        Start::Finetune(_) => config.optim.backbone_lr_mult,
-        _ => 1.0,
+    let finetuning = match &start {
+        Start::Finetune(_) => true,
+        Start::Scratch => false,
+        Start::Resume => checkpoint::load_state(out)?.finetuning,
+    };
+    let backbone_mult = if finetuning {
+        config.optim.backbone_lr_mult
+    } else {
+        1.0
     };
     let cuda = device.is_cuda();
     let mixed = config.run.mixed_precision && cuda;
@@ -130,6 +137,7 @@ pub fn fit(
         spec: data.spec.clone(),
         classes: data.train.classes.clone(),
         history: Vec::new(),
+        finetuning,
     };
     match &start {
         Start::Scratch => {}

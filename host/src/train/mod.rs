@@ -9,4 +9,5 @@ pub mod optim;
 pub mod plots;
 pub mod precision;
 pub mod probe;
+pub mod run_eval;
 pub mod schedule;

@@ -22,6 +22,12 @@ struct Param {
     excluded: bool,
 }
 
+/// A tensor as safetensors can write it: on the CPU, in contiguous layout
+/// (moments of channels-last weights are channels-last too).
+pub(crate) fn cpu_contiguous(t: &Tensor) -> Tensor {
+    t.to_device(tch::Device::Cpu).contiguous()
+}
+
 pub struct Optimizer {
     kind: OptimizerKind,
     momentum: f64,
@@ -151,11 +157,11 @@ impl Optimizer {
         let mut out: Vec<(String, Tensor)> = self
             .first
             .iter()
-            .map(|(n, t)| (format!("first/{n}"), t.to_device(tch::Device::Cpu)))
+            .map(|(n, t)| (format!("first/{n}"), cpu_contiguous(t)))
             .chain(
                 self.second
                     .iter()
-                    .map(|(n, t)| (format!("second/{n}"), t.to_device(tch::Device::Cpu))),
+                    .map(|(n, t)| (format!("second/{n}"), cpu_contiguous(t))),
             )
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

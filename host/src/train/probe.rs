@@ -1,14 +1,23 @@
 //! Frozen-backbone evaluations: a linear probe trained on features computed
 //! once, and weighted k-nearest-neighbours on cosine similarity.
 
+use std::path::Path;
+
 use anyhow::Result;
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Reduction, Tensor};
+use tumorxai_shared::PreprocessSpec;
 
-use super::config::OptimSection;
+use super::config::{parse_device, OptimSection, TrainConfig};
+use super::evaluate::{embed, EvaluationSet};
 use super::optim::Optimizer;
 use super::schedule::lr_at;
 use crate::data::loader::{epoch_order, stream_seed};
+use crate::data::{self, Selection};
+use crate::model::resnet;
+use crate::model::weights::{self, Strictness};
+use crate::split::{Side, SplitFile};
+use crate::tensor::l2_normalize;
 
 /// Rows as a `[N, D]` f32 tensor on `device`.
 pub(crate) fn matrix(rows: &[Vec<f32>], device: Device) -> Tensor {
@@ -23,6 +32,67 @@ fn to_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
     let width = t.size()[1] as usize;
     let flat = Vec::<f32>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1))?;
     Ok(flat.chunks(width).map(|c| c.to_vec()).collect())
+}
+
+/// Frozen-backbone features of the labelled training subset
+/// (`data.label_percent`) and of the test side, computed once.
+pub struct FrozenFeatures {
+    pub config: TrainConfig,
+    pub classes: Vec<String>,
+    pub train_x: Vec<Vec<f32>>,
+    pub train_y: Vec<usize>,
+    pub test_x: Vec<Vec<f32>>,
+    pub test_y: Vec<usize>,
+}
+
+/// Embeds the run's data with the backbone in `backbone` (an `fc` or SSL
+/// heads in the file are ignored), or with a seeded random initialisation.
+pub fn frozen_features(
+    config: &TrainConfig,
+    backbone: Option<&Path>,
+    progress: impl Fn() + Sync,
+) -> Result<FrozenFeatures> {
+    let device = parse_device(&config.run.device)?;
+    let split = SplitFile::load(&config.data.split)?;
+    let spec = PreprocessSpec::with_input_size(config.model.input_size);
+    tch::manual_seed(config.run.seed as i64);
+    let mut vs = nn::VarStore::new(device);
+    let model = resnet(&vs.root(), config.model.resnet(), None);
+    if let Some(path) = backbone {
+        let loaded = weights::load(&mut vs, path, Strictness::Partial)?;
+        if !loaded.iter().any(|n| n.starts_with("layer4.")) {
+            anyhow::bail!(
+                "{} holds no ResNet backbone of this architecture",
+                path.display()
+            );
+        }
+    }
+    let root = &config.data.root;
+    let train = data::load(
+        &split,
+        root,
+        config.train_selection(),
+        &spec,
+        device,
+        &progress,
+    )?;
+    let test = data::load(
+        &split,
+        root,
+        Selection::Side(Side::Test),
+        &spec,
+        device,
+        &progress,
+    )?;
+    let features = |set| embed(&model, &EvaluationSet { set, spec: &spec }, 64);
+    Ok(FrozenFeatures {
+        config: config.clone(),
+        classes: split.classes.clone(),
+        train_x: features(&train)?,
+        train_y: train.label_vec(),
+        test_x: features(&test)?,
+        test_y: test.label_vec(),
+    })
 }
 
 /// Trains a linear classifier (`fc`) on fixed features with mini-batch SGD /
@@ -100,16 +170,8 @@ pub fn knn_scores(
     temperature: f64,
     device: Device,
 ) -> Result<Vec<Vec<f32>>> {
-    let train = matrix(train_features, device);
-    let train = &train
-        / train
-            .norm_scalaropt_dim(2, &[1i64][..], true)
-            .clamp_min(1e-12);
-    let test = matrix(test_features, device);
-    let test = &test
-        / test
-            .norm_scalaropt_dim(2, &[1i64][..], true)
-            .clamp_min(1e-12);
+    let train = l2_normalize(&matrix(train_features, device));
+    let test = l2_normalize(&matrix(test_features, device));
     let sim = test.matmul(&train.tr());
     let k = k.min(train_labels.len()).max(1) as i64;
     let (values, indices) = sim.topk(k, 1, true, true);

@@ -1,0 +1,279 @@
+//! Executes an experiment: each SSL method is pre-trained once per seed and
+//! its backbone reused by all its cells; every finished cell is a JSON file
+//! in `cells/`, so a re-run skips it (and an interrupted pre-training or
+//! fine-tuning resumes from its checkpoint). Ctrl-C stops between steps.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{HumanDuration, ProgressBar};
+use serde::{Deserialize, Serialize};
+
+use super::{Arm, Cell, ExperimentFile, Protocol};
+use crate::metrics;
+use crate::split::Side;
+use crate::ssl::pretrain::{backbone_weights, load_data as load_pretrain_data, pretrain};
+use crate::ssl::Method;
+use crate::synth::write_atomic;
+use crate::train::checkpoint;
+use crate::train::config::{parse_device, TrainConfig};
+use crate::train::fit::{self, Outcome, Start};
+use crate::train::probe::{frozen_features, linear_probe};
+use crate::train::run_eval::{evaluate_run, EvaluationData};
+
+/// The test-side scores of one finished cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    pub cell: Cell,
+    pub accuracy: f64,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
+    pub macro_f1: f64,
+    pub test_images: usize,
+    /// Wall time of the cell itself (not its pre-training).
+    pub seconds: f64,
+    /// The cell's resolved configuration: a re-run reuses the result only
+    /// when it is unchanged.
+    pub config: TrainConfig,
+}
+
+impl CellResult {
+    fn new(cell: Cell, report: &metrics::Report, seconds: f64, config: TrainConfig) -> CellResult {
+        CellResult {
+            cell,
+            config,
+            accuracy: report.accuracy,
+            macro_precision: report.macro_precision,
+            macro_recall: report.macro_recall,
+            macro_f1: report.macro_f1,
+            test_images: report.samples,
+            seconds,
+        }
+    }
+}
+
+pub enum Finish {
+    Done(Vec<CellResult>),
+    Interrupted,
+}
+
+fn result_path(file: &ExperimentFile, cell: &Cell) -> PathBuf {
+    file.experiment
+        .out
+        .join("cells")
+        .join(format!("{}.json", cell.id()))
+}
+
+fn load_result(path: &Path) -> Result<Option<CellResult>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+    ))
+}
+
+/// Jobs: one per (method, seed) pre-training, one per cell.
+fn job_count(file: &ExperimentFile) -> usize {
+    let cells = file.cells();
+    let pretrains: HashSet<(Method, u64)> = cells
+        .iter()
+        .filter_map(|c| Some((c.arm.method()?, c.seed)))
+        .collect();
+    pretrains.len() + cells.len()
+}
+
+/// Mean duration of the jobs of one kind run so far.
+#[derive(Default, Clone, Copy)]
+struct Timing {
+    runs: usize,
+    seconds: f64,
+}
+
+impl Timing {
+    fn add(&mut self, seconds: f64) {
+        self.runs += 1;
+        self.seconds += seconds;
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.runs > 0).then(|| self.seconds / self.runs as f64)
+    }
+}
+
+/// Refuses to reuse work done under another configuration.
+fn same_config(saved: &TrainConfig, now: &TrainConfig, what: &Path) -> Result<()> {
+    if saved != now {
+        anyhow::bail!(
+            "{} was computed with another configuration than the experiment file now gives: delete it to redo it, or choose another --out",
+            what.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs every unfinished job. `bar` counts jobs; its message names the
+/// running one and an ETA from the mean time of each kind of job so far
+/// (pre-trainings and cells apart: they differ by orders of magnitude).
+pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> Result<Finish> {
+    std::fs::create_dir_all(file.experiment.out.join("cells"))?;
+    let total = job_count(file);
+    bar.set_length(total as u64);
+    let cells = file.cells();
+    let pretrains = total.saturating_sub(cells.len());
+    let (mut pretrain_time, mut cell_time) = (Timing::default(), Timing::default());
+    let mut done_jobs = 0usize;
+    let started = Instant::now();
+    let mut pretrained: HashSet<(Method, u64)> = HashSet::new();
+    let mut results = Vec::new();
+    for (index, cell) in cells.iter().enumerate() {
+        if interrupt.load(Ordering::SeqCst) {
+            return Ok(Finish::Interrupted);
+        }
+        let announce = |what: &str, done: usize, pretrains_seen: usize, times: (Timing, Timing)| {
+            let pretrains_left = pretrains.saturating_sub(pretrains_seen) as f64;
+            let cells_left = cells.len().saturating_sub(index) as f64;
+            let eta = match times.1.mean() {
+                Some(c) => {
+                    let left = pretrains_left * times.0.mean().unwrap_or(0.0) + cells_left * c;
+                    format!(", ETA ~{}", HumanDuration(Duration::from_secs_f64(left)))
+                }
+                None => String::new(),
+            };
+            bar.set_position(done as u64);
+            bar.set_message(format!("{what}{eta}"));
+        };
+        let backbone = match cell.arm.method() {
+            Some(method) => {
+                let config = file.pretrain_config(method, cell.seed)?;
+                let path = backbone_weights(&config.run.out);
+                if pretrained.insert((method, cell.seed)) {
+                    if path.exists() {
+                        let saved = checkpoint::load_state(&config.run.out)?;
+                        same_config(&saved.config, &config, &config.run.out)?;
+                    } else {
+                        let what = format!("pre-training {} · seed {}", method.name(), cell.seed);
+                        announce(
+                            &what,
+                            done_jobs,
+                            pretrained.len() - 1,
+                            (pretrain_time, cell_time),
+                        );
+                        let t = Instant::now();
+                        if !pretrain_once(&config, interrupt)? {
+                            return Ok(Finish::Interrupted);
+                        }
+                        pretrain_time.add(t.elapsed().as_secs_f64());
+                    }
+                    done_jobs += 1;
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let config = file.cell_config(cell)?;
+        let path = result_path(file, cell);
+        if let Some(result) = load_result(&path)? {
+            same_config(&result.config, &config, &path)?;
+            results.push(result);
+            done_jobs += 1;
+            continue;
+        }
+        let what = format!(
+            "{} · {} · {} % labels · seed {}",
+            cell.arm.name(),
+            cell.protocol.name(),
+            cell.label_percent,
+            cell.seed
+        );
+        announce(
+            &what,
+            done_jobs,
+            pretrained.len(),
+            (pretrain_time, cell_time),
+        );
+        let t = Instant::now();
+        let Some(report) = run_cell(&config, cell, backbone.as_deref(), interrupt)? else {
+            return Ok(Finish::Interrupted);
+        };
+        let seconds = t.elapsed().as_secs_f64();
+        cell_time.add(seconds);
+        let result = CellResult::new(*cell, &report, seconds, config);
+        write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
+        results.push(result);
+        done_jobs += 1;
+    }
+    bar.set_position(total as u64);
+    bar.set_message(format!("done in {}", HumanDuration(started.elapsed())));
+    Ok(Finish::Done(results))
+}
+
+/// Pre-trains (or resumes) one method; false when interrupted.
+fn pretrain_once(config: &TrainConfig, interrupt: &AtomicBool) -> Result<bool> {
+    let resume = checkpoint::checkpoint_dir(&config.run.out).exists();
+    let data = load_pretrain_data(config, &ProgressBar::hidden())?;
+    std::fs::create_dir_all(&config.run.out)?;
+    std::fs::write(config.run.out.join("config.toml"), config.to_toml())?;
+    let outcome = pretrain(config, resume, &data, interrupt, None, true)?;
+    Ok(matches!(outcome, Outcome::Finished(_)))
+}
+
+/// One cell's test-side report; None when interrupted.
+fn run_cell(
+    config: &TrainConfig,
+    cell: &Cell,
+    backbone: Option<&Path>,
+    interrupt: &AtomicBool,
+) -> Result<Option<metrics::Report>> {
+    match cell.protocol {
+        Protocol::Linear => {
+            // Supervised arm: features of a seeded random initialisation.
+            let f = frozen_features(config, backbone, || {})?;
+            let logits = linear_probe(
+                &f.train_x,
+                &f.train_y,
+                &f.test_x,
+                f.classes.len(),
+                &config.optim,
+                config.run.seed,
+                parse_device(&config.run.device)?,
+            )?;
+            Ok(Some(metrics::report(
+                &logits,
+                &f.test_y,
+                f.classes.len(),
+                1.0,
+            )))
+        }
+        Protocol::Finetune => {
+            let out = &config.run.out;
+            let start = if checkpoint::checkpoint_dir(out).exists() {
+                Start::Resume
+            } else {
+                match (cell.arm, backbone) {
+                    (Arm::Supervised, _) => Start::Scratch,
+                    (_, Some(path)) => Start::Finetune(path.to_path_buf()),
+                    (arm, None) => anyhow::bail!("{} has no pre-trained backbone", arm.name()),
+                }
+            };
+            let device = parse_device(&config.run.device)?;
+            let data = fit::load_data(config, device, &ProgressBar::hidden())?;
+            std::fs::create_dir_all(out)?;
+            std::fs::write(out.join("config.toml"), config.to_toml())?;
+            match fit::fit(config, start, &data, interrupt, None, true)? {
+                Outcome::Interrupted(_) => Ok(None),
+                Outcome::Finished(_) => Ok(Some(evaluate_run(
+                    out,
+                    &EvaluationData::Side(Side::Test),
+                    false,
+                    || {},
+                )?)),
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! `tumorxai experiment` with the shipped CI configuration on a tiny
+//! phantom set: every cell of the paper-shaped table, sane values, the
+//! four output files, and a re-run that skips every finished cell.
+
+use crate::common::{ok, s};
+
+#[test]
+fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let split = tmp.path().join("split.json");
+    ok(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--per-class",
+        "6",
+        "--size",
+        "80",
+        "--seed",
+        "4",
+    ]);
+    ok(&[
+        "split",
+        "--data",
+        s(&data),
+        "--out",
+        s(&split),
+        "--seed",
+        "0",
+    ]);
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml");
+    let out = tmp.path().join("experiment");
+    let args = [
+        "experiment",
+        "--config",
+        config,
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+        "--out",
+        s(&out),
+        "--threads",
+        "2",
+    ];
+    let stdout = ok(&args);
+    for file in ["table.md", "table.json", "table.csv", "f1.png"] {
+        assert!(out.join(file).exists(), "missing {file}");
+    }
+    let table: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("table.json")).unwrap()).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    // 5 methods × 4 label fractions × 2 protocols, one seed each.
+    assert_eq!(rows.len(), 40);
+    assert_eq!(table["cells"].as_array().unwrap().len(), 40);
+    let mut seen = std::collections::HashSet::new();
+    for row in rows {
+        let key = (
+            row["arm"].as_str().unwrap().to_string(),
+            row["protocol"].as_str().unwrap().to_string(),
+            row["label_percent"].as_u64().unwrap(),
+        );
+        assert!(seen.insert(key.clone()), "duplicate row {key:?}");
+        assert_eq!(row["seeds"], 1);
+        for metric in ["accuracy", "precision", "recall", "f1"] {
+            let v = row[metric]["mean"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{key:?} {metric} = {v}");
+        }
+        // F1 is the harmonic mean per class: never above both P and R on average.
+        let (p, r, f) = (
+            row["precision"]["mean"].as_f64().unwrap(),
+            row["recall"]["mean"].as_f64().unwrap(),
+            row["f1"]["mean"].as_f64().unwrap(),
+        );
+        assert!(f <= p.max(r) + 1e-9, "{key:?}");
+    }
+    for arm in ["simclr", "byol", "dino", "mocov3", "supervised"] {
+        for protocol in ["linear", "finetune"] {
+            for pct in [1, 10, 25, 100] {
+                assert!(seen.contains(&(arm.to_string(), protocol.to_string(), pct)));
+            }
+        }
+        if arm != "supervised" {
+            assert!(out
+                .join(format!("pretrain/{arm}-s0/backbone.safetensors"))
+                .exists());
+        }
+    }
+    assert!(
+        stdout.contains("| SimCLR | linear eval | 1 % |"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 41);
+    let png = image::open(out.join("f1.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (1000, 420));
+
+    // A re-run trains nothing: every cell file is reused, the table is the same.
+    let cells: Vec<_> = std::fs::read_dir(out.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            (
+                p.clone(),
+                std::fs::metadata(&p).unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cells.len(), 40);
+    let again = ok(&args);
+    assert_eq!(again, stdout);
+    for (path, modified) in cells {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            modified,
+            "{path:?} was redone"
+        );
+    }
+}
