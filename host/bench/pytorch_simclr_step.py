@@ -12,11 +12,10 @@ Then, on the same machine:
 """
 import argparse
 import json
-import time
-
 import torch
 import torch.nn.functional as F
 import torchvision
+from step_timing import time_steps
 
 
 def nt_xent(z1, z2, temperature):
@@ -80,16 +79,7 @@ def bench(depth, size, batch, steps, device):
         opt.step()
         return loss.item()
 
-    for _ in range(3):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = time_steps(step, steps, device)
     return {
         "bench": "simclr_step", "framework": "pytorch", "depth": depth, "size": size, "batch": batch,
         "steps": steps, "device": device, "threads": torch.get_num_threads(),

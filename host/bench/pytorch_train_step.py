@@ -11,10 +11,9 @@ Install nothing outside a venv:
 """
 import argparse
 import json
-import time
-
 import torch
 import torchvision
+from step_timing import time_steps
 
 
 def bench(depth, size, batch, steps, device):
@@ -33,16 +32,7 @@ def bench(depth, size, batch, steps, device):
         opt.step()
         return loss.item()
 
-    for _ in range(3):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds = time_steps(step, steps, device)
     return {
         "bench": "train_step", "framework": "pytorch", "depth": depth, "size": size, "batch": batch,
         "steps": steps, "device": device, "threads": torch.get_num_threads(),

@@ -2,33 +2,12 @@
 //! phantom set: every cell of the paper-shaped table, sane values, the
 //! four output files, and a re-run that skips every finished cell.
 
-use crate::common::{ok, s};
+use crate::common::{ok, phantom_split, s};
 
 #[test]
 fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let split = tmp.path().join("split.json");
-    ok(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--per-class",
-        "6",
-        "--size",
-        "80",
-        "--seed",
-        "4",
-    ]);
-    ok(&[
-        "split",
-        "--data",
-        s(&data),
-        "--out",
-        s(&split),
-        "--seed",
-        "0",
-    ]);
+    let (data, split) = phantom_split(tmp.path(), 6, 80, 4);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml");
     let out = tmp.path().join("experiment");
     let args = [

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{ok, s, tumorxai};
+use crate::common::{ok, phantom_split, s, tumorxai};
 
 #[test]
 fn train_evaluate_finetune_and_probe() {
@@ -232,20 +232,7 @@ fn training_without_a_dataset_explains_itself() {
 #[test]
 fn ctrl_c_writes_a_checkpoint_and_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let split = tmp.path().join("split.json");
-    ok(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--per-class",
-        "6",
-        "--size",
-        "64",
-        "--seed",
-        "4",
-    ]);
-    ok(&["split", "--data", s(&data), "--out", s(&split)]);
+    let (data, split) = phantom_split(tmp.path(), 6, 64, 4);
     let run = tmp.path().join("run");
     let args = [
         "train",

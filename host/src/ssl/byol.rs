@@ -6,57 +6,33 @@
 //! averaging the two halves the gradient, a known cause of lost accuracy).
 
 use anyhow::Result;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::Tensor;
 
-use super::ema::Target;
-use super::heads::{at_least_f32, l2_normalize, mlp, Activation, LastNorm, Mlp};
+use super::heads::{at_least_f32, l2_normalize, mlp, Activation, LastNorm};
+use super::siamese::Siamese;
 use super::views::{asymmetric_pair, ViewRecipe};
 use super::{Objective, Progress};
 use crate::model::ResNet;
-use crate::train::config::{parse_device, TrainConfig};
+use crate::train::config::TrainConfig;
 
 pub struct Byol {
-    projector: Mlp,
-    predictor: Mlp,
-    target: Target<Mlp>,
-}
-
-fn projector(vs: &nn::Path, embedding: i64, hidden: i64, out: i64) -> Mlp {
-    mlp(
-        &(vs / "projector"),
-        &[embedding, hidden, out],
-        true,
-        LastNorm::None,
-        Activation::Relu,
-    )
+    pair: Siamese,
 }
 
 impl Byol {
     pub fn new(online: &nn::VarStore, config: &TrainConfig) -> Result<Byol> {
-        let ssl = &config.ssl;
-        let embedding = config.model.resnet().embedding_dim();
-        let root = online.root();
-        let projector_online = projector(&root, embedding, ssl.hidden_dim, ssl.out_dim);
-        let predictor = mlp(
-            &(&root / "predictor"),
-            &[ssl.out_dim, ssl.hidden_dim, ssl.out_dim],
-            true,
-            LastNorm::None,
-            Activation::Relu,
-        );
-        let target = Target::new(
-            online,
-            config.model.resnet(),
-            ssl.momentum,
-            parse_device(&config.run.device)?,
-            |vs| projector(vs, embedding, ssl.hidden_dim, ssl.out_dim),
-        )?;
-        Ok(Byol {
-            projector: projector_online,
-            predictor,
-            target,
-        })
+        let (ssl, embedding) = (&config.ssl, config.model.resnet().embedding_dim());
+        let pair = Siamese::new(online, config, |vs| {
+            mlp(
+                &(vs / "projector"),
+                &[embedding, ssl.hidden_dim, ssl.out_dim],
+                true,
+                LastNorm::None,
+                Activation::Relu,
+            )
+        })?;
+        Ok(Byol { pair })
     }
 }
 
@@ -84,30 +60,26 @@ impl Objective for Byol {
     }
 
     fn loss(&mut self, backbone: &ResNet, views: &[Tensor], _at: Progress) -> Tensor {
-        let predict = |v: &Tensor| {
-            let z = self.projector.forward_t(&backbone.embed(v, true), true);
-            self.predictor.forward_t(&z, true)
-        };
         match views {
             [a, b, ..] => byol_loss(
-                &predict(a),
-                &predict(b),
-                &self.target.forward(a),
-                &self.target.forward(b),
+                &self.pair.predict(backbone, a),
+                &self.pair.predict(backbone, b),
+                &self.pair.target(a),
+                &self.pair.target(b),
             ),
             _ => Tensor::from(f32::NAN),
         }
     }
 
     fn after_step(&mut self, at: Progress) {
-        self.target.follow(at);
+        self.pair.after_step(at);
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.target.state()
+        self.pair.state()
     }
 
     fn restore(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        self.target.restore(state)
+        self.pair.restore(state)
     }
 }

@@ -9,57 +9,35 @@
 //! paper's ViT value; its ResNet-50 runs used 1.0: `ssl.temperature`).
 
 use anyhow::Result;
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Kind, Reduction, Tensor};
 
-use super::ema::Target;
-use super::heads::{at_least_f32, l2_normalize, mlp, Activation, LastNorm, Mlp};
+use super::heads::{at_least_f32, l2_normalize, mlp, Activation, LastNorm};
+use super::siamese::Siamese;
 use super::views::{asymmetric_pair, ViewRecipe};
 use super::{Objective, Progress};
 use crate::model::ResNet;
-use crate::train::config::{parse_device, TrainConfig};
+use crate::train::config::TrainConfig;
 
 pub struct MocoV3 {
-    projector: Mlp,
-    predictor: Mlp,
-    target: Target<Mlp>,
+    pair: Siamese,
     temperature: f64,
-}
-
-fn projector(vs: &nn::Path, embedding: i64, hidden: i64, out: i64) -> Mlp {
-    mlp(
-        &(vs / "projector"),
-        &[embedding, hidden, out],
-        true,
-        LastNorm::BatchNormNoAffine,
-        Activation::Relu,
-    )
 }
 
 impl MocoV3 {
     pub fn new(online: &nn::VarStore, config: &TrainConfig) -> Result<MocoV3> {
-        let ssl = &config.ssl;
-        let embedding = config.model.resnet().embedding_dim();
-        let root = online.root();
-        let projector_online = projector(&root, embedding, ssl.hidden_dim, ssl.out_dim);
-        let predictor = mlp(
-            &(&root / "predictor"),
-            &[ssl.out_dim, ssl.hidden_dim, ssl.out_dim],
-            true,
-            LastNorm::None,
-            Activation::Relu,
-        );
-        let target = Target::new(
-            online,
-            config.model.resnet(),
-            ssl.momentum,
-            parse_device(&config.run.device)?,
-            |vs| projector(vs, embedding, ssl.hidden_dim, ssl.out_dim),
-        )?;
+        let (ssl, embedding) = (&config.ssl, config.model.resnet().embedding_dim());
+        let pair = Siamese::new(online, config, |vs| {
+            mlp(
+                &(vs / "projector"),
+                &[embedding, ssl.hidden_dim, ssl.out_dim],
+                true,
+                LastNorm::BatchNormNoAffine,
+                Activation::Relu,
+            )
+        })?;
         Ok(MocoV3 {
-            projector: projector_online,
-            predictor,
-            target,
+            pair,
             temperature: ssl.temperature,
         })
     }
@@ -89,16 +67,12 @@ impl Objective for MocoV3 {
     }
 
     fn loss(&mut self, backbone: &ResNet, views: &[Tensor], _at: Progress) -> Tensor {
-        let query = |v: &Tensor| {
-            let z = self.projector.forward_t(&backbone.embed(v, true), true);
-            self.predictor.forward_t(&z, true)
-        };
         match views {
             [a, b, ..] => mocov3_loss(
-                &query(a),
-                &query(b),
-                &self.target.forward(a),
-                &self.target.forward(b),
+                &self.pair.predict(backbone, a),
+                &self.pair.predict(backbone, b),
+                &self.pair.target(a),
+                &self.pair.target(b),
                 self.temperature,
             ),
             _ => Tensor::from(f32::NAN),
@@ -106,14 +80,14 @@ impl Objective for MocoV3 {
     }
 
     fn after_step(&mut self, at: Progress) {
-        self.target.follow(at);
+        self.pair.after_step(at);
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.target.state()
+        self.pair.state()
     }
 
     fn restore(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()> {
-        self.target.restore(state)
+        self.pair.restore(state)
     }
 }

@@ -12,6 +12,7 @@ pub mod heads;
 pub mod mocov3;
 pub mod monitor;
 pub mod pretrain;
+pub mod siamese;
 pub mod simclr;
 pub mod views;
 

@@ -87,8 +87,11 @@ pub fn measure(
     })
 }
 
-/// A warning when the run is collapsing.
-pub fn verdict(health: &Health, classes: usize) -> Option<String> {
+/// A warning when the run is collapsing: the embeddings shrink to a point,
+/// or the kNN accuracy falls back to chance after an earlier epoch
+/// (`best_knn`) was clearly above it (a run that has not learnt yet at
+/// epoch 1 is not collapsing).
+pub fn verdict(health: &Health, best_knn: Option<f64>, classes: usize) -> Option<String> {
     if !health.embedding_spread.is_finite() || health.embedding_spread < COLLAPSE_SPREAD {
         return Some(format!(
             "COLLAPSING: embedding spread {:.4} (< {COLLAPSE_SPREAD}): every image maps to nearly the same point",
@@ -98,10 +101,12 @@ pub fn verdict(health: &Health, classes: usize) -> Option<String> {
     let chance = 1.0 / classes.max(1) as f64;
     // Fewer than 5 queries per class: chance-level accuracy is not evidence.
     let enough = health.knn_queries >= 5 * classes;
-    match health.knn_accuracy {
-        Some(acc) if enough && acc <= 1.5 * chance => Some(format!(
-            "COLLAPSING: kNN accuracy {acc:.3} is at chance ({chance:.3}): the embedding carries no class information"
-        )),
+    match (health.knn_accuracy, best_knn) {
+        (Some(acc), Some(best)) if enough && acc <= 1.5 * chance && best > 2.0 * chance => {
+            Some(format!(
+                "COLLAPSING: kNN accuracy {acc:.3} fell back to chance ({chance:.3}) from {best:.3}: the embedding lost its class information"
+            ))
+        }
         _ => None,
     }
 }
@@ -130,12 +135,15 @@ mod tests {
             knn_accuracy,
             knn_queries,
         };
-        assert_eq!(verdict(&health(0.3, Some(0.6), 200), 17), None);
-        assert!(verdict(&health(0.001, Some(0.6), 200), 17).is_some());
-        assert!(verdict(&health(f64::NAN, None, 0), 17).is_some());
-        assert!(verdict(&health(0.3, Some(0.06), 200), 17).is_some());
+        assert_eq!(verdict(&health(0.3, Some(0.6), 200), Some(0.6), 17), None);
+        assert!(verdict(&health(0.001, Some(0.6), 200), Some(0.6), 17).is_some());
+        assert!(verdict(&health(f64::NAN, None, 0), None, 17).is_some());
+        // Back to chance after 0.4 earlier: collapsing.
+        assert!(verdict(&health(0.3, Some(0.06), 200), Some(0.4), 17).is_some());
+        // At chance from the start (nothing learnt yet): no alarm.
+        assert_eq!(verdict(&health(0.3, Some(0.06), 200), Some(0.07), 17), None);
         // 20 queries for 17 classes: chance accuracy proves nothing.
-        assert_eq!(verdict(&health(0.3, Some(0.06), 20), 17), None);
-        assert_eq!(verdict(&health(0.3, None, 0), 0), None);
+        assert_eq!(verdict(&health(0.3, Some(0.06), 20), Some(0.4), 17), None);
+        assert_eq!(verdict(&health(0.3, None, 0), None, 0), None);
     }
 }

@@ -49,6 +49,39 @@ pub struct TrainState {
     pub finetuning: bool,
 }
 
+impl TrainState {
+    /// Books one optimizer step (batch `step_in_epoch` of the epoch); a
+    /// non-finite loss ends the run with an error instead.
+    pub fn record_step(
+        &mut self,
+        step_in_epoch: usize,
+        loss: f64,
+        optimizer_steps: i64,
+    ) -> Result<()> {
+        if !loss.is_finite() {
+            anyhow::bail!(
+                "training diverged (loss {loss}) at epoch {} step {step_in_epoch}",
+                self.epoch + 1
+            );
+        }
+        self.epoch_loss_sum += loss;
+        self.global_step += 1;
+        self.step_in_epoch = step_in_epoch + 1;
+        self.optimizer_steps = optimizer_steps;
+        Ok(())
+    }
+
+    /// The progress bar's message: mean loss of the epoch so far, learning
+    /// rate, throughput since `started`.
+    pub fn step_message(&self, lr: f64, images: usize, started: std::time::Instant) -> String {
+        format!(
+            "loss {:.4} lr {lr:.5} {:.0} img/s",
+            self.epoch_loss_sum / self.step_in_epoch.max(1) as f64,
+            images as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        )
+    }
+}
+
 /// The run's checkpoint folder: `checkpoint/`, or `checkpoint.old/` when a
 /// crash came between the two renames of [`save`] (the previous checkpoint,
 /// complete and durable).

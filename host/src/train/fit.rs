@@ -225,26 +225,11 @@ pub fn fit(
             optimizer.zero_grad();
             loss.backward();
             optimizer.step(lr);
-            let loss_value = loss.double_value(&[]);
-            if !loss_value.is_finite() {
-                bail!(
-                    "training diverged (loss {loss_value}) at epoch {} step {}",
-                    state.epoch + 1,
-                    batch.step
-                );
-            }
-            state.epoch_loss_sum += loss_value;
-            state.global_step += 1;
-            state.step_in_epoch = batch.step + 1;
-            state.optimizer_steps = optimizer.steps_taken;
+            state.record_step(batch.step, loss.double_value(&[]), optimizer.steps_taken)?;
             images += batch.indices.len();
             taken += 1;
             bar.set_position(state.step_in_epoch as u64);
-            bar.set_message(format!(
-                "loss {:.4} lr {lr:.5} {:.0} img/s",
-                state.epoch_loss_sum / state.step_in_epoch as f64,
-                images as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            ));
+            bar.set_message(state.step_message(lr, images, started));
             if interrupt.load(Ordering::SeqCst) || max_steps.is_some_and(|m| taken >= m) {
                 bar.abandon();
                 checkpoint::save(out, &vs, &optimizer, &state, &[])?;
