@@ -17,14 +17,14 @@ use tumorxai_shared::PreprocessSpec;
 
 use super::monitor::{self, MonitorSets};
 use super::{objective, Progress};
-use crate::data::loader::{steps_per_epoch, BatchPlan, Prefetch};
+use crate::data::loader::{steps_per_epoch, Prefetch};
 use crate::data::{self, LoadedSet, Selection};
 use crate::model::resnet;
 use crate::model::weights;
 use crate::split::{Side, SplitFile};
 use crate::train::checkpoint::{self, EpochLog, TrainState};
 use crate::train::config::{parse_device, TrainConfig};
-use crate::train::fit::{progress_style, Outcome};
+use crate::train::fit::{epoch_bar, Outcome};
 use crate::train::optim::Optimizer;
 use crate::train::precision;
 use crate::train::schedule::lr_at;
@@ -158,24 +158,8 @@ pub fn pretrain(
     let mut taken = 0usize;
 
     while state.epoch < config.optim.epochs {
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps as u64)
-        };
-        bar.set_style(progress_style());
-        bar.set_prefix(format!("{}/{}", state.epoch + 1, config.optim.epochs));
-        bar.set_position(state.step_in_epoch as u64);
-        let plan = BatchPlan {
-            batch_size: config.optim.batch_size,
-            seed: config.run.seed,
-            epoch: state.epoch,
-            shuffle: true,
-            drop_last: true,
-            augment: Some(recipe.first),
-            extra_views: recipe.extra.clone(),
-            start_step: state.step_in_epoch,
-        };
+        let bar = epoch_bar(&state, steps, quiet);
+        let plan = state.training_plan(Some(recipe.first), recipe.extra.clone());
         let started = Instant::now();
         let mut images = 0usize;
         let mut lr = 0.0;

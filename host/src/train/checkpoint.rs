@@ -71,6 +71,25 @@ impl TrainState {
         Ok(())
     }
 
+    /// The shuffled, seeded batches of the current epoch from the next step
+    /// on (the last partial batch dropped: BatchNorm never sees a batch of one).
+    pub fn training_plan(
+        &self,
+        augment: Option<crate::data::augment::AugmentConfig>,
+        extra_views: Vec<crate::data::loader::ViewSpec>,
+    ) -> crate::data::loader::BatchPlan {
+        crate::data::loader::BatchPlan {
+            batch_size: self.config.optim.batch_size,
+            seed: self.config.run.seed,
+            epoch: self.epoch,
+            shuffle: true,
+            drop_last: true,
+            augment,
+            extra_views,
+            start_step: self.step_in_epoch,
+        }
+    }
+
     /// The progress bar's message: mean loss of the epoch so far, learning
     /// rate, throughput since `started`.
     pub fn step_message(&self, lr: f64, images: usize, started: std::time::Instant) -> String {

@@ -19,7 +19,7 @@ use super::optim::Optimizer;
 use super::precision;
 use super::schedule::lr_at;
 use crate::data::augment::AugmentConfig;
-use crate::data::loader::{steps_per_epoch, BatchPlan, Prefetch};
+use crate::data::loader::{steps_per_epoch, Prefetch};
 use crate::data::{self, LoadedSet, Selection};
 use crate::metrics;
 use crate::model::weights::{self, Strictness};
@@ -89,8 +89,22 @@ pub fn class_weights(counts: &[usize]) -> Vec<f32> {
         .collect()
 }
 
+/// The progress bar of the epoch `state` is in (hidden when `quiet`),
+/// positioned at the steps already taken.
+pub(crate) fn epoch_bar(state: &TrainState, steps: usize, quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps as u64)
+    };
+    bar.set_style(progress_style());
+    bar.set_prefix(format!("{}/{}", state.epoch + 1, state.config.optim.epochs));
+    bar.set_position(state.step_in_epoch as u64);
+    bar
+}
+
 /// The per-epoch progress bar of every training loop.
-pub(crate) fn progress_style() -> ProgressStyle {
+fn progress_style() -> ProgressStyle {
     ProgressStyle::with_template("epoch {prefix} [{bar:25}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
@@ -179,24 +193,11 @@ pub fn fit(
     let mut taken = 0usize;
 
     while state.epoch < config.optim.epochs {
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps as u64)
-        };
-        bar.set_style(progress_style());
-        bar.set_prefix(format!("{}/{}", state.epoch + 1, config.optim.epochs));
-        bar.set_position(state.step_in_epoch as u64);
-        let plan = BatchPlan {
-            batch_size: config.optim.batch_size,
-            seed: config.run.seed,
-            epoch: state.epoch,
-            shuffle: true,
-            drop_last: true,
-            augment: config.run.augment.then(AugmentConfig::supervised),
-            extra_views: Vec::new(),
-            start_step: state.step_in_epoch,
-        };
+        let bar = epoch_bar(&state, steps, quiet);
+        let plan = state.training_plan(
+            config.run.augment.then(AugmentConfig::supervised),
+            Vec::new(),
+        );
         let started = Instant::now();
         let mut images = 0usize;
         let mut lr = 0.0;
