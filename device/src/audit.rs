@@ -27,7 +27,8 @@ pub struct ModelRecord {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Triaged {
-        triage: Triage,
+        // Boxed: the triage is most of the entry (clippy's large variant).
+        triage: Box<Triage>,
         /// Raw logits, for later review of the decision.
         logits: Vec<f32>,
         timings_ms: Timings,

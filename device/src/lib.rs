@@ -1,8 +1,9 @@
 //! TumorXAI scanner-side runtime: signed bundle loading, the shared
 //! preprocessing contract, tract inference, EigenCAM, the triage policy and
-//! the overlay.
+//! the overlay, the inbox service and the DICOM storage receiver.
 
 pub mod audit;
+pub mod dicom_scp;
 pub mod display;
 pub mod eigencam;
 pub mod forms;

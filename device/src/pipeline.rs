@@ -1,16 +1,22 @@
 //! One slice end to end on the device: decode and preprocess (shared
 //! contract), infer (tract), EigenCAM, triage, overlay — with per-stage timings.
+//! A DICOM slice that is not an axial brain MR of a known sequence (its own
+//! tags say so) goes to REVIEW before inference.
 
 use std::time::Instant;
 
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
+use tumorxai_shared::dicom::{
+    declared_sequence, not_axial_brain_mr, DeclaredSequence, DicomInfo, DICOM_FRONT_END,
+};
 use tumorxai_shared::logits::all_finite;
 use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::plausibility::input_doubt;
 use tumorxai_shared::{
-    decode_luminance, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
+    decode_slice, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
+    Sequence,
 };
 
 use crate::eigencam::{eigencam_with_gap, upsample};
@@ -57,8 +63,24 @@ pub struct Explanation {
     pub low_confidence: bool,
 }
 
+/// What a DICOM input said about itself, as far as an answer may repeat it:
+/// no names, dates or IDs; the slice is referenced by its UID's hash.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DicomSummary {
+    /// Version of the DICOM grey-scale front end the plane came from.
+    pub front_end: &'static str,
+    /// SHA-256 of the SOP Instance UID, first 16 hex digits.
+    pub sop_instance_uid_sha256: Option<String>,
+    pub modality: Option<String>,
+    pub transfer_syntax: String,
+    /// The sequence the series tags declare, if they name one.
+    pub declared_sequence: Option<String>,
+}
+
 pub struct SliceResult {
     pub triage: Triage,
+    /// Present for DICOM input.
+    pub dicom: Option<DicomSummary>,
     pub explanation: Explanation,
     pub logits: Vec<f32>,
     pub timings: Timings,
@@ -79,13 +101,38 @@ pub fn run_slice(
 ) -> Result<SliceResult, PipelineError> {
     let mut timings = Timings::default();
     let t = Instant::now();
-    let lum = decode_luminance(bytes, DecodeLimits::slice())?;
+    let decoded = decode_slice(bytes, DecodeLimits::slice())?;
+    let lum = decoded.luminance;
     // Decoded leniently; is the encoded data itself whole, and is the image
     // plausibly one brain slice at all?
     let input_doubt = input_doubt(bytes, &lum);
+    let declared = decoded
+        .dicom
+        .as_ref()
+        .and_then(|info| declared_sequence(&info.sequence_text));
+    // What the DICOM tags rule out is decided before inference.
+    let tag_doubt = decoded
+        .dicom
+        .as_ref()
+        .and_then(|info| dicom_doubt(info, declared));
+    let dicom = decoded.dicom.as_ref().map(|info| DicomSummary {
+        front_end: DICOM_FRONT_END,
+        sop_instance_uid_sha256: info.sop_instance_uid_hash.clone(),
+        modality: info.modality.clone(),
+        transfer_syntax: info.transfer_syntax.clone(),
+        declared_sequence: declared.map(|d| match d {
+            DeclaredSequence::Known(s) => s.label().to_string(),
+            DeclaredSequence::Other(name) => name.to_string(),
+        }),
+    });
     timings.decode_ms = ms(t);
     let t = Instant::now();
     let geometry = input_geometry(&lum, &model.spec)?;
+    if let Some(why) = tag_doubt {
+        return Ok(refused_before_inference(
+            model, thresholds, lum, geometry, why, dicom, timings,
+        ));
+    }
     let input = normalize_plane(&input_plane(&lum, &model.spec)?, &model.spec);
     timings.preprocess_ms = ms(t);
     let t = Instant::now();
@@ -119,16 +166,73 @@ pub fn run_slice(
         temperature: model.manifest.temperature,
         ood,
         input_doubt,
+        declared_sequence: match declared {
+            Some(DeclaredSequence::Known(s)) => Some(s),
+            _ => None,
+        },
     };
     let triage = triage(&out.logits, &model.classes, thresholds, evidence);
     let overlay = overlay(&lum, &saliency, &geometry);
     timings.render_ms = ms(t);
     Ok(SliceResult {
         triage,
+        dicom,
         explanation,
         logits: out.logits,
         timings,
         overlay,
         saliency,
     })
+}
+
+/// Why a DICOM slice's own tags rule it out: not an axial brain MR, or a
+/// sequence the model was not trained on.
+fn dicom_doubt(info: &DicomInfo, declared: Option<DeclaredSequence>) -> Option<String> {
+    if let Some(why) = not_axial_brain_mr(info) {
+        return Some(why);
+    }
+    match declared {
+        Some(DeclaredSequence::Other(name)) => Some(format!(
+            "the series declares {name}; the model reads {}, {} and {} only",
+            Sequence::T1.label(),
+            Sequence::T1C.label(),
+            Sequence::T2.label()
+        )),
+        _ => None,
+    }
+}
+
+/// The answer for a slice refused before inference: REVIEW with the reason,
+/// no logits, no explanation, the slice itself as the overlay.
+fn refused_before_inference(
+    model: &LoadedModel,
+    thresholds: Thresholds,
+    lum: tumorxai_shared::Luminance,
+    geometry: tumorxai_shared::InputGeometry,
+    why: String,
+    dicom: Option<DicomSummary>,
+    timings: Timings,
+) -> SliceResult {
+    let evidence = Evidence {
+        temperature: model.manifest.temperature,
+        input_doubt: Some(why),
+        ..Evidence::default()
+    };
+    let triage = triage(&[], &model.classes, thresholds, evidence);
+    let s = model.spec.input_size as usize;
+    let saliency = vec![0.0; s * s];
+    let overlay = overlay(&lum, &saliency, &geometry);
+    SliceResult {
+        triage,
+        dicom,
+        explanation: Explanation {
+            method: "eigencam",
+            eigengap: f64::NAN,
+            low_confidence: true,
+        },
+        logits: Vec::new(),
+        timings,
+        overlay,
+        saliency,
+    }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use tumorxai_shared::logits::{all_finite, softmax};
-use tumorxai_shared::{ClassInfo, Family};
+use tumorxai_shared::{ClassInfo, Family, Sequence};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
@@ -71,6 +71,12 @@ pub struct Triage {
     /// held-out images (the bundle's); `false`: raw softmax (T = 1).
     pub calibrated: bool,
     pub temperature: f32,
+    /// The sequence the input declares (DICOM series tags), if it does.
+    #[serde(default)]
+    pub declared_sequence: Option<String>,
+    /// The sequence of the model's top class.
+    #[serde(default)]
+    pub model_sequence: Option<String>,
 }
 
 /// An out-of-distribution score and the threshold above which it abstains.
@@ -88,12 +94,16 @@ pub struct Evidence {
     pub ood: Option<OodCheck>,
     /// Why the input is doubtful, if it is.
     pub input_doubt: Option<String>,
+    /// The sequence the input declares (DICOM Series Description, Protocol
+    /// Name); a model reading another sequence is sent to REVIEW.
+    pub declared_sequence: Option<Sequence>,
 }
 
 /// Applies the policy. Classes whose names are not of the real layout count
 /// toward no family (they can still be in the top 3). Non-finite logits, a
-/// logit count other than the class count, a doubtful input or an
-/// out-of-distribution score end in REVIEW whatever else holds.
+/// logit count other than the class count, a doubtful input, an
+/// out-of-distribution score or a top class of another sequence than the
+/// declared one end in REVIEW whatever else holds.
 pub fn triage(
     logits: &[f32],
     classes: &[String],
@@ -104,6 +114,7 @@ pub fn triage(
         temperature,
         ood,
         input_doubt,
+        declared_sequence,
     } = evidence;
     let t = temperature.unwrap_or(1.0);
     let p = softmax(logits, f64::from(t));
@@ -145,7 +156,20 @@ pub fn triage(
         .map_or(0.0, |f| f.1);
     let out_of_distribution = ood.is_some_and(|o| o.score.is_nan() || o.score > o.threshold);
     let sound = all_finite(logits) && all_finite(&p) && logits.len() == classes.len();
+    let model_sequence = order
+        .first()
+        .and_then(|&i| classes.get(i))
+        .and_then(|name| ClassInfo::parse(name))
+        .map(|c| c.sequence);
     let (flag, reason) = match (ood, tumour) {
+        // A doubtful input is named first: it may not have been run at all.
+        _ if input_doubt.is_some() => (
+            Flag::Review,
+            format!(
+                "doubtful input: {}",
+                input_doubt.as_deref().unwrap_or_default()
+            ),
+        ),
         _ if !sound => (
             Flag::Review,
             format!(
@@ -155,18 +179,19 @@ pub fn triage(
                 all_finite(logits)
             ),
         ),
-        _ if input_doubt.is_some() => (
-            Flag::Review,
-            format!(
-                "doubtful input: {}",
-                input_doubt.as_deref().unwrap_or_default()
-            ),
-        ),
         (Some(o), _) if out_of_distribution => (
             Flag::Review,
             format!(
                 "input looks out of distribution (score {:.3} > {:.3})",
                 o.score, o.threshold
+            ),
+        ),
+        _ if declared_sequence.is_some() && declared_sequence != model_sequence => (
+            Flag::Review,
+            format!(
+                "sequence disagreement: the DICOM series declares {}, the model reads {}",
+                declared_sequence.map_or("?", |s| s.label()),
+                model_sequence.map_or("no known sequence", |s| s.label())
             ),
         ),
         (_, Some((name, q))) if *q >= thresholds.tumour => (
@@ -195,6 +220,8 @@ pub fn triage(
         input_doubt,
         calibrated: temperature.is_some(),
         temperature: t,
+        declared_sequence: declared_sequence.map(|s| s.label().to_string()),
+        model_sequence: model_sequence.map(|s| s.label().to_string()),
     }
 }
 
@@ -382,5 +409,30 @@ mod tests {
         assert_eq!(t.flag, Flag::Review);
         assert!(t.reason.contains("damaged JPEG"), "{}", t.reason);
         assert_eq!(t.input_doubt.as_deref(), Some("damaged JPEG data"));
+    }
+
+    #[test]
+    fn a_declared_sequence_the_model_does_not_read_goes_to_review() {
+        // Class 1 is Glioma T1C+; declared T1C+ agrees, declared T2 does not.
+        let confident = logits_for(&[(1, 0.95)]);
+        let agree = Evidence {
+            declared_sequence: Some(Sequence::T1C),
+            ..Evidence::default()
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), agree);
+        assert_eq!(t.flag, Flag::TumourLikely("Glioma".into()));
+        assert_eq!(t.declared_sequence.as_deref(), Some("T1C+"));
+        assert_eq!(t.model_sequence.as_deref(), Some("T1C+"));
+        let disagree = Evidence {
+            declared_sequence: Some(Sequence::T2),
+            ..Evidence::default()
+        };
+        let t = triage(&confident, &classes(), Thresholds::default(), disagree);
+        assert_eq!(t.flag, Flag::Review);
+        assert!(
+            t.reason.contains("declares T2") && t.reason.contains("reads T1C+"),
+            "{}",
+            t.reason
+        );
     }
 }

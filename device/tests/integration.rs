@@ -3,6 +3,7 @@
 
 mod arm_parity;
 mod common;
+mod dicom_cli;
 mod display;
 mod explanation;
 mod hostile_inputs;

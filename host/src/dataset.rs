@@ -25,12 +25,23 @@ pub struct ImageFolder {
     pub skipped: Vec<PathBuf>,
 }
 
-const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"];
+const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "dcm", "dicom"];
 
+/// An image or DICOM file: by extension, or — scanners export DICOM files
+/// without one (`IM000001`) — by the Part 10 "DICM" marker at offset 128.
 fn is_image(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) => IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()),
+        None => has_dicom_marker(path),
+    }
+}
+
+fn has_dicom_marker(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| tumorxai_shared::dicom::is_dicom(&head))
 }
 
 /// Every image file under `dir` (recursively, hidden entries skipped),
@@ -184,6 +195,24 @@ mod tests {
         assert_eq!(ds.items[2].class, 2);
         assert_eq!(ds.skipped.len(), 1);
         assert_eq!(ds.count_of(1), 0);
+    }
+
+    #[test]
+    fn dicom_files_count_by_extension_or_by_their_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("NORMAL T2")).unwrap();
+        let mut part10 = vec![0u8; 128];
+        part10.extend_from_slice(b"DICM");
+        part10.extend_from_slice(&[0; 16]);
+        // Scanner exports: no extension, recognised by "DICM" at offset 128.
+        std::fs::write(dir.path().join("NORMAL T2/IM000001"), &part10).unwrap();
+        std::fs::write(dir.path().join("NORMAL T2/slice.dcm"), &part10).unwrap();
+        // No extension and no marker: not a slice.
+        std::fs::write(dir.path().join("NORMAL T2/README"), b"notes").unwrap();
+        let ds = ImageFolder::scan(dir.path()).unwrap();
+        let rel: Vec<&str> = ds.items.iter().map(|i| i.relative.as_str()).collect();
+        assert_eq!(rel, vec!["NORMAL T2/IM000001", "NORMAL T2/slice.dcm"]);
+        assert_eq!(ds.skipped.len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod bundle_cli;
 mod cam_reference;
 mod cli;
 mod common;
+mod dicom_data;
 mod experiment_cli;
 mod explain_cli;
 mod phantom;

@@ -1,6 +1,7 @@
 //! Bytes → luminance: decodes JPEG, PNG, BMP and TIFF (8/16-bit, gray, RGB,
-//! RGBA, CMYK where the `image` crate decodes it) into one f32 plane in [0, 1],
-//! refusing bad input with a typed error before it can cost memory.
+//! RGBA, CMYK where the `image` crate decodes it) and DICOM Part 10 files
+//! (through [`crate::dicom`]) into one f32 plane in [0, 1], refusing bad input
+//! with a typed error before it can cost memory.
 
 use std::io::{Cursor, ErrorKind};
 
@@ -69,13 +70,44 @@ const SUPPORTED: [ImageFormat; 4] = [
     ImageFormat::Tiff,
 ];
 
+/// A decoded slice: its luminance and, for DICOM input, what the file says
+/// about itself (modality, plane, declared sequence, UID hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedSlice {
+    pub luminance: Luminance,
+    pub dicom: Option<crate::dicom::DicomInfo>,
+}
+
+/// Decodes an image or DICOM file's bytes (DICOM recognised by its "DICM"
+/// marker, whatever the file is called: scanners export files without an
+/// extension).
+pub fn decode_slice(bytes: &[u8], limits: DecodeLimits) -> Result<DecodedSlice, PreprocessError> {
+    if crate::dicom::is_dicom(bytes) {
+        let slice = crate::dicom::decode_dicom(bytes, limits)?;
+        return Ok(DecodedSlice {
+            luminance: slice.luminance,
+            dicom: Some(slice.info),
+        });
+    }
+    Ok(DecodedSlice {
+        luminance: decode_image(bytes, limits)?,
+        dicom: None,
+    })
+}
+
+/// Decodes an image or DICOM file's bytes to luminance ([`decode_slice`]
+/// without the DICOM description).
+pub fn decode_luminance(bytes: &[u8], limits: DecodeLimits) -> Result<Luminance, PreprocessError> {
+    decode_slice(bytes, limits).map(|s| s.luminance)
+}
+
 /// Decodes an image file's bytes to luminance.
 ///
 /// Colour is reduced with the ITU-R BT.601 luma weights
 /// `0.299 R + 0.587 G + 0.114 B` (what Pillow's "L" mode and torchvision's
 /// `Grayscale` use); alpha is ignored; 8-bit values are divided by 255 and
 /// 16-bit values by 65535.
-pub fn decode_luminance(bytes: &[u8], limits: DecodeLimits) -> Result<Luminance, PreprocessError> {
+fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<Luminance, PreprocessError> {
     if bytes.is_empty() {
         return Err(PreprocessError::Empty);
     }

@@ -6,7 +6,7 @@ use thiserror::Error;
 pub enum PreprocessError {
     #[error("input is empty (0 bytes)")]
     Empty,
-    #[error("unsupported image format{}: expected JPEG, PNG, BMP or TIFF", .0.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    #[error("unsupported image format{}: expected JPEG, PNG, BMP, TIFF or DICOM", .0.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
     UnsupportedFormat(Option<String>),
     #[error("image is truncated: {0}")]
     Truncated(String),
@@ -21,6 +21,8 @@ pub enum PreprocessError {
         max_pixels: u64,
         max_side: u32,
     },
+    #[error("unsupported DICOM: {0}")]
+    UnsupportedDicom(String),
     #[error("invalid preprocessing spec: {0}")]
     InvalidSpec(String),
 }

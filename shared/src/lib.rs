@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod classes;
 pub mod decode;
+pub mod dicom;
 pub mod error;
 pub mod integrity;
 pub mod logits;
@@ -19,7 +20,7 @@ pub mod resize;
 pub mod spec;
 
 pub use classes::{ClassInfo, Family, Sequence, CLASS_NAMES};
-pub use decode::{decode_luminance, DecodeLimits, Luminance};
+pub use decode::{decode_luminance, decode_slice, DecodeLimits, DecodedSlice, Luminance};
 pub use error::PreprocessError;
 pub use preprocess::{
     input_geometry, input_plane, normalize_plane, preprocess_bytes, preprocess_luminance,

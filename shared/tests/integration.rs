@@ -2,4 +2,5 @@
 //! the tests of all modules run in parallel). Each module is one concern.
 
 mod bundle_properties;
+mod dicom_files;
 mod properties;

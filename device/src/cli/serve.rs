@@ -1,6 +1,6 @@
 //! `tumorxai-device serve`: the inbox service (see the library's `service`
 //! module for the pickup and crash-safety rules), with the display and the
-//! audit log.
+//! audit log, and optionally the DICOM storage receiver feeding the inbox.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +54,16 @@ pub struct ServeArgs {
     /// settle wait), then exit: for scripts and tests.
     #[arg(long)]
     once: bool,
+    /// Also run a DICOM storage receiver (C-ECHO, C-STORE of MR images) on
+    /// this TCP port; received slices land in the inbox.
+    #[arg(long, conflicts_with = "once")]
+    dicom_port: Option<u16>,
+    /// Application entity title of the receiver (what the scanner calls).
+    #[arg(long, default_value = "TUMORXAI", requires = "dicom_port")]
+    ae_title: String,
+    /// Address the receiver listens on.
+    #[arg(long, default_value = "0.0.0.0", requires = "dicom_port")]
+    dicom_bind: String,
 }
 
 struct Service<'a> {
@@ -182,7 +192,7 @@ impl Service<'_> {
                 (
                     answer_json(&name, self.model, &r),
                     Outcome::Triaged {
-                        triage: r.triage,
+                        triage: Box::new(r.triage),
                         logits: r.logits,
                         timings_ms: r.timings,
                     },
@@ -265,6 +275,27 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     // file, then stop.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the signal handler")?;
+    if let Some(port) = args.dicom_port {
+        let listener = std::net::TcpListener::bind((args.dicom_bind.as_str(), port))
+            .with_context(|| format!("listening for DICOM on {}:{port}", args.dicom_bind))?;
+        let config = tumorxai_device::dicom_scp::ScpConfig {
+            ae_title: args.ae_title.clone(),
+            inbox: args.inbox.clone(),
+            timeout: Duration::from_secs(30),
+        };
+        eprintln!(
+            "DICOM storage receiver {} on {}",
+            args.ae_title,
+            listener.local_addr()?
+        );
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let log = |line: String| eprintln!("{line}");
+            if let Err(e) = tumorxai_device::dicom_scp::serve(listener, config, stop, log) {
+                eprintln!("error: DICOM receiver stopped: {e}");
+            }
+        });
+    }
     for claimed in service.folders.unfinished()? {
         eprintln!("recovering {}", claimed.display());
         service.handle(&claimed, true);

@@ -24,7 +24,7 @@ pub struct TriageArgs {
     /// Where to write results: <name>.json, <name>-overlay.png, <name>-display.png.
     #[arg(long, default_value = "triage-output")]
     out: PathBuf,
-    /// Slice files (JPEG, PNG, BMP, TIFF); none: the sample scans in models/samples.
+    /// Slice files (JPEG, PNG, BMP, TIFF, DICOM Part 10 with or without an extension); none: the sample scans in models/samples.
     files: Vec<PathBuf>,
 }
 
@@ -33,6 +33,7 @@ pub fn answer_json(name: &str, model: &LoadedModel, r: &SliceResult) -> serde_js
     serde_json::json!({
         "file": name,
         "triage": r.triage,
+        "dicom": r.dicom,
         "explanation": r.explanation,
         "logits": r.logits,
         "timings_ms": r.timings,
@@ -171,7 +172,13 @@ pub fn triage(args: TriageArgs) -> Result<ExitCode> {
                 )
             })
             .collect();
-        println!("{name}: {} — {}", r.triage.flag.banner(), top.join("; "));
+        // Ruled out before inference: no classes to list, the reason instead.
+        let detail = if top.is_empty() {
+            r.triage.reason.clone()
+        } else {
+            top.join("; ")
+        };
+        println!("{name}: {} — {detail}", r.triage.flag.banner());
         let json = answer_json(&name, &loaded, &r);
         write_atomic(
             &args.out.join(format!("{stem}.json")),

@@ -1,11 +1,14 @@
 //! Augmentations as batched tensor ops (CPU and CUDA alike) on `[B, 1, S, S]`
 //! planes in [0, 1]: random resized crop, horizontal flip and small rotation
-//! (one affine resample), brightness/contrast jitter, Gaussian blur and
-//! solarisation. Every random draw comes from a seeded CPU RNG, so a batch is
-//! a pure function of (seed, epoch, step) on any device.
+//! (one affine resample), brightness/contrast jitter, gamma, Gaussian blur,
+//! additive Gaussian noise and solarisation. Every random draw (the noise
+//! field included) comes from a seeded CPU RNG, so a batch is a pure function
+//! of (seed, epoch, step) on any device.
 
 use rand::Rng;
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -24,10 +27,21 @@ pub struct AugmentConfig {
     pub blur_p: f64,
     pub blur_sigma: (f64, f64),
     pub solarize_p: f64,
+    /// Gamma amplitude g: γ log-uniform in [1/(1+g), 1+g] (0 = none). Scanners
+    /// and reconstruction pipelines differ in their intensity curve.
+    pub gamma: f64,
+    /// Probability and σ range (on [0, 1] planes) of additive Gaussian noise:
+    /// receiver noise differs between field strengths and coils.
+    pub noise_p: f64,
+    pub noise_std: (f64, f64),
 }
 
 impl AugmentConfig {
-    /// Mild augmentation for supervised training and fine-tuning.
+    /// Augmentation for supervised training and fine-tuning: mild geometry
+    /// (a lesion must stay in the crop) and the intensity shifts between
+    /// scanners, sequences' parameters and coils (brightness, contrast, gamma,
+    /// blur, noise), so that a model learns anatomy and signal relations
+    /// rather than one site's intensity curve.
     pub fn supervised() -> AugmentConfig {
         AugmentConfig {
             crop_scale: (0.7, 1.0),
@@ -35,10 +49,13 @@ impl AugmentConfig {
             flip_p: 0.5,
             rotation_deg: 10.0,
             brightness: 0.1,
-            contrast: 0.1,
-            blur_p: 0.1,
+            contrast: 0.2,
+            blur_p: 0.2,
             blur_sigma: (0.1, 1.0),
             solarize_p: 0.0,
+            gamma: 0.3,
+            noise_p: 0.3,
+            noise_std: (0.005, 0.04),
         }
     }
 
@@ -60,6 +77,9 @@ impl AugmentConfig {
             blur_p: 0.5,
             blur_sigma: (0.1, 1.5),
             solarize_p: 0.2,
+            gamma: 0.0,
+            noise_p: 0.0,
+            noise_std: (0.0, 0.0),
         }
     }
 
@@ -74,6 +94,9 @@ impl AugmentConfig {
             blur_p: 0.0,
             blur_sigma: (0.0, 0.0),
             solarize_p: 0.0,
+            gamma: 0.0,
+            noise_p: 0.0,
+            noise_std: (0.0, 0.0),
         }
     }
 }
@@ -89,6 +112,27 @@ pub struct Draw {
     /// 0 = no blur.
     pub blur_sigma: Vec<f32>,
     pub solarize: Vec<bool>,
+    /// Exponent per sample (1 = none).
+    pub gamma: Vec<f32>,
+    /// Noise σ per sample (0 = none) and the seed of the batch's noise field.
+    pub noise_std: Vec<f32>,
+    pub noise_seed: u64,
+}
+
+impl Draw {
+    /// No change at all: identity crop, no intensity change.
+    pub fn identity(batch: usize) -> Draw {
+        Draw {
+            theta: vec![[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]; batch],
+            brightness: vec![0.0; batch],
+            contrast: vec![1.0; batch],
+            blur_sigma: vec![0.0; batch],
+            solarize: vec![false; batch],
+            gamma: vec![1.0; batch],
+            noise_std: vec![0.0; batch],
+            noise_seed: 0,
+        }
+    }
 }
 
 fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
@@ -106,6 +150,9 @@ pub fn draw(config: &AugmentConfig, batch: usize, rng: &mut ChaCha8Rng) -> Draw 
         contrast: Vec::with_capacity(batch),
         blur_sigma: Vec::with_capacity(batch),
         solarize: Vec::with_capacity(batch),
+        gamma: Vec::with_capacity(batch),
+        noise_std: Vec::with_capacity(batch),
+        noise_seed: 0,
     };
     for _ in 0..batch {
         // Random resized crop: a box of area `scale` and aspect `ratio`,
@@ -145,6 +192,24 @@ pub fn draw(config: &AugmentConfig, batch: usize, rng: &mut ChaCha8Rng) -> Draw 
             });
         d.solarize
             .push(rng.random_bool(config.solarize_p.clamp(0.0, 1.0)));
+        // Drawn only when enabled, so that presets without them (the SSL
+        // views) keep their random streams.
+        d.gamma.push(if config.gamma > 0.0 {
+            let bound = (1.0 + config.gamma).ln();
+            uniform(rng, (-bound, bound)).exp() as f32
+        } else {
+            1.0
+        });
+        d.noise_std.push(
+            if config.noise_p > 0.0 && rng.random_bool(config.noise_p.clamp(0.0, 1.0)) {
+                uniform(rng, config.noise_std) as f32
+            } else {
+                0.0
+            },
+        );
+    }
+    if config.noise_p > 0.0 {
+        d.noise_seed = rng.random();
     }
     d
 }
@@ -176,9 +241,16 @@ pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
     let mean = x.mean_dim(&[2i64, 3][..], true, Kind::Float);
     x = (&x - &mean) * column(&d.contrast) + &mean + column(&d.brightness);
     x = x.clamp(0.0, 1.0);
+    if d.gamma.iter().any(|g| *g != 1.0) {
+        x = x.pow(&column(&d.gamma));
+    }
 
     if d.blur_sigma.iter().any(|s| *s > 0.0) {
         x = gaussian_blur(&x, &d.blur_sigma);
+    }
+    if d.noise_std.iter().any(|s| *s > 0.0) {
+        let noise = noise_field(d.noise_seed, b, side).to_device(device);
+        x = (x + noise * column(&d.noise_std)).clamp(0.0, 1.0);
     }
     if d.solarize.iter().any(|s| *s) {
         let flags: Vec<f32> = d
@@ -191,6 +263,17 @@ pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
         x = &solarized * &flags + &x * (1.0 - &flags);
     }
     x
+}
+
+/// Standard normal field `[B, 1, S, S]` from a seeded CPU RNG (not libtorch's
+/// generator, whose stream differs between CPU and CUDA).
+fn noise_field(seed: u64, batch: i64, side: i64) -> Tensor {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let count = usize::try_from(batch * side * side).unwrap_or(0);
+    let values: Vec<f32> = (0..count)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_slice(&values).reshape([batch, 1, side, side])
 }
 
 /// Per-sample separable Gaussian blur (σ = 0 → identity) as grouped convolutions.
@@ -269,10 +352,7 @@ mod tests {
         let x = ramp(1, 6);
         let d = Draw {
             theta: vec![[-1.0, 0.0, 0.0, 0.0, 1.0, 0.0]],
-            brightness: vec![0.0],
-            contrast: vec![1.0],
-            blur_sigma: vec![0.0],
-            solarize: vec![false],
+            ..Draw::identity(1)
         };
         let y = apply(&x, &d);
         let diff = (&y - x.flip([3])).abs().max().double_value(&[]);
@@ -283,17 +363,51 @@ mod tests {
     fn solarize_inverts_bright_pixels_only() {
         let x = Tensor::from_slice(&[0.2f32, 0.7, 0.4, 0.9]).reshape([1, 1, 2, 2]);
         let d = Draw {
-            theta: vec![[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]],
-            brightness: vec![0.0],
-            contrast: vec![1.0],
-            blur_sigma: vec![0.0],
             solarize: vec![true],
+            ..Draw::identity(1)
         };
         let y = Vec::<f32>::try_from(apply(&x, &d).flatten(0, -1)).unwrap();
         let expect = [0.2, 0.3, 0.4, 0.1];
         for (a, b) in y.iter().zip(expect) {
             assert!((a - b).abs() < 1e-5, "{y:?}");
         }
+    }
+
+    #[test]
+    fn gamma_raises_each_pixel_to_its_power() {
+        let x = Tensor::from_slice(&[0.25f32, 0.5, 0.81, 1.0]).reshape([1, 1, 2, 2]);
+        let d = Draw {
+            gamma: vec![2.0],
+            ..Draw::identity(1)
+        };
+        let y = Vec::<f32>::try_from(apply(&x, &d).flatten(0, -1)).unwrap();
+        // Hand-computed: 0.25² = 0.0625, 0.5² = 0.25, 0.81² = 0.6561, 1² = 1.
+        for (a, b) in y.iter().zip([0.0625, 0.25, 0.6561, 1.0]) {
+            assert!((a - b).abs() < 1e-5, "{y:?}");
+        }
+    }
+
+    #[test]
+    fn noise_has_the_drawn_spread_only_where_drawn_and_is_seeded() {
+        let x = Tensor::full([2, 1, 64, 64], 0.5, (Kind::Float, tch::Device::Cpu));
+        let d = Draw {
+            noise_std: vec![0.05, 0.0],
+            noise_seed: 3,
+            ..Draw::identity(2)
+        };
+        let y = apply(&x, &d);
+        let noisy = y.get(0);
+        // 4096 samples of N(0.5, 0.05²): the sample std is within ±10 % of
+        // 0.05 (its standard error is 0.05/√8192 ≈ 0.0006), the mean within 0.005.
+        let std = noisy.std(true).double_value(&[]);
+        let mean = noisy.mean(Kind::Float).double_value(&[]);
+        assert!((std - 0.05).abs() < 0.005, "{std}");
+        assert!((mean - 0.5).abs() < 0.005, "{mean}");
+        assert!((y.get(1) - 0.5).abs().max().double_value(&[]) < 1e-6);
+        assert_eq!(
+            Vec::<f32>::try_from(y.flatten(0, -1)).unwrap(),
+            Vec::<f32>::try_from(apply(&x, &d).flatten(0, -1)).unwrap()
+        );
     }
 
     #[test]

@@ -1,0 +1,379 @@
+//! DICOM storage receiver (C-ECHO and C-STORE SCP) beside the inbox service:
+//! a scanner pushes slices over the network, each received object is written
+//! into the inbox as a Part 10 file (atomically: a hidden temporary name,
+//! then a rename), and the inbox service triages it like a dropped file.
+//!
+//! Every association runs on its own thread with read and write timeouts, so
+//! a slow or dropped association never stalls triage; an object is written
+//! only when it arrived whole. Only Verification and MR Image Storage are
+//! accepted, in transfer syntaxes the front end decodes; an association that
+//! proposes nothing acceptable is rejected by the upper layer. Received files
+//! are named by the hash of their SOP Instance UID, never by patient data.
+
+use crate::service::write_atomic;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
+use dicom_ul::association::server::ServerAssociationOptions;
+use dicom_ul::association::Association;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+use dicom_ul::ServerAssociation;
+use thiserror::Error;
+use tumorxai_shared::dicom::uid_hash;
+
+/// Verification SOP Class (C-ECHO).
+pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+/// MR Image Storage.
+pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
+/// Transfer syntaxes the DICOM front end decodes.
+pub const TRANSFER_SYNTAXES: [&str; 6] = [
+    "1.2.840.10008.1.2",      // Implicit VR Little Endian
+    "1.2.840.10008.1.2.1",    // Explicit VR Little Endian
+    "1.2.840.10008.1.2.1.99", // Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.5",    // RLE Lossless
+    "1.2.840.10008.1.2.4.50", // JPEG Baseline
+    "1.2.840.10008.1.2.4.70", // JPEG Lossless SV1
+];
+
+const C_STORE_RQ: u16 = 0x0001;
+const C_STORE_RSP: u16 = 0x8001;
+const C_ECHO_RQ: u16 = 0x0030;
+const C_ECHO_RSP: u16 = 0x8030;
+/// Largest object accepted (an MR slice is well under 10 MB).
+pub const MAX_OBJECT_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Error)]
+pub enum ScpError {
+    #[error("association: {0}")]
+    Association(String),
+    #[error("malformed command: {0}")]
+    Command(String),
+    #[error("object larger than {MAX_OBJECT_BYTES} bytes")]
+    TooLarge,
+    #[error("writing into the inbox: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The receiver's settings.
+#[derive(Debug, Clone)]
+pub struct ScpConfig {
+    pub ae_title: String,
+    pub inbox: PathBuf,
+    /// Read/write timeout of one association.
+    pub timeout: Duration,
+}
+
+/// What one association did, for the log.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AssociationReport {
+    pub calling_ae_title: String,
+    pub echoes: usize,
+    /// Inbox names of the stored objects.
+    pub stored: Vec<String>,
+}
+
+/// Accepts associations until `stop` is set, each on its own thread.
+/// `log` receives one line per association (never patient data).
+pub fn serve(
+    listener: TcpListener,
+    config: ScpConfig,
+    stop: Arc<AtomicBool>,
+    log: impl Fn(String) + Send + Sync + 'static,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let log = Arc::new(log);
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((socket, peer)) => {
+                let (config, log) = (config.clone(), Arc::clone(&log));
+                std::thread::spawn(move || {
+                    let line = match handle_association(socket, &config) {
+                        Ok(r) => format!(
+                            "dicom: association from {} ({peer}): {} echo, {} stored",
+                            r.calling_ae_title,
+                            r.echoes,
+                            r.stored.len()
+                        ),
+                        Err(e) => format!("dicom: association from {peer} ended: {e}"),
+                    };
+                    log(line);
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One association: negotiate, answer C-ECHO and C-STORE requests until
+/// release or abort.
+pub fn handle_association(
+    socket: TcpStream,
+    config: &ScpConfig,
+) -> Result<AssociationReport, ScpError> {
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(config.timeout))?;
+    socket.set_write_timeout(Some(config.timeout))?;
+    let mut options = ServerAssociationOptions::new()
+        .accept_called_ae_title()
+        .ae_title(config.ae_title.clone())
+        .with_abstract_syntax(VERIFICATION)
+        .with_abstract_syntax(MR_IMAGE_STORAGE);
+    for ts in TRANSFER_SYNTAXES {
+        options = options.with_transfer_syntax(ts);
+    }
+    let mut association = options
+        .establish(socket)
+        .map_err(|e| ScpError::Association(e.to_string()))?;
+    let mut report = AssociationReport {
+        calling_ae_title: association.peer_ae_title().to_string(),
+        ..AssociationReport::default()
+    };
+    let contexts: Vec<(u8, String)> = association
+        .presentation_contexts()
+        .iter()
+        .map(|pc| (pc.id, pc.transfer_syntax.trim_end_matches('\0').to_string()))
+        .collect();
+    let mut command: Vec<u8> = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut pending: Option<(u8, InMemDicomObject)> = None;
+    loop {
+        let pdu = association
+            .receive()
+            .map_err(|e| ScpError::Association(e.to_string()))?;
+        match pdu {
+            Pdu::PData { data: values } => {
+                for value in values {
+                    match value.value_type {
+                        PDataValueType::Command => {
+                            command.extend_from_slice(&value.data);
+                            if !value.is_last {
+                                continue;
+                            }
+                            let object = read_command(&command)?;
+                            command.clear();
+                            let field = command_u16(&object, tags::COMMAND_FIELD)?;
+                            match field {
+                                C_ECHO_RQ => {
+                                    let rsp = response(&object, C_ECHO_RSP, VERIFICATION)?;
+                                    send_command(
+                                        &mut association,
+                                        value.presentation_context_id,
+                                        &rsp,
+                                    )?;
+                                    report.echoes += 1;
+                                }
+                                C_STORE_RQ => {
+                                    data.clear();
+                                    pending = Some((value.presentation_context_id, object));
+                                }
+                                other => {
+                                    return Err(ScpError::Command(format!(
+                                        "command field {other:#06x} not supported"
+                                    )))
+                                }
+                            }
+                        }
+                        PDataValueType::Data => {
+                            if data.len().saturating_add(value.data.len()) > MAX_OBJECT_BYTES {
+                                return Err(ScpError::TooLarge);
+                            }
+                            data.extend_from_slice(&value.data);
+                            if !value.is_last {
+                                continue;
+                            }
+                            let Some((context, request)) = pending.take() else {
+                                return Err(ScpError::Command(
+                                    "data without a C-STORE request".into(),
+                                ));
+                            };
+                            let transfer_syntax = contexts
+                                .iter()
+                                .find(|(id, _)| *id == context)
+                                .map(|(_, ts)| ts.clone())
+                                .ok_or_else(|| {
+                                    ScpError::Command("unknown presentation context".into())
+                                })?;
+                            let sop_class = command_text(&request, tags::AFFECTED_SOP_CLASS_UID)?;
+                            let sop_instance =
+                                command_text(&request, tags::AFFECTED_SOP_INSTANCE_UID)?;
+                            let name = store(
+                                &config.inbox,
+                                &sop_class,
+                                &sop_instance,
+                                &transfer_syntax,
+                                &data,
+                            )?;
+                            data.clear();
+                            let rsp = response(&request, C_STORE_RSP, &sop_class)?;
+                            let rsp = with_instance(rsp, &sop_instance);
+                            send_command(&mut association, context, &rsp)?;
+                            report.stored.push(name);
+                        }
+                    }
+                }
+            }
+            Pdu::ReleaseRQ => {
+                let _ = association.send(&Pdu::ReleaseRP);
+                return Ok(report);
+            }
+            Pdu::AbortRQ { .. } => return Ok(report),
+            other => {
+                return Err(ScpError::Association(format!(
+                    "unexpected PDU {}",
+                    pdu_name(&other)
+                )))
+            }
+        }
+    }
+}
+
+fn pdu_name(pdu: &Pdu) -> &'static str {
+    match pdu {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        _ => "other",
+    }
+}
+
+fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, ScpError> {
+    InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| ScpError::Command(e.to_string()))
+}
+
+fn command_u16(object: &InMemDicomObject, tag: dicom_core::Tag) -> Result<u16, ScpError> {
+    object
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_int::<u16>().ok())
+        .ok_or_else(|| ScpError::Command(format!("{tag} missing")))
+}
+
+fn command_text(object: &InMemDicomObject, tag: dicom_core::Tag) -> Result<String, ScpError> {
+    object
+        .element(tag)
+        .ok()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ScpError::Command(format!("{tag} missing")))
+}
+
+/// A response command: same message, status Success, no data set.
+fn response(
+    request: &InMemDicomObject,
+    field: u16,
+    sop_class: &str,
+) -> Result<InMemDicomObject, ScpError> {
+    let message_id = command_u16(request, tags::MESSAGE_ID)?;
+    Ok(InMemDicomObject::from_element_iter([
+        DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(uid_value(sop_class)),
+        ),
+        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)),
+        DataElement::new(
+            tags::MESSAGE_ID_BEING_RESPONDED_TO,
+            VR::US,
+            PrimitiveValue::from(message_id),
+        ),
+        // 0x0101: no data set follows.
+        DataElement::new(
+            tags::COMMAND_DATA_SET_TYPE,
+            VR::US,
+            PrimitiveValue::from(0x0101u16),
+        ),
+        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(0x0000u16)),
+    ]))
+}
+
+fn with_instance(mut rsp: InMemDicomObject, sop_instance: &str) -> InMemDicomObject {
+    rsp.put(DataElement::new(
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from(uid_value(sop_instance)),
+    ));
+    rsp
+}
+
+/// UIDs are padded to even length with a NUL.
+fn uid_value(uid: &str) -> String {
+    let mut value = uid.to_string();
+    if value.len() % 2 == 1 {
+        value.push('\0');
+    }
+    value
+}
+
+fn send_command(
+    association: &mut ServerAssociation<TcpStream>,
+    context: u8,
+    command: &InMemDicomObject,
+) -> Result<(), ScpError> {
+    // Command group length (0000,0000) first: the encoded size of the rest.
+    let mut body = Vec::new();
+    command
+        .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| ScpError::Command(e.to_string()))?;
+    let length = u32::try_from(body.len()).map_err(|_| ScpError::TooLarge)?;
+    let mut full = command.clone();
+    full.put(DataElement::new(
+        tags::COMMAND_GROUP_LENGTH,
+        VR::UL,
+        PrimitiveValue::from(length),
+    ));
+    let mut bytes = Vec::new();
+    full.write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| ScpError::Command(e.to_string()))?;
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: bytes,
+            }],
+        })
+        .map_err(|e| ScpError::Association(e.to_string()))
+}
+
+/// Writes a received data set as a Part 10 file into the inbox: preamble,
+/// "DICM", file meta group, then the data set exactly as received. Name:
+/// `dicom-<hash of the SOP Instance UID>.dcm`; written atomically under a
+/// hidden temporary name, which the inbox never picks up.
+pub fn store(
+    inbox: &Path,
+    sop_class: &str,
+    sop_instance: &str,
+    transfer_syntax: &str,
+    dataset: &[u8],
+) -> Result<String, ScpError> {
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(sop_class)
+        .media_storage_sop_instance_uid(sop_instance)
+        .transfer_syntax(transfer_syntax)
+        .build()
+        .map_err(|e| ScpError::Command(e.to_string()))?;
+    let mut bytes = vec![0u8; 128];
+    bytes.extend_from_slice(b"DICM");
+    meta.write(&mut bytes)
+        .map_err(|e| ScpError::Command(e.to_string()))?;
+    bytes.extend_from_slice(dataset);
+    let name = format!("dicom-{}.dcm", uid_hash(sop_instance));
+    write_atomic(&inbox.join(&name), &bytes)?;
+    Ok(name)
+}

@@ -1,0 +1,276 @@
+"""Writes DICOM test files with pydicom (an independent writer) and, for each
+decodable case, the expected [0, 1] plane computed here with numpy from the
+standard's formulas (PS3.3 C.11.1 modality LUT, C.11.2.1.2 VOI window,
+MONOCHROME1 inversion; auto-window = minimum .. 99.5th percentile by
+nearest rank when the file has no window, as documented in
+shared/src/dicom/window.rs).
+
+    python tests/tools/make_dicom_set.py SLICE.jpg OUT_DIR
+
+OUT_DIR/cases.json lists every file with what the decoder must do:
+"plane" (decode; compare with NAME.expected.f32, little-endian f32, within
+"tolerance"), "review" (decodes, but the tags rule the slice out; the reason
+must contain "reason"), or "error" (refused; the message must contain
+"error"). Every file carries a fake patient name and ID, which no output may
+repeat. Versions: pydicom 3.0.2, numpy 2.4.6, pillow 13.0.0 (.ci/setup).
+"""
+import io
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    MRImageStorage,
+    RLELossless,
+    generate_uid,
+)
+
+PATIENT_NAME = "DOE^JANE"
+PATIENT_ID = "PID-4711-SECRET"
+
+
+def base(rows, cols, description="AX T1 POST GD"):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = PATIENT_NAME
+    ds.PatientID = PATIENT_ID
+    ds.Modality = "MR"
+    ds.BodyPartExamined = "BRAIN"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    ds.SeriesDescription = description
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    return ds
+
+
+def set_pixels(ds, array, bits_stored=None):
+    bits = array.dtype.itemsize * 8
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits_stored or bits
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if array.dtype.kind == "i" else 0
+    ds.PixelData = array.astype(array.dtype.newbyteorder("<")).tobytes()
+
+
+def save(ds, path, ts=ExplicitVRLittleEndian):
+    ds.file_meta.TransferSyntaxUID = ts
+    ds.save_as(path, enforce_file_format=True)
+
+
+def linear(x, c, w):
+    y = (x - (c - 0.5)) / (w - 1) + 0.5
+    y = np.where(x <= c - 0.5 - (w - 1) / 2, 0.0, y)
+    y = np.where(x > c - 0.5 + (w - 1) / 2, 1.0, y)
+    return y
+
+
+def linear_exact(x, c, w):
+    return np.clip((x - c) / w + 0.5, 0.0, 1.0)
+
+
+def sigmoid(x, c, w):
+    return 1.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+
+
+def auto(x):
+    flat = np.sort(x.ravel())
+    rank = max(math.ceil(0.995 * flat.size) - 1, 0)
+    low, high = flat[0], flat[rank]
+    return np.clip((x - low) / (high - low), 0.0, 1.0)
+
+
+def main():
+    source, out = Path(sys.argv[1]), Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    gray = np.asarray(Image.open(source).convert("L"))
+    rows, cols = gray.shape
+    v12 = gray.astype(np.uint16) * 16  # 12-bit range 0..4080
+    cases = []
+
+    def plane(name, ds, expected, ts=ExplicitVRLittleEndian, tolerance=1e-6, file_name=None):
+        file_name = file_name or f"{name}.dcm"
+        save(ds, out / file_name, ts)
+        np.asarray(expected, dtype="<f4").tofile(out / f"{name}.expected.f32")
+        cases.append({"file": file_name, "expect": "plane", "name": name,
+                      "width": cols, "height": rows, "tolerance": tolerance})
+
+    ds = base(rows, cols)
+    set_pixels(ds, gray.astype(np.uint8))
+    plane("mono2-u8-auto-window", ds, auto(gray.astype(np.float64)))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    plane("mono2-u16-12bit-window", ds, linear(v12.astype(np.float64), 2000, 3000))
+
+    signed = v12.astype(np.int16) - 2048
+    ds = base(rows, cols)
+    set_pixels(ds, signed)
+    ds.RescaleSlope, ds.RescaleIntercept = 2, 100
+    ds.WindowCenter, ds.WindowWidth = 0, 6000
+    plane("mono2-s16-rescale-window", ds,
+          linear(signed.astype(np.float64) * 2 + 100, 0, 6000))
+
+    inverted = (4095 - v12).astype(np.uint16)
+    ds = base(rows, cols)
+    set_pixels(ds, inverted, bits_stored=12)
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    plane("mono1-u16-window", ds, 1.0 - linear(inverted.astype(np.float64), 2048, 4096))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 1500, 2500
+    ds.VOILUTFunction = "SIGMOID"
+    plane("sigmoid-window", ds, sigmoid(v12.astype(np.float64), 1500, 2500))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 1500, 2500
+    ds.VOILUTFunction = "LINEAR_EXACT"
+    plane("linear-exact-window", ds, linear_exact(v12.astype(np.float64), 1500, 2500))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    plane("implicit-vr", ds, linear(v12.astype(np.float64), 2000, 3000), ts=ImplicitVRLittleEndian)
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    plane("deflated", ds, linear(v12.astype(np.float64), 2000, 3000),
+          ts=DeflatedExplicitVRLittleEndian)
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    ds.compress(RLELossless, v12, encoding_plugin="pydicom")
+    ds.save_as(out / "rle-lossless.dcm", enforce_file_format=True)
+    np.asarray(linear(v12.astype(np.float64), 2000, 3000), dtype="<f4").tofile(
+        out / "rle-lossless.expected.f32")
+    cases.append({"file": "rle-lossless.dcm", "expect": "plane", "name": "rle-lossless",
+                  "width": cols, "height": rows, "tolerance": 1e-6})
+
+    # JPEG baseline: Pillow encodes; the reference is Pillow's own decode of
+    # the same bytes (decoders may differ by a grey level: tolerance 3/255).
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="JPEG", quality=92)
+    decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L")).astype(np.float64)
+    ds = base(rows, cols)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.save_as(out / "jpeg-baseline.dcm", enforce_file_format=True)
+    np.asarray(linear(decoded, 128, 256), dtype="<f4").tofile(out / "jpeg-baseline.expected.f32")
+    cases.append({"file": "jpeg-baseline.dcm", "expect": "plane", "name": "jpeg-baseline",
+                  "width": cols, "height": rows, "tolerance": 3 / 255})
+
+    # As scanners export: no extension.
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    plane("no-extension", ds, linear(v12.astype(np.float64), 2000, 3000), file_name="IM000001")
+
+    def review(name, reason, **tags):
+        ds = base(rows, cols)
+        set_pixels(ds, v12, bits_stored=12)
+        ds.WindowCenter, ds.WindowWidth = 2000, 3000
+        for key, value in tags.items():
+            setattr(ds, key, value)
+        save(ds, out / f"{name}.dcm")
+        cases.append({"file": f"{name}.dcm", "expect": "review", "reason": reason})
+
+    review("ct-modality", "modality CT", Modality="CT")
+    review("localizer", "LOCALIZER", ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    review("sagittal", "sagittal", ImageOrientationPatient=[0, 1, 0, 0, 0, -1])
+    review("spine", "body part LSPINE", BodyPartExamined="LSPINE")
+    review("flair", "declares FLAIR", SeriesDescription="AX T2 FLAIR")
+
+    def error(name, message, data):
+        (out / f"{name}.dcm").write_bytes(data)
+        cases.append({"file": f"{name}.dcm", "expect": "error", "error": message})
+
+    def encoded(ds, ts=ExplicitVRLittleEndian):
+        ds.file_meta.TransferSyntaxUID = ts
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    ds = base(rows, cols)
+    set_pixels(ds, np.stack([v12, v12]), bits_stored=12)
+    ds.NumberOfFrames = 2
+    error("multi-frame", "2 frames", encoded(ds))
+
+    ds = base(rows, cols)
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    rgb = np.stack([gray] * 3, axis=-1).astype(np.uint8)
+    set_pixels(ds, rgb)
+    ds.PhotometricInterpretation = "RGB"
+    error("rgb", "colour", encoded(ds))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    whole = encoded(ds)
+    error("truncated", "truncated", whole[: len(whole) - len(whole) // 3])
+
+    ds = base(60000, 60000)
+    set_pixels(ds, v12, bits_stored=12)
+    error("huge-dimensions", "too large", encoded(ds))
+
+    ds = base(rows, cols)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    error("missing-pixel-data", "Pixel Data", encoded(ds))
+
+    # Wrong VR length: the Series Description's 2-byte length field set to
+    # 0xFFF0, far past the end of the element.
+    ds = base(rows, cols, description="AXT1")
+    set_pixels(ds, v12, bits_stored=12)
+    data = bytearray(encoded(ds))
+    at = data.find(b"\x08\x00\x3e\x10LO")
+    struct.pack_into("<H", data, at + 6, 0xFFF0)
+    error("wrong-vr-length", "DICOM", bytes(data))
+
+    # A 4-byte length of 0xFFFFFFF0 on the pixel data (explicit VR OW).
+    data = bytearray(encoded(base(rows, cols)))
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    data = bytearray(encoded(ds))
+    at = data.find(b"\xe0\x7f\x10\x00OW")
+    struct.pack_into("<I", data, at + 8, 0xFFFFFFF0)
+    error("huge-pixel-length", "DICOM", bytes(data))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12.astype(np.uint16), bits_stored=12)
+    ds.BitsAllocated = 12
+    error("bits-allocated-12", "DICOM", encoded(ds))
+
+    rng = np.random.default_rng(7)
+    error("garbage-after-marker", "DICOM",
+          bytes(128) + b"DICM" + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+
+    (out / "cases.json").write_text(json.dumps({
+        "patient_name": PATIENT_NAME, "patient_id": PATIENT_ID, "cases": cases}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
