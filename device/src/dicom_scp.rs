@@ -6,14 +6,15 @@
 //! Every association runs on its own thread with read and write timeouts, so
 //! a slow or dropped association never stalls triage; an object is written
 //! only when it arrived whole. Only Verification and MR Image Storage are
-//! accepted, in transfer syntaxes the front end decodes; an association that
-//! proposes nothing acceptable is rejected by the upper layer. Received files
+//! accepted, in transfer syntaxes the front end decodes; other presentation
+//! contexts are rejected in the negotiation, and a store on anything but an
+//! accepted MR context ends the association. Received files
 //! are named by the hash of their SOP Instance UID, never by patient data.
 
 use crate::service::write_atomic;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::association::server::ServerAssociationOptions;
 use dicom_ul::association::Association;
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ServerAssociation;
 use thiserror::Error;
 use tumorxai_shared::dicom::uid_hash;
@@ -49,6 +50,10 @@ const C_ECHO_RQ: u16 = 0x0030;
 const C_ECHO_RSP: u16 = 0x8030;
 /// Largest object accepted (an MR slice is well under 10 MB).
 pub const MAX_OBJECT_BYTES: usize = 64 << 20;
+/// Largest command set accepted (a C-STORE-RQ is a few hundred bytes).
+const MAX_COMMAND_BYTES: usize = 64 << 10;
+/// Associations served at once; more are closed on arrival.
+pub const MAX_ASSOCIATIONS: usize = 8;
 
 #[derive(Debug, Error)]
 pub enum ScpError {
@@ -90,10 +95,19 @@ pub fn serve(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let log = Arc::new(log);
+    let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((socket, peer)) => {
-                let (config, log) = (config.clone(), Arc::clone(&log));
+                if active.load(Ordering::SeqCst) >= MAX_ASSOCIATIONS {
+                    log(format!(
+                        "dicom: {peer} refused: {MAX_ASSOCIATIONS} associations already open"
+                    ));
+                    drop(socket);
+                    continue;
+                }
+                active.fetch_add(1, Ordering::SeqCst);
+                let (config, log, active) = (config.clone(), Arc::clone(&log), Arc::clone(&active));
                 std::thread::spawn(move || {
                     let line = match handle_association(socket, &config) {
                         Ok(r) => format!(
@@ -104,13 +118,19 @@ pub fn serve(
                         ),
                         Err(e) => format!("dicom: association from {peer} ended: {e}"),
                     };
+                    active.fetch_sub(1, Ordering::SeqCst);
                     log(line);
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(e) => return Err(e),
+            // E.g. out of file descriptors: the receiver waits and goes on
+            // rather than stopping for good.
+            Err(e) => {
+                log(format!("dicom: accepting a connection failed: {e}"));
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
     }
     Ok(())
@@ -123,27 +143,40 @@ pub fn handle_association(
     config: &ScpConfig,
 ) -> Result<AssociationReport, ScpError> {
     socket.set_nonblocking(false)?;
-    socket.set_read_timeout(Some(config.timeout))?;
-    socket.set_write_timeout(Some(config.timeout))?;
+    // The timeouts go through the association options: establish() applies
+    // its own socket options and would reset timeouts set on the socket.
     let mut options = ServerAssociationOptions::new()
         .accept_called_ae_title()
         .ae_title(config.ae_title.clone())
+        .read_timeout(config.timeout)
+        .write_timeout(config.timeout)
         .with_abstract_syntax(VERIFICATION)
         .with_abstract_syntax(MR_IMAGE_STORAGE);
     for ts in TRANSFER_SYNTAXES {
         options = options.with_transfer_syntax(ts);
     }
+    // The negotiation error's text can quote the offending PDU, data set
+    // bytes included: log only that negotiation failed.
     let mut association = options
         .establish(socket)
-        .map_err(|e| ScpError::Association(e.to_string()))?;
+        .map_err(|_| ScpError::Association("negotiation failed or refused".into()))?;
     let mut report = AssociationReport {
         calling_ae_title: association.peer_ae_title().to_string(),
         ..AssociationReport::default()
     };
-    let contexts: Vec<(u8, String)> = association
+    // Only accepted contexts: the list also holds the rejected ones, with a
+    // placeholder transfer syntax.
+    let contexts: Vec<(u8, String, String)> = association
         .presentation_contexts()
         .iter()
-        .map(|pc| (pc.id, pc.transfer_syntax.trim_end_matches('\0').to_string()))
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| {
+            (
+                pc.id,
+                pc.abstract_syntax.trim_end_matches('\0').to_string(),
+                pc.transfer_syntax.trim_end_matches('\0').to_string(),
+            )
+        })
         .collect();
     let mut command: Vec<u8> = Vec::new();
     let mut data: Vec<u8> = Vec::new();
@@ -157,6 +190,14 @@ pub fn handle_association(
                 for value in values {
                     match value.value_type {
                         PDataValueType::Command => {
+                            if pending.is_some() {
+                                return Err(ScpError::Command(
+                                    "a new command before the data set of the last".into(),
+                                ));
+                            }
+                            if command.len().saturating_add(value.data.len()) > MAX_COMMAND_BYTES {
+                                return Err(ScpError::TooLarge);
+                            }
                             command.extend_from_slice(&value.data);
                             if !value.is_last {
                                 continue;
@@ -175,7 +216,11 @@ pub fn handle_association(
                                     report.echoes += 1;
                                 }
                                 C_STORE_RQ => {
-                                    data.clear();
+                                    if !data.is_empty() {
+                                        return Err(ScpError::Command(
+                                            "data set fragments before their command".into(),
+                                        ));
+                                    }
                                     pending = Some((value.presentation_context_id, object));
                                 }
                                 other => {
@@ -186,6 +231,17 @@ pub fn handle_association(
                             }
                         }
                         PDataValueType::Data => {
+                            let Some((context, _)) = pending.as_ref() else {
+                                return Err(ScpError::Command(
+                                    "data set fragments before their command".into(),
+                                ));
+                            };
+                            if *context != value.presentation_context_id {
+                                return Err(ScpError::Command(
+                                    "data set on another presentation context than its command"
+                                        .into(),
+                                ));
+                            }
                             if data.len().saturating_add(value.data.len()) > MAX_OBJECT_BYTES {
                                 return Err(ScpError::TooLarge);
                             }
@@ -198,14 +254,20 @@ pub fn handle_association(
                                     "data without a C-STORE request".into(),
                                 ));
                             };
-                            let transfer_syntax = contexts
+                            let (abstract_syntax, transfer_syntax) = contexts
                                 .iter()
-                                .find(|(id, _)| *id == context)
-                                .map(|(_, ts)| ts.clone())
+                                .find(|(id, _, _)| *id == context)
+                                .map(|(_, a, ts)| (a.clone(), ts.clone()))
                                 .ok_or_else(|| {
-                                    ScpError::Command("unknown presentation context".into())
+                                    ScpError::Command("no accepted presentation context".into())
                                 })?;
                             let sop_class = command_text(&request, tags::AFFECTED_SOP_CLASS_UID)?;
+                            if abstract_syntax != MR_IMAGE_STORAGE || sop_class != MR_IMAGE_STORAGE
+                            {
+                                return Err(ScpError::Command(format!(
+                                    "C-STORE of SOP class {sop_class}: only MR Image Storage is accepted"
+                                )));
+                            }
                             let sop_instance =
                                 command_text(&request, tags::AFFECTED_SOP_INSTANCE_UID)?;
                             let name = store(

@@ -8,15 +8,12 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
-use tumorxai_shared::dicom::{
-    declared_sequence, not_axial_brain_mr, DeclaredSequence, DicomInfo, DICOM_FRONT_END,
-};
+use tumorxai_shared::dicom::{declared_sequence, ruled_out, DeclaredSequence, DICOM_FRONT_END};
 use tumorxai_shared::logits::all_finite;
 use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::plausibility::input_doubt;
 use tumorxai_shared::{
     decode_slice, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
-    Sequence,
 };
 
 use crate::eigencam::{eigencam_with_gap, upsample};
@@ -111,10 +108,7 @@ pub fn run_slice(
         .as_ref()
         .and_then(|info| declared_sequence(&info.sequence_text));
     // What the DICOM tags rule out is decided before inference.
-    let tag_doubt = decoded
-        .dicom
-        .as_ref()
-        .and_then(|info| dicom_doubt(info, declared));
+    let tag_doubt = decoded.dicom.as_ref().and_then(ruled_out);
     let dicom = decoded.dicom.as_ref().map(|info| DicomSummary {
         front_end: DICOM_FRONT_END,
         sop_instance_uid_sha256: info.sop_instance_uid_hash.clone(),
@@ -183,23 +177,6 @@ pub fn run_slice(
         overlay,
         saliency,
     })
-}
-
-/// Why a DICOM slice's own tags rule it out: not an axial brain MR, or a
-/// sequence the model was not trained on.
-fn dicom_doubt(info: &DicomInfo, declared: Option<DeclaredSequence>) -> Option<String> {
-    if let Some(why) = not_axial_brain_mr(info) {
-        return Some(why);
-    }
-    match declared {
-        Some(DeclaredSequence::Other(name)) => Some(format!(
-            "the series declares {name}; the model reads {}, {} and {} only",
-            Sequence::T1.label(),
-            Sequence::T1C.label(),
-            Sequence::T2.label()
-        )),
-        _ => None,
-    }
 }
 
 /// The answer for a slice refused before inference: REVIEW with the reason,

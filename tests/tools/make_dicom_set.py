@@ -136,6 +136,22 @@ def main():
     ds.WindowCenter, ds.WindowWidth = 2048, 4096
     plane("mono1-u16-window", ds, 1.0 - linear(inverted.astype(np.float64), 2048, 4096))
 
+    # 12 bits stored with garbage in the 4 unused high bits (overlay bits in
+    # old files): only the low 12 count.
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.PixelData = (v12 | 0xB000).astype("<u2").tobytes()
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    plane("mono2-u12-high-bits-garbage", ds, linear(v12.astype(np.float64), 2000, 3000))
+
+    # Signed 12-bit in 16: two's complement in the low 12 bits, garbage above.
+    s12 = v12.astype(np.int32) - 2048
+    ds = base(rows, cols)
+    set_pixels(ds, s12.astype(np.int16), bits_stored=12)
+    ds.PixelData = ((s12 & 0x0FFF) | 0x5000).astype("<u2").tobytes()
+    ds.WindowCenter, ds.WindowWidth = 0, 4096
+    plane("mono2-s12-in-16", ds, linear(s12.astype(np.float64), 0, 4096))
+
     ds = base(rows, cols)
     set_pixels(ds, v12, bits_stored=12)
     ds.WindowCenter, ds.WindowWidth = 1500, 2500
@@ -239,7 +255,7 @@ def main():
 
     ds = base(rows, cols)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    error("missing-pixel-data", "Pixel Data", encoded(ds))
+    error("missing-pixel-data", "no Pixel Data", encoded(ds))
 
     # Wrong VR length: the Series Description's 2-byte length field set to
     # 0xFFF0, far past the end of the element.
@@ -248,7 +264,7 @@ def main():
     data = bytearray(encoded(ds))
     at = data.find(b"\x08\x00\x3e\x10LO")
     struct.pack_into("<H", data, at + 6, 0xFFF0)
-    error("wrong-vr-length", "DICOM", bytes(data))
+    error("wrong-vr-length", "truncated", bytes(data))
 
     # A 4-byte length of 0xFFFFFFF0 on the pixel data (explicit VR OW).
     data = bytearray(encoded(base(rows, cols)))
@@ -257,15 +273,20 @@ def main():
     data = bytearray(encoded(ds))
     at = data.find(b"\xe0\x7f\x10\x00OW")
     struct.pack_into("<I", data, at + 8, 0xFFFFFFF0)
-    error("huge-pixel-length", "DICOM", bytes(data))
+    error("huge-pixel-length", "4294967280 value bytes", bytes(data))
 
     ds = base(rows, cols)
     set_pixels(ds, v12.astype(np.uint16), bits_stored=12)
     ds.BitsAllocated = 12
-    error("bits-allocated-12", "DICOM", encoded(ds))
+    error("bits-allocated-12", "Bits Allocated 12", encoded(ds))
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.HighBit = 15
+    error("high-bit-mismatch", "High Bit 15", encoded(ds))
 
     rng = np.random.default_rng(7)
-    error("garbage-after-marker", "DICOM",
+    error("garbage-after-marker", "meta group",
           bytes(128) + b"DICM" + rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
 
     (out / "cases.json").write_text(json.dumps({

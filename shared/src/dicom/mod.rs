@@ -16,7 +16,9 @@ use dicom_pixeldata::PixelDecoder;
 
 use crate::decode::{DecodeLimits, Luminance};
 use crate::error::PreprocessError;
-pub use tags::{declared_sequence, not_axial_brain_mr, uid_hash, DeclaredSequence, DicomInfo};
+pub use tags::{
+    declared_sequence, not_axial_brain_mr, ruled_out, uid_hash, DeclaredSequence, DicomInfo,
+};
 use window::{stored_values, to_unit_plane, SampleLayout, Voi, VoiFunction};
 
 /// Version of the DICOM front end (the grey-scale chain and its auto-window).
@@ -115,9 +117,8 @@ fn info(obj: &DefaultDicomObject) -> DicomInfo {
         .filter(|v| v.iter().all(|x| x.is_finite()));
     let sequence_text = [t::SERIES_DESCRIPTION, t::PROTOCOL_NAME, t::SEQUENCE_NAME]
         .into_iter()
-        .filter_map(|tag| text(obj, tag))
-        .collect::<Vec<_>>()
-        .join(" | ");
+        .find_map(|tag| text(obj, tag))
+        .unwrap_or_default();
     DicomInfo {
         modality: upper(t::MODALITY),
         body_part: upper(t::BODY_PART_EXAMINED),
@@ -223,6 +224,15 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
             )))
         }
     };
+    // Stored bits are the low ones (High Bit = Bits Stored − 1, as every
+    // current IOD requires); anything else would be masked wrongly.
+    if u32::from(pixels.high_bit()) + 1 != u32::from(pixels.bits_stored()) {
+        return Err(PreprocessError::UnsupportedDicom(format!(
+            "High Bit {} with Bits Stored {} (expected High Bit = Bits Stored - 1)",
+            pixels.high_bit(),
+            pixels.bits_stored()
+        )));
+    }
     let layout = SampleLayout {
         bits_allocated: pixels.bits_allocated(),
         bits_stored: pixels.bits_stored(),

@@ -19,9 +19,9 @@ pub struct DicomInfo {
     pub image_type: Vec<String>,
     /// Image Orientation (Patient) (0020,0037): row and column direction cosines.
     pub orientation: Option<[f64; 6]>,
-    /// Series Description, Protocol Name and Sequence Name joined by " | "
-    /// (what the sequence is read from; no patient data lives in these tags
-    /// by the standard's definition, but they are never shown verbatim).
+    /// What the sequence is read from: the Series Description, else the
+    /// Protocol Name (often exam-wide, hence second), else the Sequence Name.
+    /// Never shown verbatim.
     pub sequence_text: String,
     /// First 16 hex digits of SHA-256 of the SOP Instance UID, if present.
     pub sop_instance_uid_hash: Option<String>,
@@ -44,11 +44,14 @@ pub fn uid_hash(uid: &str) -> String {
     hex::encode(&digest[..8])
 }
 
-/// Reads the declared sequence from free-text series tags. Scanners write
-/// these by hand-made protocol names, so this is a keyword reading: T1 with
-/// a contrast keyword (C+, +C, POST, GD, GAD, CONTRAST, CE) is T1C+; T1 alone
-/// T1; T2 (not FLAIR) T2; FLAIR, DWI/DIFFUSION, ADC, SWI, PD are sequences the
-/// model does not know; anything else is unknown (None).
+/// Reads the declared sequence from a free-text series description.
+/// Scanners write these from hand-made protocol names, so this is a keyword
+/// reading, cautious towards REVIEW: sequences the model does not know
+/// (FLAIR and Siemens' TIRM / dark-fluid, diffusion, ADC, SWI, STIR, PD,
+/// T2* / gradient echo, perfusion) are named as such; T1 with a contrast
+/// keyword (C+, +C, POST, GD, GAD, CONTRAST, CE) and no pre-contrast one
+/// (PRE, W/O, WO, NON, WITHOUT, NONCONTRAST) is T1C+; T1 alone T1; T2 alone
+/// T2; anything else (both, neither) is unknown (None).
 pub fn declared_sequence(text: &str) -> Option<DeclaredSequence> {
     let upper = text.to_uppercase();
     let words: Vec<&str> = upper
@@ -57,31 +60,73 @@ pub fn declared_sequence(text: &str) -> Option<DeclaredSequence> {
         .collect();
     let has = |w: &str| words.contains(&w);
     let has_prefix = |p: &str| words.iter().any(|w| w.starts_with(p));
-    for (keyword, name) in [
-        ("FLAIR", "FLAIR"),
-        ("DWI", "DWI"),
-        ("DIFFUSION", "DWI"),
-        ("ADC", "ADC"),
-        ("SWI", "SWI"),
-        ("PD", "PD"),
-    ] {
-        if has_prefix(keyword) {
-            return Some(DeclaredSequence::Other(name));
-        }
+    let unknown_to_the_model: [(bool, &'static str); 10] = [
+        (
+            has_prefix("FLAIR")
+                || has_prefix("TIRM")
+                || upper.contains("DARK") && upper.contains("FLUID"),
+            "FLAIR",
+        ),
+        (
+            has("DWI") || has_prefix("DIFF") || has_prefix("TRACE") || has("DTI") || has("EP2D"),
+            "DWI",
+        ),
+        (has("ADC"), "ADC"),
+        (has("SWI") || has("SWAN"), "SWI"),
+        (has_prefix("STIR"), "STIR"),
+        (has("PD") || has_prefix("PDW"), "PD"),
+        (
+            upper.contains("T2*") || has("GRE") || has("FFE") || has("T2STAR"),
+            "T2*",
+        ),
+        (has_prefix("PERF") || has("DSC") || has("ASL"), "perfusion"),
+        (has("MRA") || has("TOF"), "angiography"),
+        (
+            has_prefix("LOC") || has("SCOUT") || has("SURVEY"),
+            "localiser",
+        ),
+    ];
+    if let Some((_, name)) = unknown_to_the_model.iter().find(|(hit, _)| *hit) {
+        return Some(DeclaredSequence::Other(name));
     }
-    let contrast = upper.contains("C+")
-        || upper.contains("+C")
-        || has("POST")
-        || has_prefix("GD")
-        || has_prefix("GAD")
-        || has("CONTRAST")
-        || has("CE");
+    let pre_contrast = has("PRE")
+        || has("WO")
+        || has("NON")
+        || has("WITHOUT")
+        || has("NONCONTRAST")
+        || upper.contains("W/O");
+    let contrast = !pre_contrast
+        && (upper.contains("C+")
+            || upper.contains("+C")
+            || has("POST")
+            || has_prefix("GD")
+            || has_prefix("GAD")
+            || has("CONTRAST")
+            || has("CE"));
     let t1 = words.iter().any(|w| w.starts_with("T1"));
     let t2 = words.iter().any(|w| w.starts_with("T2"));
     match (t1, t2) {
         (true, false) if contrast => Some(DeclaredSequence::Known(Sequence::T1C)),
         (true, false) => Some(DeclaredSequence::Known(Sequence::T1)),
         (false, true) => Some(DeclaredSequence::Known(Sequence::T2)),
+        _ => None,
+    }
+}
+
+/// Why a DICOM slice's own tags rule it out before inference: not an axial
+/// brain MR ([`not_axial_brain_mr`]), or a declared sequence the model was
+/// not trained on.
+pub fn ruled_out(info: &DicomInfo) -> Option<String> {
+    if let Some(why) = not_axial_brain_mr(info) {
+        return Some(why);
+    }
+    match declared_sequence(&info.sequence_text) {
+        Some(DeclaredSequence::Other(name)) => Some(format!(
+            "the series declares {name}; the model reads {}, {} and {} only",
+            Sequence::T1.label(),
+            Sequence::T1C.label(),
+            Sequence::T2.label()
+        )),
         _ => None,
     }
 }
@@ -178,7 +223,16 @@ mod tests {
             ("AX T2 FLAIR", Some(Other("FLAIR"))),
             ("ep2d_diff DWI", Some(Other("DWI"))),
             ("ADC map", Some(Other("ADC"))),
-            ("localizer", None),
+            ("t2_tirm_tra_dark-fluid", Some(Other("FLAIR"))),
+            ("ep2d_diff_3scan_trace", Some(Other("DWI"))),
+            ("TRACEW", Some(Other("DWI"))),
+            ("AX T2* GRE", Some(Other("T2*"))),
+            ("COR STIR", Some(Other("STIR"))),
+            ("AX T1 PRE GAD", Some(Known(Sequence::T1))),
+            ("T1 W/O GD", Some(Known(Sequence::T1))),
+            ("T1 NON CONTRAST", Some(Known(Sequence::T1))),
+            ("localizer", Some(Other("localiser"))),
+            ("T1 T2 exam", None),
             ("", None),
         ] {
             assert_eq!(declared_sequence(text), expect, "{text:?}");
