@@ -8,7 +8,9 @@ use std::time::Instant;
 use image::RgbImage;
 use serde::Serialize;
 use thiserror::Error;
-use tumorxai_shared::dicom::{declared_sequence, ruled_out, DeclaredSequence, DICOM_FRONT_END};
+use tumorxai_shared::dicom::{
+    declared_sequence, ruled_out, DeclaredSequence, SourceUids, DICOM_FRONT_END,
+};
 use tumorxai_shared::logits::all_finite;
 use tumorxai_shared::ood::pooled_embedding;
 use tumorxai_shared::plausibility::input_doubt;
@@ -61,7 +63,9 @@ pub struct Explanation {
 }
 
 /// What a DICOM input said about itself, as far as an answer may repeat it:
-/// no names, dates or IDs; the slice is referenced by its UID's hash.
+/// no patient names, dates or IDs; the slice is referenced by its UID's
+/// hash, and the source UIDs make the answer a structured result a PACS
+/// can link to its study (the audit log and the panel do not carry them).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DicomSummary {
     /// Version of the DICOM grey-scale front end the plane came from.
@@ -72,6 +76,8 @@ pub struct DicomSummary {
     pub transfer_syntax: String,
     /// The sequence the series tags declare, if they name one.
     pub declared_sequence: Option<String>,
+    /// The source object's UIDs, for the structured result a PACS links back.
+    pub source: SourceUids,
 }
 
 pub struct SliceResult {
@@ -112,6 +118,7 @@ pub fn run_slice(
     let dicom = decoded.dicom.as_ref().map(|info| DicomSummary {
         front_end: DICOM_FRONT_END,
         sop_instance_uid_sha256: info.sop_instance_uid_hash.clone(),
+        source: info.source.clone(),
         modality: info.modality.clone(),
         transfer_syntax: info.transfer_syntax.clone(),
         declared_sequence: declared.map(|d| match d {

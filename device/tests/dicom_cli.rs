@@ -78,7 +78,28 @@ fn triage_answers_dicom_slices_refers_to_them_by_uid_hash_and_rules_out_by_tags(
                     serde_json::from_slice(&std::fs::read(&answer).unwrap()).unwrap();
                 let dicom = &json["dicom"];
                 assert_eq!(dicom["front_end"], "dicom-v1", "{file}");
-                assert_eq!(dicom["sop_instance_uid_sha256"].as_str().unwrap().len(), 16);
+                // The structured result names its source by UIDs: pydicom's
+                // generate_uid() uses pydicom's root 1.2.826.0.1.3680043.8.498.
+                let source = &dicom["source"];
+                let sop = source["sop_instance_uid"].as_str().unwrap();
+                assert!(
+                    sop.starts_with("1.2.826.0.1.3680043.8.498."),
+                    "{file}: {sop}"
+                );
+                assert_eq!(source["sop_class_uid"], "1.2.840.10008.5.1.4.1.1.4");
+                for uid in ["study_instance_uid", "series_instance_uid"] {
+                    let value = source[uid].as_str().unwrap();
+                    assert!(
+                        value.starts_with("1.2.826.0.1.3680043.8.498."),
+                        "{file}: {value}"
+                    );
+                }
+                // The reference is SHA-256 of that UID (first 16 hex digits).
+                let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sop.as_bytes()));
+                assert_eq!(
+                    dicom["sop_instance_uid_sha256"].as_str().unwrap(),
+                    &digest[..16]
+                );
                 if expect == "review" {
                     assert_eq!(json["triage"]["flag"]["flag"], "REVIEW", "{file}");
                     let reason = json["triage"]["reason"].as_str().unwrap();

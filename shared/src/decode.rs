@@ -28,6 +28,26 @@ impl Default for DecodeLimits {
 }
 
 impl DecodeLimits {
+    /// Refuses a zero-sized image or one above these limits, from its
+    /// declared dimensions, before anything is decoded.
+    pub fn check(&self, width: u32, height: u32) -> Result<(), PreprocessError> {
+        if width == 0 || height == 0 {
+            return Err(PreprocessError::ZeroSized { width, height });
+        }
+        if u64::from(width) * u64::from(height) > self.max_pixels
+            || width > self.max_side
+            || height > self.max_side
+        {
+            return Err(PreprocessError::TooLarge {
+                width,
+                height,
+                max_pixels: self.max_pixels,
+                max_side: self.max_side,
+            });
+        }
+        Ok(())
+    }
+
     /// What the scanner-side box accepts: 16 megapixels and 4,096 per side.
     /// MRI slices are 256²–1024² (2048² at most for high-resolution
     /// acquisitions); a larger image is not a slice, and decoding it would
@@ -122,20 +142,7 @@ fn decode_image(bytes: &[u8], limits: DecodeLimits) -> Result<Luminance, Preproc
     let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(decode_error)?;
-    if width == 0 || height == 0 {
-        return Err(PreprocessError::ZeroSized { width, height });
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels
-        || width > limits.max_side
-        || height > limits.max_side
-    {
-        return Err(PreprocessError::TooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-            max_side: limits.max_side,
-        });
-    }
+    limits.check(width, height)?;
 
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut image_limits = image::Limits::default();

@@ -8,33 +8,23 @@ Series Description naming the class's sequence. Written with pydicom 3.0.2.
     python tests/tools/folder_to_dicom.py IMAGE_FOLDER OUT_DIR [--per-class N]
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_dicom_set import base, set_pixels  # noqa: E402  (one MR header, one place)
 
 DESCRIPTIONS = {"T1": "AX T1 SE", "T1C+": "AX T1 POST GD", "T2": "AX T2 FSE"}
 
 
 def write(image_path, out_path, description):
     gray = np.asarray(Image.open(image_path).convert("L")).astype(np.uint16) * 16
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.BodyPartExamined = "MR", "BRAIN"
-    ds.SeriesDescription = description
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.Rows, ds.Columns = gray.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds = base(*gray.shape, description=description)
+    set_pixels(ds, gray, bits_stored=12)
     ds.WindowCenter, ds.WindowWidth = 2040, 4081
-    ds.PixelData = gray.astype("<u2").tobytes()
     ds.save_as(out_path, enforce_file_format=True)
 
 

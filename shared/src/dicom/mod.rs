@@ -18,6 +18,7 @@ use crate::decode::{DecodeLimits, Luminance};
 use crate::error::PreprocessError;
 pub use tags::{
     declared_sequence, not_axial_brain_mr, ruled_out, uid_hash, DeclaredSequence, DicomInfo,
+    SourceUids,
 };
 use window::{stored_values, to_unit_plane, SampleLayout, Voi, VoiFunction};
 
@@ -126,6 +127,12 @@ fn info(obj: &DefaultDicomObject) -> DicomInfo {
         orientation,
         sequence_text,
         sop_instance_uid_hash: text(obj, t::SOP_INSTANCE_UID).map(|u| uid_hash(&u)),
+        source: SourceUids {
+            study_instance_uid: text(obj, t::STUDY_INSTANCE_UID),
+            series_instance_uid: text(obj, t::SERIES_INSTANCE_UID),
+            sop_instance_uid: text(obj, t::SOP_INSTANCE_UID),
+            sop_class_uid: text(obj, t::SOP_CLASS_UID),
+        },
         transfer_syntax: obj
             .meta()
             .transfer_syntax()
@@ -160,20 +167,7 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
         dimension(t::COLUMNS, "Columns")?,
         dimension(t::ROWS, "Rows")?,
     );
-    if width == 0 || height == 0 {
-        return Err(PreprocessError::ZeroSized { width, height });
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels
-        || width > limits.max_side
-        || height > limits.max_side
-    {
-        return Err(PreprocessError::TooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-            max_side: limits.max_side,
-        });
-    }
+    limits.check(width, height)?;
     let frames = number(&header, t::NUMBER_OF_FRAMES).unwrap_or(1.0);
     if frames != 1.0 {
         return Err(PreprocessError::UnsupportedDicom(format!(

@@ -7,8 +7,10 @@ use sha2::{Digest, Sha256};
 
 use crate::classes::Sequence;
 
-/// The slice's own description. Holds no names, dates or IDs: only the SOP
-/// Instance UID's hash ([`uid_hash`]) identifies it.
+/// The slice's own description. Holds no patient names, dates or IDs: the
+/// slice is referenced by its SOP Instance UID's hash ([`uid_hash`]), and
+/// the source UIDs (which identify objects, not people) are kept for the
+/// structured result a PACS links back to its study.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DicomInfo {
     /// Modality (0008,0060), upper case, e.g. "MR".
@@ -25,8 +27,19 @@ pub struct DicomInfo {
     pub sequence_text: String,
     /// First 16 hex digits of SHA-256 of the SOP Instance UID, if present.
     pub sop_instance_uid_hash: Option<String>,
+    /// Study, Series and SOP Instance UIDs and the SOP Class UID, as in the file.
+    pub source: SourceUids,
     /// Transfer syntax UID of the file.
     pub transfer_syntax: String,
+}
+
+/// The UIDs a result refers back to (no names).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct SourceUids {
+    pub study_instance_uid: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub sop_class_uid: Option<String>,
 }
 
 /// The declared MR sequence, as far as the description tells it.
