@@ -75,16 +75,12 @@ fn corrupt(error: &dyn std::error::Error) -> PreprocessError {
     }
 }
 
-fn parse(bytes: &[u8], until_pixel_data: bool) -> Result<DefaultDicomObject, PreprocessError> {
-    let options = OpenFileOptions::new()
+fn parse(bytes: &[u8]) -> Result<DefaultDicomObject, PreprocessError> {
+    OpenFileOptions::new()
         .read_preamble(ReadPreamble::Always)
-        .odd_length_strategy(OddLengthStrategy::Fail);
-    let options = if until_pixel_data {
-        options.read_until(t::PIXEL_DATA)
-    } else {
-        options
-    };
-    options.from_reader(bytes).map_err(|e| corrupt(&e))
+        .odd_length_strategy(OddLengthStrategy::Fail)
+        .from_reader(bytes)
+        .map_err(|e| corrupt(&e))
 }
 
 fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
@@ -151,11 +147,12 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
             "no DICM marker at offset 128 (not a DICOM Part 10 file)".into(),
         ));
     }
-    // Header first: the dimensions are checked before the pixel data is
-    // read, so a file declaring 60000×60000 costs nothing.
-    let header = parse(bytes, true)?;
+    // One parse (the raw pixel data is no larger than the file); the
+    // dimensions, frames and samples are checked before the pixel data is
+    // decoded, so a file declaring 60000×60000 costs no decompression.
+    let object = parse(bytes)?;
     let dimension = |tag, name: &str| -> Result<u32, PreprocessError> {
-        let value = number(&header, tag).ok_or_else(|| {
+        let value = number(&object, tag).ok_or_else(|| {
             PreprocessError::Corrupt(format!("DICOM: {name} is missing or not a number"))
         })?;
         if !(0.0..=f64::from(u32::MAX)).contains(&value) {
@@ -168,28 +165,19 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
         dimension(t::ROWS, "Rows")?,
     );
     limits.check(width, height)?;
-    let frames = number(&header, t::NUMBER_OF_FRAMES).unwrap_or(1.0);
+    let frames = number(&object, t::NUMBER_OF_FRAMES).unwrap_or(1.0);
     if frames != 1.0 {
         return Err(PreprocessError::UnsupportedDicom(format!(
             "{frames} frames in one object: export the series as single-frame slices"
         )));
     }
-    let samples = number(&header, t::SAMPLES_PER_PIXEL).unwrap_or(1.0);
+    let samples = number(&object, t::SAMPLES_PER_PIXEL).unwrap_or(1.0);
     if samples != 1.0 {
         return Err(PreprocessError::UnsupportedDicom(format!(
             "{samples} samples per pixel (colour): an MR slice is grey-scale"
         )));
     }
-    if header.element_opt(t::PIXEL_DATA).ok().flatten().is_some() {
-        // read_until stops before Pixel Data; seeing it means a broken order.
-        return Err(PreprocessError::Corrupt(
-            "DICOM: elements out of order".into(),
-        ));
-    }
-    let info = info(&header);
-    drop(header);
-
-    let object = parse(bytes, false)?;
+    let info = info(&object);
     if object.element_opt(t::PIXEL_DATA).ok().flatten().is_none() {
         return Err(PreprocessError::Corrupt(
             "DICOM: no Pixel Data element".into(),
