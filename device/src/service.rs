@@ -291,7 +291,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // Unique per call: two writers of the same name (the same SOP Instance
+    // pushed twice at once) must not share, and truncate, one temporary file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}-{serial}.tmp", std::process::id()));
     {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -432,5 +436,35 @@ mod tests {
         assert_eq!(second, format!("{first}-2"));
         f.archive(&claimed, &sha).unwrap();
         assert_eq!(Folders::recorded_answer(&claimed), None, "record dropped");
+    }
+
+    #[test]
+    fn concurrent_atomic_writes_of_one_name_all_succeed_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dicom-0123.dcm");
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let body = vec![i; 256 * 1024];
+                    (0..20)
+                        .map(|_| write_atomic(&path, &body))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for writer in writers {
+            for result in writer.join().unwrap() {
+                result.expect("every write succeeds");
+            }
+        }
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written.len(), 256 * 1024);
+        assert!(
+            written.iter().all(|&b| b == written[0]),
+            "one writer's bytes, whole"
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temporary file left behind");
     }
 }

@@ -17,6 +17,7 @@ pub mod ood;
 pub mod plausibility;
 pub mod preprocess;
 pub mod resize;
+pub mod smp;
 pub mod spec;
 
 pub use classes::{ClassInfo, Family, Sequence, CLASS_NAMES};

@@ -4,3 +4,4 @@
 mod bundle_properties;
 mod dicom_files;
 mod properties;
+mod smp_properties;

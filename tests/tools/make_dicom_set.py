@@ -19,6 +19,7 @@ import json
 import math
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -260,13 +261,14 @@ def main():
     error("missing-pixel-data", "no Pixel Data", encoded(ds))
 
     # Wrong VR length: the Series Description's 2-byte length field set to
-    # 0xFFF0, far past the end of the element.
+    # 0xFFF0, far past the end of the element: the next "header" lies inside
+    # the pixel data.
     ds = base(rows, cols, description="AXT1")
     set_pixels(ds, v12, bits_stored=12)
     data = bytearray(encoded(ds))
     at = data.find(b"\x08\x00\x3e\x10LO")
     struct.pack_into("<H", data, at + 6, 0xFFF0)
-    error("wrong-vr-length", "truncated", bytes(data))
+    error("wrong-vr-length", "no valid value representation", bytes(data))
 
     # A 4-byte length of 0xFFFFFFF0 on the pixel data (explicit VR OW).
     data = bytearray(encoded(base(rows, cols)))
@@ -286,6 +288,77 @@ def main():
     set_pixels(ds, v12, bits_stored=12)
     ds.HighBit = 15
     error("high-bit-mismatch", "High Bit 15", encoded(ds))
+
+    # Lengths the pre-scan must refuse before dicom-rs allocates them (its
+    # value buffers are zero-filled to the declared length first).
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    data = bytearray(encoded(ds, ImplicitVRLittleEndian))
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    struct.pack_into("<I", data, at + 4, 0xFFFFFFF0)
+    error("implicit-huge-pixel-length", "4294967280 value bytes", bytes(data))
+
+    # Inside a sequence item: an OB element of 0xFFFFFFF0 bytes.
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    item = Dataset()
+    item.ReferencedSOPClassUID = MRImageStorage
+    item.add_new(0x00091010, "OB", b"MARK" * 4)
+    ds.ReferencedImageSequence = [item]
+    data = bytearray(encoded(ds))
+    at = data.find(b"\x09\x00\x10\x10OB")
+    struct.pack_into("<I", data, at + 8, 0xFFFFFFF0)
+    error("nested-huge-length", "4294967280 value bytes", bytes(data))
+
+    def split_meta(data):
+        """Offset where the data set starts (after the explicit-VR meta group)."""
+        at = 132
+        while data[at:at + 2] == b"\x02\x00":
+            vr = data[at + 4:at + 6]
+            if vr in (b"OB", b"OW", b"UN", b"UT", b"SQ", b"UC", b"UR"):
+                at += 12 + struct.unpack_from("<I", data, at + 8)[0]
+            else:
+                at += 8 + struct.unpack_from("<H", data, at + 6)[0]
+        return at
+
+    def deflated(data):
+        """The same file with its data set deflated (raw deflate, PS3.5 A.5)."""
+        explicit_uid = ExplicitVRLittleEndian.encode() + b"\x00"
+        deflated_uid = DeflatedExplicitVRLittleEndian.encode()
+        at = split_meta(data)
+        meta = bytearray(data[:at])
+        # Same even length ("1.2.840.10008.1.2.1\0" is 20, the deflated UID
+        # 22): patch the element length and the group length.
+        uid_at = meta.find(explicit_uid)
+        meta[uid_at - 2:uid_at + len(explicit_uid)] = struct.pack("<H", 22) + deflated_uid
+        group_length = struct.unpack_from("<I", meta, 140)[0] + 2
+        struct.pack_into("<I", meta, 140, group_length)
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return bytes(meta) + packer.compress(bytes(data[at:])) + packer.flush()
+
+    # The helper's control: its output, unpatched, decodes.
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    ds.WindowCenter, ds.WindowWidth = 2000, 3000
+    (out / "deflated-by-hand.dcm").write_bytes(deflated(encoded(ds)))
+    np.asarray(linear(v12.astype(np.float64), 2000, 3000), dtype="<f4").tofile(
+        out / "deflated-by-hand.expected.f32")
+    cases.append({"file": "deflated-by-hand.dcm", "expect": "plane", "name": "deflated-by-hand",
+                  "width": cols, "height": rows, "tolerance": 1e-6})
+
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    data = bytearray(encoded(ds))
+    at = data.find(b"\xe0\x7f\x10\x00OW")
+    struct.pack_into("<I", data, at + 8, 0xFFFFFFF0)
+    error("deflated-huge-pixel-length", "4294967280 value bytes", deflated(data))
+
+    # A deflate bomb: 64 MiB of zeros behind a valid header.
+    ds = base(rows, cols)
+    set_pixels(ds, v12, bits_stored=12)
+    data = encoded(ds)
+    bomb = deflated(data[:split_meta(data)] + bytes(64 << 20))
+    error("deflate-bomb", "inflates to more than", bomb)
 
     rng = np.random.default_rng(7)
     error("garbage-after-marker", "meta group",

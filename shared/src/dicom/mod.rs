@@ -2,10 +2,12 @@
 //! [`DICOM_FRONT_END`]): a Part 10 file's bytes → one luminance plane in
 //! [0, 1] plus what the file says about itself ([`DicomInfo`]). Parsing and
 //! pixel decoding are dicom-rs (`dicom-object`, `dicom-pixeldata`: native,
-//! deflated, RLE, JPEG baseline/extended/lossless); the grey-scale chain
+//! deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS through CharLS),
+//! after our structural pre-scan ([`prescan`]); the grey-scale chain
 //! (stored values, rescale, window, MONOCHROME1) is ours in [`window`], so
 //! that host and device compute the same plane bit for bit.
 
+mod prescan;
 pub mod tags;
 pub mod window;
 
@@ -59,10 +61,10 @@ fn corrupt(error: &dyn std::error::Error) -> PreprocessError {
     let text = chain(error);
     let lower = text.to_lowercase();
     if lower.contains("transfersyntax") || lower.contains("transfer syntax") {
-        // E.g. JPEG-LS or JPEG 2000, which need C libraries this build
+        // E.g. JPEG 2000, which needs a C library (OpenJPEG) this build
         // does not link: a clear refusal, not "corrupt".
         PreprocessError::UnsupportedDicom(format!(
-            "{text} (readable: implicit/explicit VR little endian, deflated, RLE, JPEG baseline, extended and lossless)"
+            "{text} (readable: implicit/explicit VR little endian, explicit VR big endian, deflated, RLE, JPEG baseline, extended and lossless, JPEG-LS)"
         ))
     } else if lower.contains("eof")
         || lower.contains("end of file")
@@ -147,6 +149,7 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
             "no DICM marker at offset 128 (not a DICOM Part 10 file)".into(),
         ));
     }
+    prescan::prescan(bytes, limits)?;
     // One parse (the raw pixel data is no larger than the file); the
     // dimensions, frames and samples are checked before the pixel data is
     // decoded, so a file declaring 60000×60000 costs no decompression.
