@@ -36,6 +36,12 @@ pub enum Outcome {
     Error {
         message: String,
     },
+    /// A model upgrade step over SMP (upload staged or refused, test or
+    /// confirm, activation, revert); `input_sha256` is the bundle's when
+    /// one is concerned.
+    Upgrade {
+        event: String,
+    },
 }
 
 /// The panel's and the log's name for a scan: the first 8 hex digits of its

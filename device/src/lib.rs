@@ -13,5 +13,7 @@ pub mod overlay;
 pub mod pipeline;
 pub mod runtime;
 pub mod service;
+pub mod smp_server;
 pub mod state;
 pub mod triage;
+pub mod upgrade;

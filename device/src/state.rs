@@ -64,7 +64,7 @@ pub enum StateError {
     SlotMismatch { slot: Slot, expected: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io {
         path: path.to_path_buf(),
         source,
@@ -125,6 +125,29 @@ pub struct SlotTable {
     /// older version of this one (anti-rollback).
     #[serde(default)]
     pub highest: std::collections::BTreeMap<String, String>,
+    /// A slot marked (SMP image test or confirm) to run from the next reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// The active slot runs on trial since a test: unless confirmed, it is
+    /// reverted to `fallback` (see [`crate::upgrade`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<Trial>,
+}
+
+/// See [`SlotTable::pending`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub slot: Slot,
+    /// Confirmed in advance (no trial, no way back).
+    pub permanent: bool,
+}
+
+/// See [`SlotTable::trial`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trial {
+    pub fallback: Slot,
+    /// Reloads since the trial began.
+    pub reloads: u32,
 }
 
 impl SlotTable {
@@ -135,10 +158,10 @@ impl SlotTable {
         }
     }
 
-    fn set(&mut self, slot: Slot, info: SlotInfo) {
+    pub(crate) fn set(&mut self, slot: Slot, info: Option<SlotInfo>) {
         match slot {
-            Slot::A => self.a = Some(info),
-            Slot::B => self.b = Some(info),
+            Slot::A => self.a = info,
+            Slot::B => self.b = info,
         }
     }
 
@@ -155,12 +178,32 @@ impl SlotTable {
         Ok(recorded.into_iter().chain(in_slots).max())
     }
 
-    /// Whether the table is coherent: an active slot must hold something.
+    /// Whether the table is coherent: an active slot must hold something,
+    /// and so must a pending slot and a trial's fallback (the other slot).
     fn check(&self) -> Result<(), String> {
         match self.active {
-            Some(slot) if self.get(slot).is_none() => Err(format!("active slot {slot} is empty")),
-            _ => Ok(()),
+            Some(slot) if self.get(slot).is_none() => {
+                return Err(format!("active slot {slot} is empty"))
+            }
+            _ => {}
         }
+        if let Some(p) = self.pending {
+            if self.get(p.slot).is_none() || self.active == Some(p.slot) {
+                return Err(format!(
+                    "pending slot {} is empty or already active",
+                    p.slot
+                ));
+            }
+        }
+        if let Some(t) = self.trial {
+            if self.get(t.fallback).is_none() || self.active != Some(t.fallback.other()) {
+                return Err(format!(
+                    "trial fallback slot {} is not the other, filled slot",
+                    t.fallback
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -202,7 +245,7 @@ impl StateDir {
         self.root.join("trust")
     }
 
-    fn slots_dir(&self) -> PathBuf {
+    pub(crate) fn slots_dir(&self) -> PathBuf {
         self.root.join("slots")
     }
 
@@ -210,7 +253,7 @@ impl StateDir {
         self.slots_dir().join(slot.file_name())
     }
 
-    fn table_path(&self) -> PathBuf {
+    pub(crate) fn table_path(&self) -> PathBuf {
         self.root.join("slots.json")
     }
 
@@ -273,13 +316,45 @@ impl StateDir {
         form: ExecutionForm,
         installed: &str,
     ) -> Result<Installed, StateError> {
+        // One install at a time: two would pick the same inactive slot.
+        let _lock = self.lock()?;
+        let mut table = self.table()?;
+        let (slot, info, self_tests_passed) =
+            self.verify_for_inactive(&table, bytes, form, installed)?;
+        self.write_slot(slot, bytes)?;
+        let previous = table.active.and_then(|s| table.get(s).cloned());
+        table.set(slot, Some(info.clone()));
+        table.active = Some(slot);
+        // A local install replaces whatever an SMP upgrade had under way.
+        table.pending = None;
+        table.trial = None;
+        table
+            .highest
+            .insert(info.model_id.clone(), info.version.clone());
+        self.write_table(&table)?;
+        Ok(Installed {
+            slot,
+            info,
+            previous,
+            self_tests_passed,
+        })
+    }
+
+    /// Verifies `bytes` completely — size, signature against the trust
+    /// store, manifest, anti-rollback against `table`, tract load and the
+    /// golden self-test — writing nothing. Returns the inactive slot they
+    /// are for, its record-to-be and the self-tests run.
+    pub(crate) fn verify_for_inactive(
+        &self,
+        table: &SlotTable,
+        bytes: &[u8],
+        form: ExecutionForm,
+        installed: &str,
+    ) -> Result<(Slot, SlotInfo, usize), StateError> {
         if bytes.len() as u64 > MAX_BUNDLE_BYTES {
             return Err(StateError::TooLarge(bytes.len() as u64));
         }
         let trust = self.trust()?;
-        // One install at a time: two would pick the same inactive slot.
-        let _lock = self.lock()?;
-        let mut table = self.table()?;
         let bundle = read_bundle(bytes)?;
         bundle.verify_trusted(&trust)?;
         let model_id = bundle.manifest.model_id.clone();
@@ -290,38 +365,38 @@ impl StateDir {
         let model = LoadedModel::from_bundle(bytes, &trust, form)?;
         let slot = table.active.map_or(Slot::A, Slot::other);
         let info = SlotInfo {
-            model_id: bundle.manifest.model_id.clone(),
+            model_id,
             version: bundle.manifest.version.clone(),
             bundle_sha256: hex::encode(Sha256::digest(bytes)),
             installed: installed.to_string(),
         };
+        Ok((slot, info, model.self_tests_passed))
+    }
+
+    /// Writes a slot's file (file and directory fsynced).
+    pub(crate) fn write_slot(&self, slot: Slot, bytes: &[u8]) -> Result<(), StateError> {
         let dir = self.slots_dir();
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = self.slot_path(slot);
-        write_atomic(&path, bytes).map_err(io(&path))?;
-        let previous = table.active.and_then(|s| table.get(s).cloned());
-        table.set(slot, info.clone());
-        table.active = Some(slot);
-        table.highest.insert(model_id, info.version.clone());
-        let json = serde_json::to_vec_pretty(&table).map_err(|e| StateError::Table {
-            path: self.table_path(),
+        write_atomic(&path, bytes).map_err(io(&path))
+    }
+
+    /// Replaces `slots.json` atomically (write, fsync, rename, fsync the
+    /// directory).
+    pub(crate) fn write_table(&self, table: &SlotTable) -> Result<(), StateError> {
+        let path = self.table_path();
+        let json = serde_json::to_vec_pretty(table).map_err(|e| StateError::Table {
+            path: path.clone(),
             why: e.to_string(),
         })?;
-        let table_path = self.table_path();
-        write_atomic(&table_path, &json).map_err(io(&table_path))?;
-        Ok(Installed {
-            slot,
-            info,
-            previous,
-            self_tests_passed: model.self_tests_passed,
-        })
+        write_atomic(&path, &json).map_err(io(&path))
     }
 }
 
 impl StateDir {
     /// An exclusive lock on `STATE/.lock` for the life of the guard (the
     /// kernel releases it whatever ends the process).
-    fn lock(&self) -> Result<std::fs::File, StateError> {
+    pub(crate) fn lock(&self) -> Result<std::fs::File, StateError> {
         std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
         let path = self.root.join(".lock");
         let file = std::fs::OpenOptions::new()

@@ -1,10 +1,13 @@
-//! What the device's integration tests share: the repository root and the
-//! demo bundle loaded as the device loads it.
+//! What the device's integration tests share: the repository root, the
+//! demo bundle loaded as the device loads it, and re-signed versions of it.
 
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
 use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
+use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,4 +23,32 @@ pub fn demo_model() -> LoadedModel {
     let key = parse_trusted_key("demo", &pem).unwrap();
     let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
     LoadedModel::from_bundle(&bytes, &[key], ExecutionForm::auto()).unwrap()
+}
+
+/// The demo int8 bundle re-signed as `version` with `key` (the demo key's
+/// private half is in the repository, so any version of it can be made).
+pub fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
+    resigned("tumorxai-demo", version, key)
+}
+
+/// The demo model under another model id and version.
+pub fn resigned(model_id: &str, version: &str, key: &SigningKey) -> Vec<u8> {
+    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let read = read_bundle(&bytes).unwrap();
+    let mut manifest = read.manifest.clone();
+    manifest.model_id = model_id.to_string();
+    manifest.version = version.to_string();
+    let contents = BundleContents {
+        manifest,
+        model: read.model.to_vec(),
+        golden: read.golden.clone(),
+        golden_images: read.golden_images.iter().map(|g| g.to_vec()).collect(),
+        ood_statistics: read.ood_statistics.map(<[u8]>::to_vec),
+    };
+    write_bundle(&contents, key).unwrap()
+}
+
+pub fn demo_key() -> SigningKey {
+    let pem = std::fs::read_to_string(repo().join("models/demo-signing-key.pem")).unwrap();
+    SigningKey::from_pkcs8_pem(&pem).unwrap()
 }

@@ -9,10 +9,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::repo;
-use ed25519_dalek::pkcs8::DecodePrivateKey;
+use crate::common::{demo_as, demo_key, repo, resigned};
 use ed25519_dalek::SigningKey;
-use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
 fn device(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tumorxai-device"))
@@ -29,34 +27,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// The demo int8 bundle re-signed as `version` with `key` (the demo key's
-/// private half is in the repository, so any version of it can be made).
-fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
-    resigned("tumorxai-demo", version, key)
-}
-
-/// The demo model under another model id and version.
-fn resigned(model_id: &str, version: &str, key: &SigningKey) -> Vec<u8> {
-    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
-    let read = read_bundle(&bytes).unwrap();
-    let mut manifest = read.manifest.clone();
-    manifest.model_id = model_id.to_string();
-    manifest.version = version.to_string();
-    let contents = BundleContents {
-        manifest,
-        model: read.model.to_vec(),
-        golden: read.golden.clone(),
-        golden_images: read.golden_images.iter().map(|g| g.to_vec()).collect(),
-        ood_statistics: read.ood_statistics.map(<[u8]>::to_vec),
-    };
-    write_bundle(&contents, key).unwrap()
-}
-
-fn demo_key() -> SigningKey {
-    let pem = std::fs::read_to_string(repo().join("models/demo-signing-key.pem")).unwrap();
-    SigningKey::from_pkcs8_pem(&pem).unwrap()
 }
 
 fn triage_version(state: &Path, out: &Path, extra: &[&str]) -> Result<String, String> {

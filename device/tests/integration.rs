@@ -10,4 +10,5 @@ mod hostile_inputs;
 mod install_cli;
 mod ood_set;
 mod serve_cli;
+mod smp_upgrade;
 mod triage_cli;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,7 +15,10 @@ use tumorxai_device::display::Screen;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::service::{sha256_hex, write_atomic, Folders, Watcher};
+use tumorxai_device::smp_server::{run_transport, Event, SmpServer};
+use tumorxai_device::state::StateDir;
 use tumorxai_device::triage::Thresholds;
+use tumorxai_device::upgrade::Reloaded;
 
 use super::triage::{answer_json, png_bytes, result_screen};
 use super::{frame, load_model, now_rfc3339, read_bounded, Display, ModelArgs, PolicyArgs};
@@ -64,17 +67,25 @@ pub struct ServeArgs {
     /// Address the receiver listens on.
     #[arg(long, default_value = "0.0.0.0", requires = "dicom_port")]
     dicom_bind: String,
+    /// Also serve MCUmgr SMP (model upload, test, confirm, state, reset)
+    /// on this serial port, e.g. /dev/ttyS1: new models are staged in the
+    /// inactive slot and run after `test` and a reset; see `tumorxai flash`.
+    #[arg(long, conflicts_with_all = ["once", "bundle"])]
+    serial: Option<PathBuf>,
+    /// Line rate of --serial.
+    #[arg(long, default_value_t = 115_200, requires = "serial")]
+    baud: u32,
 }
 
-struct Service<'a> {
-    model: &'a LoadedModel,
+struct Service {
+    model: LoadedModel,
     folders: Folders,
     audit: AuditLog,
     display: Display,
     thresholds: Thresholds,
 }
 
-impl Service<'_> {
+impl Service {
     fn model_record(&self) -> ModelRecord {
         ModelRecord {
             model_id: self.model.manifest.model_id.clone(),
@@ -86,7 +97,7 @@ impl Service<'_> {
 
     fn show(&self, screen: Screen) {
         let png = self.folders.outbox.join("display.png");
-        if let Err(e) = self.display.show(&frame(screen, self.model), &png) {
+        if let Err(e) = self.display.show(&frame(screen, &self.model), &png) {
             eprintln!("warning: display: {e:#}");
         }
     }
@@ -183,14 +194,14 @@ impl Service<'_> {
         };
         let answer_path = self.folders.outbox.join(format!("{stem}.json"));
         self.show(Screen::Processing { file: id.clone() });
-        let (json, outcome) = match run_slice(self.model, bytes, self.thresholds) {
+        let (json, outcome) = match run_slice(&self.model, bytes, self.thresholds) {
             Ok(r) => {
                 let overlay = self.folders.outbox.join(format!("{stem}-overlay.png"));
                 write_atomic(&overlay, &png_bytes(&r.overlay)?).context("writing the overlay")?;
                 println!("{id}: {}", r.triage.flag.banner());
                 self.show(result_screen(&id, &r));
                 (
-                    answer_json(&name, self.model, &r),
+                    answer_json(&name, &self.model, &r),
                     Outcome::Triaged {
                         triage: Box::new(r.triage),
                         logits: r.logits,
@@ -232,14 +243,179 @@ impl Service<'_> {
     }
 }
 
+impl Service {
+    /// What the SMP server did: shown, audited, and a reset reloads.
+    fn upgrade_event(&mut self, event: Event, args: &ModelArgs) {
+        let audit = |service: &mut Service, text: String, sha: &str| {
+            eprintln!("model upgrade: {text}");
+            if let Err(e) = service.audit.append(&upgrade_entry(text, sha)) {
+                eprintln!("warning: audit log: {e:#}");
+            }
+        };
+        match event {
+            Event::None => {}
+            Event::Progress { done, total } => self.show(Screen::Flashing {
+                stage: "RECEIVING MODEL".into(),
+                done,
+                total,
+            }),
+            Event::Staged(info) => {
+                audit(
+                    self,
+                    format!(
+                        "{} {} verified and staged: test it and reset to run it",
+                        info.model_id, info.version
+                    ),
+                    &info.bundle_sha256,
+                );
+                self.show(Screen::Flashing {
+                    stage: format!("STAGED {} {}", info.model_id, info.version),
+                    done: 1,
+                    total: 1,
+                });
+            }
+            Event::Refused(reason) => {
+                audit(self, format!("refused: {reason}"), "");
+                self.show(Screen::Error {
+                    message: format!("model upload refused: {reason}"),
+                });
+            }
+            Event::Marked => audit(self, "image state changed (test or confirm)".into(), ""),
+            Event::Reset => match reload_model(args, Some(&mut self.audit)) {
+                Ok(model) => {
+                    self.model = model;
+                    audit(
+                        self,
+                        format!(
+                            "reloaded: {} {} running",
+                            self.model.manifest.model_id, self.model.manifest.version
+                        ),
+                        &self.model.bundle_sha256.clone(),
+                    );
+                    self.show(Screen::Idle);
+                }
+                // The model in memory was verified when it was loaded: it
+                // keeps serving rather than leaving the scanner without one.
+                Err(e) => audit(
+                    self,
+                    format!("reload failed ({e:#}); the previous model keeps running"),
+                    "",
+                ),
+            },
+        }
+    }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
+/// A reload (the service starting, or an SMP reset): applies the slots'
+/// pending test/confirm or a trial's revert, then loads the active model.
+/// A trial model that fails to load is reverted at once and the fallback
+/// loaded instead. `--bundle` runs bypass the slots.
+fn reload_model(args: &ModelArgs, mut audit: Option<&mut AuditLog>) -> Result<LoadedModel> {
+    if args.bundle.is_some() {
+        return load_model(args);
+    }
+    let state = StateDir::resolve(args.state_dir.as_deref());
+    let mut record = |event: String, sha: &str| {
+        eprintln!("model slots: {event}");
+        if let Some(audit) = audit.as_deref_mut() {
+            let entry = upgrade_entry(event, sha);
+            if let Err(e) = audit.append(&entry) {
+                eprintln!("warning: audit log: {e:#}");
+            }
+        }
+    };
+    match state
+        .reload()
+        .context("applying the model slots' pending change")?
+    {
+        Reloaded::Unchanged => {}
+        Reloaded::Activated { slot, trial } => record(
+            format!(
+                "slot {slot} activated{}",
+                if trial {
+                    " on trial (confirm it, or the next reload reverts it)"
+                } else {
+                    ""
+                }
+            ),
+            "",
+        ),
+        Reloaded::Reverted { from, to } => record(
+            format!("trial of slot {from} not confirmed: reverted to slot {to}"),
+            "",
+        ),
+        Reloaded::PendingRefused { slot } => record(
+            format!("pending slot {slot} does not hold its recorded bundle: not activated"),
+            "",
+        ),
+    }
+    match load_model(args) {
+        Ok(model) => Ok(model),
+        Err(e) => match state.revert().context("reverting the trial")? {
+            Some(fallback) => {
+                record(
+                    format!("trial model failed to load ({e:#}): reverted to slot {fallback}"),
+                    "",
+                );
+                load_model(args)
+            }
+            None => Err(e),
+        },
+    }
+}
+
+fn upgrade_entry(event: String, sha: &str) -> AuditEntry {
+    AuditEntry {
+        time: now_rfc3339(),
+        input_sha256: sha.to_string(),
+        input_bytes: 0,
+        model: ModelRecord {
+            model_id: String::new(),
+            version: String::new(),
+            bundle_sha256: String::new(),
+            execution_form: String::new(),
+        },
+        outcome: Outcome::Upgrade { event },
+        recovered: false,
+    }
+}
+
+/// Starts the SMP server on `path` in its own thread; its events arrive on
+/// the returned channel.
+fn start_smp(
+    path: &Path,
+    baud: u32,
+    args: &ModelArgs,
+    stop: Arc<AtomicBool>,
+) -> Result<mpsc::Receiver<Event>> {
+    let mut port = serialport::new(path.to_string_lossy(), baud)
+        .timeout(Duration::from_millis(100))
+        .open()
+        .with_context(|| format!("opening serial port {}", path.display()))?;
+    let state = StateDir::resolve(args.state_dir.as_deref());
+    let mut server = SmpServer::new(state, args.form, now_rfc3339);
+    let (sender, receiver) = mpsc::channel();
+    eprintln!("SMP server on {} at {baud} baud", path.display());
+    std::thread::spawn(move || {
+        let send = |event| {
+            let _ = sender.send(event);
+        };
+        let log = |line: String| eprintln!("{line}");
+        if let Err(e) = run_transport(&mut port, &mut server, &stop, send, log) {
+            eprintln!("error: SMP server stopped: {e}");
+        }
+    });
+    Ok(receiver)
+}
+
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let model = load_model(&args.model)?;
+    let model = reload_model(&args.model, None)?;
     let parent = args
         .outbox
         .parent()
@@ -262,7 +438,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let audit_dir = args.audit.clone().unwrap_or_else(|| parent.join("audit"));
     let mut service = Service {
-        model: &model,
+        model,
         audit: AuditLog::open(&audit_dir, args.audit_max_bytes, args.audit_keep)
             .with_context(|| format!("opening audit log in {}", audit_dir.display()))?,
         display: Display::open(&args.policy)?,
@@ -296,6 +472,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
         });
     }
+    let smp_events = match &args.serial {
+        Some(path) => Some(start_smp(path, args.baud, &args.model, stop.clone())?),
+        None => None,
+    };
     for claimed in service.folders.unfinished()? {
         eprintln!("recovering {}", claimed.display());
         service.handle(&claimed, true);
@@ -329,6 +509,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         if !ready.is_empty() {
             service.show(Screen::Idle);
+        }
+        if let Some(events) = &smp_events {
+            for event in events.try_iter() {
+                service.upgrade_event(event, &args.model);
+            }
         }
         if args.once || stop.load(Ordering::SeqCst) {
             break;

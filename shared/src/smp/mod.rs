@@ -8,6 +8,7 @@
 //! Zephyr's device management documentation (`smp_protocol.html`,
 //! `smp_transport.html`, mcumgr's `smp-console.md`).
 
+pub mod body;
 pub mod header;
 pub mod serial;
 
@@ -20,4 +21,20 @@ pub mod group {
     pub const OS: u16 = 0;
     /// Image management: state, upload, erase.
     pub const IMAGE: u16 = 1;
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    /// The image-upload request documented by the `smp` 4.2.0 package
+    /// (`smp.packet.decode`): header (SMP v2 write, 116-byte body, group 1,
+    /// sequence 154, command 1), then the CBOR map {len: 13, off: 42,
+    /// sha: "trust me bro", data: 0..64, image: 0, upgrade: false}.
+    pub fn documented_upload() -> Vec<u8> {
+        let mut m = vec![0x0A, 0x00, 0x00, 0x74, 0x00, 0x01, 0x9A, 0x01, 0xA6];
+        m.extend_from_slice(b"\x63len\x0d\x63off\x18\x2a\x63sha\x4ctrust me bro");
+        m.extend_from_slice(b"\x64data\x58\x40");
+        m.extend(0u8..64);
+        m.extend_from_slice(b"\x65image\x00\x67upgrade\xf4");
+        m
+    }
 }

@@ -302,6 +302,7 @@ impl<const N: usize> FrameDecoder<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smp::fixtures::documented_upload;
 
     fn lines(message: &[u8], max_line: usize) -> Vec<Vec<u8>> {
         frames_with_line(message, max_line)
@@ -349,18 +350,6 @@ mod tests {
         .map(|l| l.to_vec())
         .collect();
         assert_eq!(lines(b"Hello, world!", 8), expected);
-    }
-
-    /// The documented image-upload request (smp 4.2.0, `smp.packet.decode`):
-    /// header, then the CBOR map {len: 13, off: 42, sha: "trust me bro",
-    /// data: 0..64, image: 0, upgrade: false}.
-    fn documented_upload() -> Vec<u8> {
-        let mut m = vec![0x0A, 0x00, 0x00, 0x74, 0x00, 0x01, 0x9A, 0x01, 0xA6];
-        m.extend_from_slice(b"\x63len\x0d\x63off\x18\x2a\x63sha\x4ctrust me bro");
-        m.extend_from_slice(b"\x64data\x58\x40");
-        m.extend(0u8..64);
-        m.extend_from_slice(b"\x65image\x00\x67upgrade\xf4");
-        m
     }
 
     #[test]
