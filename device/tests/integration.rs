@@ -10,5 +10,6 @@ mod hostile_inputs;
 mod install_cli;
 mod ood_set;
 mod serve_cli;
+mod smp_interop;
 mod smp_upgrade;
 mod triage_cli;
