@@ -7,7 +7,7 @@ use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
 use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
-use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
+use tumorxai_shared::bundle::read_bundle;
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -34,18 +34,10 @@ pub fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
 /// The demo model under another model id and version.
 pub fn resigned(model_id: &str, version: &str, key: &SigningKey) -> Vec<u8> {
     let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
-    let read = read_bundle(&bytes).unwrap();
-    let mut manifest = read.manifest.clone();
-    manifest.model_id = model_id.to_string();
-    manifest.version = version.to_string();
-    let contents = BundleContents {
-        manifest,
-        model: read.model.to_vec(),
-        golden: read.golden.clone(),
-        golden_images: read.golden_images.iter().map(|g| g.to_vec()).collect(),
-        ood_statistics: read.ood_statistics.map(<[u8]>::to_vec),
-    };
-    write_bundle(&contents, key).unwrap()
+    read_bundle(&bytes)
+        .unwrap()
+        .resigned(model_id, version, key)
+        .unwrap()
 }
 
 pub fn demo_key() -> SigningKey {

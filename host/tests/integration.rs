@@ -8,6 +8,7 @@ mod common;
 mod dicom_data;
 mod experiment_cli;
 mod explain_cli;
+mod flash_cli;
 mod phantom;
 mod resnet;
 mod ssl_losses;

@@ -3,8 +3,9 @@
 
     python tests/tools/smp_interop.py DEVICE_BIN STATE WORK BUNDLE
 
-Two pty pairs joined by a relay (the device opens one slave, the client the
-other), so the bytes cross real tty devices both ways. Steps: MCUmgr
+Two pty pairs joined by a relay (tests/tools/serial_relay.py; the device
+opens one slave, the client the other), so the bytes cross real tty devices
+both ways. Steps: MCUmgr
 parameters, echo, image state, upload BUNDLE, state, test (by hash), reset,
 state again. Prints one JSON object with what each step returned; the Rust
 test (device/tests/smp_interop.rs) checks it against the state directory.
@@ -15,9 +16,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-import tty
 
 from smpclient import SMPClient
 from smpclient.generics import error, success
@@ -25,24 +24,7 @@ from smpclient.requests.image_management import ImageStatesRead, ImageStatesWrit
 from smpclient.requests.os_management import EchoWrite, MCUMgrParametersRead, ResetWrite
 from smpclient.transport.serial import SMPSerialTransport
 
-
-def pty_pair():
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    return master, slave, os.ttyname(slave)
-
-
-def relay(a, b, stop):
-    """Copies bytes between two pty masters until `stop` is set."""
-    import select
-    while not stop.is_set():
-        ready, _, _ = select.select([a, b], [], [], 0.05)
-        for fd in ready:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                continue
-            os.write(b if fd == a else a, data)
+from serial_relay import Relay
 
 
 def images(response):
@@ -86,10 +68,8 @@ async def client_steps(address, bundle):
 def main():
     device_bin, state, work, bundle_path = sys.argv[1:5]
     bundle = open(bundle_path, "rb").read()
-    dev_master, _dev_slave, dev_path = pty_pair()
-    cli_master, _cli_slave, cli_path = pty_pair()
-    stop = threading.Event()
-    threading.Thread(target=relay, args=(dev_master, cli_master, stop), daemon=True).start()
+    relay = Relay().start()
+    dev_path, cli_path = relay.device, relay.client
     env = dict(os.environ, TUMORXAI_STATE_DIR=state)
     device = subprocess.Popen(
         [device_bin, "serve", "--inbox", os.path.join(work, "inbox"),
@@ -104,7 +84,7 @@ def main():
     finally:
         device.terminate()
         device.wait(timeout=20)
-        stop.set()
+        relay.stop.set()
     print(json.dumps(result))
 
 

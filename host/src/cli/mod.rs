@@ -7,6 +7,7 @@ mod demo;
 mod experiment;
 mod explain;
 mod export;
+mod flash;
 mod parity;
 mod pretrain;
 mod train;
@@ -109,6 +110,15 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Benchmarks that print JSON (phantom generation, preprocessing).
     Bench(bench::BenchArgs),
+    /// Install a signed bundle on a device over its serial port (MCUmgr
+    /// SMP): resumable upload with progress, the device's hash verified,
+    /// then optionally test (trial, auto-revert) or confirm.
+    #[command(
+        after_help = "Examples:\n  tumorxai flash --port /dev/ttyUSB0 tumor17-int8.bundle --test\n  tumorxai device status --port /dev/ttyUSB0\n  tumorxai device confirm --port /dev/ttyUSB0"
+    )]
+    Flash(flash::FlashArgs),
+    /// Talk to a device over its serial port: slot status, confirm.
+    Device(flash::DeviceArgs),
 }
 
 pub fn run() -> Result<ExitCode> {
@@ -138,6 +148,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Demo(args) => demo::demo(args),
         Command::Explain(args) => explain::explain(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Flash(args) => flash::flash(args),
+        Command::Device(args) => flash::device(args),
     }
 }
 

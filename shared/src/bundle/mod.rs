@@ -193,6 +193,28 @@ pub fn read_bundle(bytes: &[u8]) -> Result<ReadBundle<'_>, BundleError> {
 }
 
 impl ReadBundle<'_> {
+    /// The same model, golden vectors and statistics released again under
+    /// `model_id` and `version`, signed with `key` (e.g. promoting a
+    /// release candidate, or a test fleet's re-signed copy).
+    pub fn resigned(
+        &self,
+        model_id: &str,
+        version: &str,
+        key: &SigningKey,
+    ) -> Result<Vec<u8>, BundleError> {
+        let mut manifest = self.manifest.clone();
+        manifest.model_id = model_id.to_string();
+        manifest.version = version.to_string();
+        let contents = BundleContents {
+            manifest,
+            model: self.model.to_vec(),
+            golden: self.golden.clone(),
+            golden_images: self.golden_images.iter().map(|g| g.to_vec()).collect(),
+            ood_statistics: self.ood_statistics.map(<[u8]>::to_vec),
+        };
+        write_bundle(&contents, key)
+    }
+
     /// Checks the signature against `key`.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), BundleError> {
         self.image.verify_signature(key)

@@ -9,6 +9,7 @@
 //! `smp_transport.html`, mcumgr's `smp-console.md`).
 
 pub mod body;
+pub mod client;
 pub mod header;
 pub mod serial;
 

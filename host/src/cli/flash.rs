@@ -1,0 +1,345 @@
+//! `tumorxai flash` and `tumorxai device status`: a field engineer's laptop
+//! talking MCUmgr SMP to the device's serial port (the codec is
+//! `shared::smp`, the same the device uses). Uploads resume on their own
+//! after a timeout or a lost port: the client re-opens the port and starts
+//! again at offset 0 with the image's length and SHA-256, and the device
+//! answers with the offset it already holds.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+use tumorxai_shared::bundle::read_bundle;
+use tumorxai_shared::smp::client::{encode_request, parse_response, ClientRequest, ClientResponse};
+use tumorxai_shared::smp::{frames, FrameDecoder};
+
+/// The largest SMP message this client handles (the device's is 2048).
+const MESSAGE_CAPACITY: usize = 4096;
+/// Room in a message for the header and the upload request's other fields.
+const UPLOAD_OVERHEAD: u64 = 128;
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The device's serial port, e.g. /dev/ttyUSB0.
+    #[arg(long)]
+    port: String,
+    /// Line rate (the device's `serve --baud`).
+    #[arg(long, default_value_t = 115_200)]
+    baud: u32,
+    /// How long to wait for each answer (milliseconds).
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    #[command(flatten)]
+    port: PortArgs,
+    /// The signed model bundle to install.
+    bundle: PathBuf,
+    /// After the upload, mark the new model for test and reset the device:
+    /// it runs on trial and reverts at the next reload unless confirmed.
+    #[arg(long, conflicts_with = "confirm")]
+    test: bool,
+    /// After the upload, confirm the new model and reset the device: it
+    /// runs from now on, with no trial.
+    #[arg(long)]
+    confirm: bool,
+    /// Timeouts or port failures in a row before giving up.
+    #[arg(long, default_value_t = 10)]
+    retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    #[command(subcommand)]
+    command: DeviceCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// List the device's model slots: version, SHA-256, active, confirmed,
+    /// pending.
+    Status(PortArgs),
+    /// Confirm the model the device runs on trial (after `flash --test`).
+    Confirm(PortArgs),
+}
+
+/// One serial link to the device.
+struct Link {
+    args: PortArgs,
+    port: Box<dyn serialport::SerialPort>,
+    decoder: FrameDecoder<{ MESSAGE_CAPACITY + 4 }>,
+    sequence: u8,
+}
+
+#[derive(Debug)]
+enum Failure {
+    /// No answer in time, or the port failed: worth a retry.
+    Link(String),
+    /// The device answered with a refusal or nonsense.
+    Answer(anyhow::Error),
+}
+
+fn open(args: &PortArgs) -> Result<Box<dyn serialport::SerialPort>> {
+    serialport::new(&args.port, args.baud)
+        .timeout(Duration::from_millis(50))
+        .open()
+        .with_context(|| {
+            format!(
+                "opening serial port {} (is it the device's port?)",
+                args.port
+            )
+        })
+}
+
+impl Link {
+    fn open(args: PortArgs) -> Result<Link> {
+        let port = open(&args)?;
+        Ok(Link {
+            args,
+            port,
+            decoder: FrameDecoder::new(),
+            sequence: 0,
+        })
+    }
+
+    fn reopen(&mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        if let Ok(port) = open(&self.args) {
+            self.port = port;
+        }
+        self.decoder = FrameDecoder::new();
+    }
+
+    fn exchange(&mut self, request: &ClientRequest) -> Result<ClientResponse, Failure> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut message = vec![0u8; MESSAGE_CAPACITY];
+        let n = encode_request(request, self.sequence, &mut message)
+            .map_err(|e| Failure::Answer(e.into()))?;
+        let lines =
+            frames(message.get(..n).unwrap_or_default()).map_err(|e| Failure::Answer(e.into()))?;
+        for line in lines {
+            self.port
+                .write_all(&line)
+                .map_err(|e| Failure::Link(format!("writing: {e}")))?;
+        }
+        self.port
+            .flush()
+            .map_err(|e| Failure::Link(format!("writing: {e}")))?;
+        let deadline = Instant::now() + Duration::from_millis(self.args.timeout_ms);
+        let mut buffer = [0u8; 512];
+        while Instant::now() < deadline {
+            let read = match self.port.read(&mut buffer) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => 0,
+                Err(e) => return Err(Failure::Link(format!("reading: {e}"))),
+            };
+            for &byte in buffer.get(..read).unwrap_or_default() {
+                // Damaged packets are dropped: the timeout and a retry
+                // recover from them.
+                if let Some(Ok(answer)) = self.decoder.feed(byte) {
+                    match parse_response(&answer, self.sequence) {
+                        Ok(Some(response)) => return Ok(response),
+                        Ok(None) => {}
+                        Err(e) => return Err(Failure::Answer(e.into())),
+                    }
+                }
+            }
+        }
+        Err(Failure::Link(format!(
+            "no answer within {} ms",
+            self.args.timeout_ms
+        )))
+    }
+
+    /// `exchange`, retried after link failures (re-opening the port).
+    fn ask(&mut self, request: &ClientRequest, retries: u32) -> Result<ClientResponse> {
+        let mut failures = 0;
+        loop {
+            match self.exchange(request) {
+                Ok(ClientResponse::Refused { rc, reason }) => {
+                    bail!("the device refused: {reason} (MCUmgr error {rc})")
+                }
+                Ok(response) => return Ok(response),
+                Err(Failure::Answer(e)) => return Err(e),
+                Err(Failure::Link(why)) => {
+                    failures += 1;
+                    if failures > retries {
+                        bail!(
+                            "no SMP answer from {} ({why}, {failures} tries): is the device's \
+                             `serve --serial` running on it, at {} baud?",
+                            self.args.port,
+                            self.args.baud
+                        );
+                    }
+                    self.reopen();
+                }
+            }
+        }
+    }
+}
+
+fn print_slots(link: &mut Link) -> Result<Vec<tumorxai_shared::smp::client::SlotAnswer>> {
+    let ClientResponse::ImageState { slots } = link.ask(&ClientRequest::ImageState, 3)? else {
+        bail!("the device's image state answer has no slots");
+    };
+    println!("slot  version   active  confirmed  pending  sha256");
+    for s in &slots {
+        println!(
+            "{:<5} {:<9} {:<7} {:<10} {:<8} {}",
+            s.slot,
+            s.version.as_str(),
+            s.active,
+            s.confirmed,
+            s.pending,
+            hex::encode(&s.hash)
+        );
+    }
+    Ok(slots.into_iter().collect())
+}
+
+pub fn flash(args: FlashArgs) -> Result<ExitCode> {
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("reading {}", args.bundle.display()))?;
+    let manifest = read_bundle(&bytes)
+        .with_context(|| format!("{} is not a signed model bundle", args.bundle.display()))?
+        .manifest;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    let len = bytes.len() as u64;
+    eprintln!(
+        "flashing {} {} ({len} bytes, sha256 {}) to {}",
+        manifest.model_id,
+        manifest.version,
+        hex::encode(sha),
+        args.port.port
+    );
+    let retries = args.retries;
+    let mut link = Link::open(args.port)?;
+    let ClientResponse::Parameters { buf_size } = link.ask(&ClientRequest::Parameters, retries)?
+    else {
+        bail!("the device's parameters answer has no buffer size");
+    };
+    let chunk = buf_size
+        .min(MESSAGE_CAPACITY as u64)
+        .saturating_sub(UPLOAD_OVERHEAD)
+        .max(32);
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "upload [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut off = 0u64;
+    let mut failures = 0;
+    let matched = loop {
+        let end = off.saturating_add(chunk).min(len);
+        let data = bytes.get(off as usize..end as usize).unwrap_or_default();
+        let request = ClientRequest::Upload {
+            off,
+            data,
+            first: (off == 0).then_some((len, sha)),
+        };
+        match link.exchange(&request) {
+            Ok(ClientResponse::Upload { off: next, matched }) => {
+                failures = 0;
+                off = next.min(len);
+                bar.set_position(off);
+                if next >= len {
+                    break matched;
+                }
+            }
+            Ok(ClientResponse::Refused { rc, reason }) => {
+                bar.abandon();
+                bail!("the device refused the bundle: {reason} (MCUmgr error {rc}); its running model is unchanged")
+            }
+            Ok(other) => bail!("unexpected answer to an upload: {other:?}"),
+            Err(Failure::Answer(e)) => return Err(e),
+            Err(Failure::Link(why)) => {
+                failures += 1;
+                if failures > retries {
+                    bar.abandon();
+                    bail!(
+                        "upload stopped at byte {off} of {len} ({why}, {failures} tries): run \
+                         the same command again to resume"
+                    );
+                }
+                bar.suspend(|| eprintln!("link: {why}; resuming the upload"));
+                link.reopen();
+                // Offset 0 with the length and hash: the device says where
+                // it stands.
+                off = 0;
+            }
+        }
+    };
+    bar.finish();
+    if matched == Some(false) {
+        bail!("the device received bytes whose SHA-256 is not the bundle's: flash again");
+    }
+    let slots = print_slots(&mut link)?;
+    let Some(staged) = slots.iter().find(|s| s.hash.as_slice() == sha) else {
+        bail!("no slot of the device reports the bundle's SHA-256 after the upload");
+    };
+    eprintln!(
+        "verified: the device holds {} in slot {} with the bundle's SHA-256",
+        staged.version.as_str(),
+        staged.slot
+    );
+    if args.test || args.confirm {
+        link.ask(
+            &ClientRequest::Mark {
+                hash: sha,
+                confirm: args.confirm,
+            },
+            retries,
+        )?;
+        link.ask(&ClientRequest::Reset, retries)?;
+        eprintln!(
+            "{} and reset: the device reloads it between scans",
+            if args.confirm {
+                "confirmed"
+            } else {
+                "marked for test (confirm it with `tumorxai device confirm`, or the next reload reverts it)"
+            }
+        );
+    } else {
+        eprintln!("staged: not running until tested (`--test`) or confirmed (`--confirm`)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn device(args: DeviceArgs) -> Result<ExitCode> {
+    match args.command {
+        DeviceCommand::Status(port) => {
+            let mut link = Link::open(port)?;
+            print_slots(&mut link)?;
+        }
+        DeviceCommand::Confirm(port) => {
+            let mut link = Link::open(port)?;
+            let slots = print_slots(&mut link)?;
+            let Some(active) = slots.iter().find(|s| s.active) else {
+                bail!("the device reports no active model");
+            };
+            let hash: [u8; 32] = active
+                .hash
+                .as_slice()
+                .try_into()
+                .context("the device's hash of the active model is not a SHA-256")?;
+            link.ask(
+                &ClientRequest::Mark {
+                    hash,
+                    confirm: true,
+                },
+                3,
+            )?;
+            eprintln!("confirmed {}", active.version.as_str());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,210 @@
+//! `tumorxai flash` and `tumorxai device` against the real device binary
+//! (`tumorxai-device serve --serial`) over pseudo-terminals joined by a
+//! misbehaving relay (tests/tools/serial_relay.py): an upload that loses
+//! 600 bytes on the way resumes and is verified by the device's hash; the
+//! tested model runs on trial until `device confirm`; a downgrade is
+//! refused with the device's reason and changes nothing; a port with no
+//! device behind it is a clear error.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use tumorxai_shared::bundle::read_bundle;
+
+use crate::common::tumorxai;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A relay: its process (stdin held open) and the two port paths.
+struct Relay {
+    child: Child,
+    device: String,
+    client: String,
+}
+
+impl Relay {
+    fn start(faults: &[&str]) -> Relay {
+        let root = repo();
+        let mut child = Command::new(root.join(".venv-tools/bin/python"))
+            .arg(root.join("tests/tools/serial_relay.py"))
+            .args(faults)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python in .venv-tools: run `bash .ci/setup`");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let paths: serde_json::Value = serde_json::from_str(&line).unwrap();
+        Relay {
+            child,
+            device: paths["device"].as_str().unwrap().to_string(),
+            client: paths["client"].as_str().unwrap().to_string(),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+struct Device(Child);
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
+    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
+    if !device_bin.exists() {
+        assert!(
+            std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none(),
+            "{} is built with the workspace",
+            device_bin.display()
+        );
+        eprintln!("no device binary beside tumorxai: flash test skipped");
+        return;
+    }
+    let root = repo();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::copy(
+        root.join("models/trust/demo-signing-key.pub.pem"),
+        state.join("trust/demo.pem"),
+    )
+    .unwrap();
+    let install = Command::new(&device_bin)
+        .args(["install", "models/demo-int8.bundle"])
+        .env("TUMORXAI_STATE_DIR", &state)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", text(&install));
+    let key = SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
+    let write = |version: &str| {
+        let path = tmp.path().join(format!("{version}.bundle"));
+        let bytes = read_bundle(&demo)
+            .unwrap()
+            .resigned("tumorxai-demo", version, &key)
+            .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let newer = write("1.3.0");
+    let older = write("1.1.0");
+
+    // Client → device loses 600 bytes in the middle of the upload.
+    let relay = Relay::start(&["--drop", "300000:600"]);
+    let _device = Device(
+        Command::new(&device_bin)
+            .args(["serve", "--poll-ms", "100", "--serial", &relay.device])
+            .arg("--inbox")
+            .arg(work.join("inbox"))
+            .arg("--outbox")
+            .arg(work.join("outbox"))
+            .env("TUMORXAI_STATE_DIR", &state)
+            .stderr(std::fs::File::create(tmp.path().join("device.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let port = ["--port", relay.client.as_str(), "--timeout-ms", "1500"];
+    let flash = |bundle: &str, extra: &[&str]| {
+        let mut args = vec!["flash"];
+        args.extend_from_slice(&port);
+        args.extend_from_slice(extra);
+        args.push(bundle);
+        tumorxai(&args)
+    };
+    let log = || std::fs::read_to_string(tmp.path().join("device.log")).unwrap_or_default();
+
+    let o = flash(&newer, &["--test"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), log());
+    let out = text(&o);
+    assert!(
+        out.contains("resuming"),
+        "the lost bytes forced a resume: {out}"
+    );
+    assert!(out.contains("with the bundle's SHA-256"), "{out}");
+
+    // The reset reloads between inbox polls: the new model on trial.
+    let table = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap()).unwrap()
+    };
+    for _ in 0..50 {
+        if table()["active"] == "b" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(table()["active"], "b", "{}", log());
+    assert_eq!(table()["trial"]["fallback"], "a");
+
+    let mut status = vec!["device", "status"];
+    status.extend_from_slice(&port);
+    let o = tumorxai(&status);
+    assert!(o.status.success(), "{}", text(&o));
+    let listing = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(listing.contains("1.3.0"), "{listing}");
+    assert!(listing.contains("1.2.0"), "{listing}");
+
+    let mut confirm = vec!["device", "confirm"];
+    confirm.extend_from_slice(&port);
+    let o = tumorxai(&confirm);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(table().get("trial").is_none(), "confirmed: no trial");
+
+    // A downgrade: refused by the device, with its reason; nothing changes.
+    let o = flash(&older, &[]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("the device refused"), "{out}");
+    assert!(out.contains("1.1.0"), "the reason names the version: {out}");
+    assert_eq!(table()["active"], "b");
+    assert_eq!(table()["a"]["version"], "1.2.0");
+
+    // No device behind the port.
+    let silent = Relay::start(&[]);
+    let o = tumorxai(&[
+        "flash",
+        "--port",
+        &silent.client,
+        "--timeout-ms",
+        "300",
+        "--retries",
+        "1",
+        &newer,
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("no SMP answer"), "{}", text(&o));
+}

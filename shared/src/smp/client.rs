@@ -1,0 +1,305 @@
+//! The client side of the SMP commands the device serves: requests encoded
+//! and responses decoded, for the workstation's `tumorxai flash` and
+//! `tumorxai device status`. Requests are sent as SMP version 1 so that
+//! error answers carry their reason text (`rsn`).
+
+use minicbor::data::Type;
+use minicbor::encode::write::Cursor;
+use minicbor::{Decoder, Encoder};
+
+use super::body::{image, os, BodyError};
+use super::group;
+use super::header::{Header, Op, HEADER_LEN};
+
+/// A request to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRequest<'a> {
+    Parameters,
+    ImageState,
+    /// `first` carries the image length and SHA-256 (offset 0 only).
+    Upload {
+        off: u64,
+        data: &'a [u8],
+        first: Option<(u64, [u8; 32])>,
+    },
+    Mark {
+        hash: [u8; 32],
+        confirm: bool,
+    },
+    Reset,
+}
+
+/// One slot of an image state answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SlotAnswer {
+    pub slot: u64,
+    pub version: heapless::String<32>,
+    pub hash: heapless::Vec<u8, 32>,
+    pub active: bool,
+    pub confirmed: bool,
+    pub pending: bool,
+    pub permanent: bool,
+}
+
+/// A decoded answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientResponse {
+    Parameters {
+        buf_size: u64,
+    },
+    ImageState {
+        slots: heapless::Vec<SlotAnswer, 2>,
+    },
+    Upload {
+        off: u64,
+        matched: Option<bool>,
+    },
+    /// An answer without fields of interest (reset).
+    Done,
+    /// The device refused: MCUmgr error code and its reason when given.
+    Refused {
+        rc: u64,
+        reason: heapless::String<200>,
+    },
+}
+
+fn cbor<E: core::fmt::Display>(e: E) -> BodyError {
+    BodyError::Cbor(format!("{e}"))
+}
+
+/// Encodes `request` with `sequence` into `out`; returns the length.
+pub fn encode_request(
+    request: &ClientRequest,
+    sequence: u8,
+    out: &mut [u8],
+) -> Result<usize, BodyError> {
+    let capacity = out.len();
+    let (head, rest) = out
+        .split_at_mut_checked(HEADER_LEN)
+        .ok_or(BodyError::Full(capacity))?;
+    let mut e = Encoder::new(Cursor::new(rest));
+    let full = |_| BodyError::Full(capacity);
+    let (op, group_id, command) = match request {
+        ClientRequest::Parameters => {
+            e.map(0).map_err(full)?;
+            (Op::Read, group::OS, os::PARAMETERS)
+        }
+        ClientRequest::ImageState => {
+            e.map(0).map_err(full)?;
+            (Op::Read, group::IMAGE, image::STATE)
+        }
+        ClientRequest::Upload { off, data, first } => {
+            e.map(if first.is_some() { 4 } else { 2 }).map_err(full)?;
+            if let Some((len, sha)) = first {
+                e.str("len").and_then(|e| e.u64(*len)).map_err(full)?;
+                e.str("sha").and_then(|e| e.bytes(sha)).map_err(full)?;
+            }
+            e.str("off").and_then(|e| e.u64(*off)).map_err(full)?;
+            e.str("data").and_then(|e| e.bytes(data)).map_err(full)?;
+            (Op::Write, group::IMAGE, image::UPLOAD)
+        }
+        ClientRequest::Mark { hash, confirm } => {
+            e.map(2).map_err(full)?;
+            e.str("hash").and_then(|e| e.bytes(hash)).map_err(full)?;
+            e.str("confirm")
+                .and_then(|e| e.bool(*confirm))
+                .map_err(full)?;
+            (Op::Write, group::IMAGE, image::STATE)
+        }
+        ClientRequest::Reset => {
+            e.map(0).map_err(full)?;
+            (Op::Write, group::OS, os::RESET)
+        }
+    };
+    let body_len = e.writer().position();
+    let header = Header {
+        version: 0,
+        op,
+        flags: 0,
+        length: u16::try_from(body_len).map_err(|_| BodyError::Full(capacity))?,
+        group: group_id,
+        sequence,
+        command,
+    };
+    head.copy_from_slice(&header.encode());
+    Ok(HEADER_LEN + body_len)
+}
+
+fn slot_answer(d: &mut Decoder) -> Result<SlotAnswer, BodyError> {
+    let mut slot = SlotAnswer::default();
+    let n = d
+        .map()
+        .map_err(cbor)?
+        .ok_or(BodyError::Missing("definite map"))?;
+    for _ in 0..n {
+        match d.str().map_err(cbor)? {
+            "slot" => slot.slot = d.u64().map_err(cbor)?,
+            "version" => {
+                let text = d.str().map_err(cbor)?;
+                slot.version =
+                    heapless::String::try_from(text.get(..text.len().min(32)).unwrap_or(""))
+                        .unwrap_or_default();
+            }
+            "hash" => {
+                slot.hash = heapless::Vec::from_slice(d.bytes().map_err(cbor)?)
+                    .map_err(|_| BodyError::Cbor("hash longer than 32 bytes".into()))?
+            }
+            "active" => slot.active = d.bool().map_err(cbor)?,
+            "confirmed" => slot.confirmed = d.bool().map_err(cbor)?,
+            "pending" => slot.pending = d.bool().map_err(cbor)?,
+            "permanent" => slot.permanent = d.bool().map_err(cbor)?,
+            _ => d.skip().map_err(cbor)?,
+        }
+    }
+    Ok(slot)
+}
+
+/// Decodes an answer to a request with `sequence`. `Ok(None)` for a
+/// message that is not the answer (another sequence, or a request).
+pub fn parse_response(message: &[u8], sequence: u8) -> Result<Option<ClientResponse>, BodyError> {
+    let (header, body) = Header::split(message).map_err(cbor)?;
+    if header.sequence != sequence || !matches!(header.op, Op::ReadResponse | Op::WriteResponse) {
+        return Ok(None);
+    }
+    let mut d = Decoder::new(body);
+    let (mut rc, mut reason) = (0u64, heapless::String::<200>::new());
+    let (mut off, mut matched, mut buf_size) = (None, None, None);
+    let mut slots = heapless::Vec::<SlotAnswer, 2>::new();
+    let n = if body.is_empty() {
+        0
+    } else {
+        d.map()
+            .map_err(cbor)?
+            .ok_or(BodyError::Missing("definite map"))?
+    };
+    for _ in 0..n {
+        match d.str().map_err(cbor)? {
+            "rc" => rc = d.u64().map_err(cbor)?,
+            "rsn" => {
+                let text = d.str().map_err(cbor)?;
+                for c in text.chars() {
+                    if reason.push(c).is_err() {
+                        break;
+                    }
+                }
+            }
+            "err" => {
+                let m = d.map().map_err(cbor)?.unwrap_or(0);
+                for _ in 0..m {
+                    match d.str().map_err(cbor)? {
+                        "rc" => rc = d.u64().map_err(cbor)?,
+                        _ => d.skip().map_err(cbor)?,
+                    }
+                }
+            }
+            "off" => off = Some(d.u64().map_err(cbor)?),
+            "match" => matched = Some(d.bool().map_err(cbor)?),
+            "buf_size" => buf_size = Some(d.u64().map_err(cbor)?),
+            "images" => {
+                let count = d
+                    .array()
+                    .map_err(cbor)?
+                    .ok_or(BodyError::Missing("definite array"))?;
+                for _ in 0..count {
+                    let slot = slot_answer(&mut d)?;
+                    // A third slot would be another device's layout: ignored.
+                    let _ = slots.push(slot);
+                }
+            }
+            _ => {
+                if d.datatype().map_err(cbor)? == Type::Break {
+                    break;
+                }
+                d.skip().map_err(cbor)?
+            }
+        }
+    }
+    if rc != 0 {
+        return Ok(Some(ClientResponse::Refused { rc, reason }));
+    }
+    Ok(Some(match (header.group, header.command) {
+        (group::OS, os::PARAMETERS) => ClientResponse::Parameters {
+            buf_size: buf_size.ok_or(BodyError::Missing("buf_size"))?,
+        },
+        (group::IMAGE, image::STATE) => ClientResponse::ImageState { slots },
+        (group::IMAGE, image::UPLOAD) => ClientResponse::Upload {
+            off: off.ok_or(BodyError::Missing("off"))?,
+            matched,
+        },
+        _ => ClientResponse::Done,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smp::body::{
+        parse_request, write_response, MgmtErr, Request, Response, SlotState, Upload,
+    };
+
+    #[test]
+    fn an_upload_request_is_what_the_server_parses() {
+        let mut out = [0u8; 256];
+        let request = ClientRequest::Upload {
+            off: 0,
+            data: b"abc",
+            first: Some((3, [7; 32])),
+        };
+        let n = encode_request(&request, 9, &mut out).unwrap();
+        let (header, body) = Header::split(&out[..n]).unwrap();
+        assert_eq!((header.version, header.sequence), (0, 9));
+        assert_eq!(
+            parse_request(&header, body).unwrap(),
+            Request::Upload(Upload {
+                off: 0,
+                data: b"abc",
+                len: Some(3),
+                sha: Some(&[7; 32]),
+                image: None,
+                upgrade: None,
+            })
+        );
+    }
+
+    #[test]
+    fn answers_decode() {
+        let mut request = [0u8; 64];
+        let n = encode_request(&ClientRequest::ImageState, 4, &mut request).unwrap();
+        let header = Header::decode(&request[..n]).unwrap();
+        let mut out = [0u8; 512];
+        let slots = [SlotState {
+            slot: 0,
+            version: "1.3.0",
+            hash: [1; 32],
+            bootable: true,
+            pending: false,
+            confirmed: true,
+            active: true,
+            permanent: false,
+        }];
+        let m = write_response(&header, &Response::ImageState { slots: &slots }, &mut out).unwrap();
+        let Some(ClientResponse::ImageState { slots }) = parse_response(&out[..m], 4).unwrap()
+        else {
+            panic!("not a state answer");
+        };
+        assert_eq!(slots[0].version.as_str(), "1.3.0");
+        assert!(slots[0].active && slots[0].confirmed);
+        assert_eq!(
+            parse_response(&out[..m], 5).unwrap(),
+            None,
+            "other sequence"
+        );
+        let error = Response::Error {
+            code: MgmtErr::BadState,
+            reason: "on trial",
+        };
+        let m = write_response(&header, &error, &mut out).unwrap();
+        assert_eq!(
+            parse_response(&out[..m], 4).unwrap(),
+            Some(ClientResponse::Refused {
+                rc: 6,
+                reason: heapless::String::try_from("on trial").unwrap()
+            })
+        );
+    }
+}
