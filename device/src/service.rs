@@ -301,6 +301,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
     }
+    crate::failpoint::hit("atomic-before-rename");
     std::fs::rename(&tmp, path)?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     sync_dir(dir.unwrap_or(Path::new(".")))

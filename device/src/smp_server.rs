@@ -279,6 +279,9 @@ impl SmpServer {
             .and_then(|()| file.sync_data())
             .map_err(|e| io_refusal("writing upload.part", e))?;
         progress.off = end;
+        if end >= total / 2 && end.saturating_sub(chunk.data.len() as u64) < total / 2 {
+            crate::failpoint::hit("upload-half");
+        }
         if end < total {
             return Ok((
                 Reply::Upload {

@@ -165,9 +165,14 @@ impl SlotTable {
         }
     }
 
-    /// The highest version of `model_id` ever installed here.
+    /// The highest version of `model_id` ever installed (run confirmed)
+    /// here. A staged or reverted version does not count: flashing it again
+    /// after a failed trial is allowed.
     pub fn highest_of(&self, model_id: &str) -> Result<Option<ImageVersion>, BundleError> {
         let recorded = self.highest.get(model_id).map(|v| v.parse()).transpose()?;
+        if !self.highest.is_empty() {
+            return Ok(recorded);
+        }
         // Tables written before the record existed: the slots still tell.
         let in_slots = [&self.a, &self.b]
             .into_iter()

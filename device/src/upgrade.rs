@@ -14,6 +14,7 @@
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::failpoint;
 use crate::forms::ExecutionForm;
 use crate::state::{io, Pending, Slot, SlotInfo, StateDir, StateError, Trial};
 
@@ -90,9 +91,12 @@ impl StateDir {
             table.pending = None;
             self.write_table(&table)?;
         }
+        failpoint::hit("stage-forgotten");
         self.write_slot(slot, bytes)?;
+        failpoint::hit("stage-slot-written");
         table.set(slot, Some(info.clone()));
         self.write_table(&table)?;
+        failpoint::hit("stage-recorded");
         Ok((slot, info))
     }
 
@@ -155,6 +159,7 @@ impl StateDir {
         }
         table.pending = Some(Pending { slot, permanent });
         self.write_table(&table)?;
+        failpoint::hit("mark-written");
         Ok(())
     }
 
@@ -184,6 +189,7 @@ impl StateDir {
                 }
             }
             self.write_table(&table)?;
+            failpoint::hit("reload-activated");
             return Ok(Reloaded::Activated {
                 slot: p.slot,
                 trial: table.trial.is_some(),

@@ -208,3 +208,167 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
     assert!(!o.status.success());
     assert!(text(&o).contains("no SMP answer"), "{}", text(&o));
 }
+
+/// A unit with the demo trust key and 1.2.0 installed, and a 1.3.0 bundle.
+fn unit(dir: &Path, device_bin: &Path) -> (PathBuf, String) {
+    let root = repo();
+    let state = dir.join("state");
+    std::fs::create_dir_all(state.join("trust")).unwrap();
+    std::fs::copy(
+        root.join("models/trust/demo-signing-key.pub.pem"),
+        state.join("trust/demo.pem"),
+    )
+    .unwrap();
+    let install = Command::new(device_bin)
+        .args(["install", "models/demo-int8.bundle"])
+        .env("TUMORXAI_STATE_DIR", &state)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(install.status.success(), "{}", text(&install));
+    let key = SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
+    let bundle = dir.join("1.3.0.bundle");
+    let bytes = read_bundle(&demo)
+        .unwrap()
+        .resigned("tumorxai-demo", "1.3.0", &key)
+        .unwrap();
+    std::fs::write(&bundle, bytes).unwrap();
+    (state, bundle.to_str().unwrap().to_string())
+}
+
+fn serve(
+    device_bin: &Path,
+    state: &Path,
+    port: &str,
+    dir: &Path,
+    failpoint: Option<&str>,
+) -> Device {
+    let mut command = Command::new(device_bin);
+    command
+        .args(["serve", "--poll-ms", "100", "--serial", port])
+        .arg("--inbox")
+        .arg(dir.join("inbox"))
+        .arg("--outbox")
+        .arg(dir.join("outbox"))
+        .env("TUMORXAI_STATE_DIR", state)
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("device.log"))
+                .unwrap(),
+        );
+    if let Some(point) = failpoint {
+        command.env("TUMORXAI_FAILPOINT", point);
+    }
+    let device = Device(command.spawn().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    device
+}
+
+/// The version the unit's active slot runs, as `triage` loads it (every
+/// load check included).
+fn running_version(device_bin: &Path, state: &Path, dir: &Path) -> String {
+    let out = dir.join("triage");
+    let o = Command::new(device_bin)
+        .args(["triage", "models/samples/01-glioma-t1c.jpg", "--out"])
+        .arg(&out)
+        .env("TUMORXAI_STATE_DIR", state)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the unit must still run a model: {}",
+        text(&o)
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("01-glioma-t1c.json")).unwrap()).unwrap();
+    json["model"]["version"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
+    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
+    if !device_bin.exists() {
+        assert!(std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none());
+        return;
+    }
+    let points = [
+        "atomic-before-rename",
+        "upload-half",
+        "stage-forgotten",
+        "stage-slot-written",
+        "stage-recorded",
+        "mark-written",
+        "reload-activated",
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    std::thread::scope(|scope| {
+        for point in points {
+            let dir = tmp.path().join(point);
+            let device_bin = &device_bin;
+            scope.spawn(move || {
+                let (state, bundle) = unit(&dir, device_bin);
+                let relay = Relay::start(&[]);
+                let flash = || {
+                    tumorxai(&[
+                        "flash",
+                        "--port",
+                        &relay.client,
+                        "--timeout-ms",
+                        "1500",
+                        "--retries",
+                        "1",
+                        "--test",
+                        &bundle,
+                    ])
+                };
+                let mut crashing = serve(device_bin, &state, &relay.device, &dir, Some(point));
+                let _ = flash();
+                // The point must have been reached: the process aborted.
+                let mut waited = 0;
+                while crashing.0.try_wait().unwrap().is_none() && waited < 100 {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    waited += 1;
+                }
+                let log = std::fs::read_to_string(dir.join("device.log")).unwrap();
+                assert!(
+                    log.contains(&format!("failpoint {point}")),
+                    "{point}: {log}"
+                );
+                // Killed: a verified model still runs (the old or the new one).
+                let version = running_version(device_bin, &state, &dir);
+                assert!(
+                    ["1.2.0", "1.3.0"].contains(&version.as_str()),
+                    "{point}: {version}"
+                );
+                // Restarted: the field engineer flashes again and it works.
+                let _device = serve(device_bin, &state, &relay.device, &dir, None);
+                let o = flash();
+                let log = std::fs::read_to_string(dir.join("device.log")).unwrap();
+                assert!(o.status.success(), "{point}: {}\n{log}", text(&o));
+                let mut active = String::new();
+                for _ in 0..50 {
+                    let table: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap())
+                            .unwrap();
+                    let slot = table["active"].as_str().unwrap().to_string();
+                    active = table[slot.as_str()]["version"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    if active == "1.3.0" && table.get("pending").is_none() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                assert_eq!(active, "1.3.0", "{point}: {log}");
+            });
+        }
+    });
+}

@@ -15,7 +15,9 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use tumorxai_shared::bundle::read_bundle;
-use tumorxai_shared::smp::client::{encode_request, parse_response, ClientRequest, ClientResponse};
+use tumorxai_shared::smp::client::{
+    encode_request, parse_response, ClientRequest, ClientResponse, SlotAnswer,
+};
 use tumorxai_shared::smp::{frames, FrameDecoder};
 
 /// The largest SMP message this client handles (the device's is 2048).
@@ -185,10 +187,16 @@ impl Link {
     }
 }
 
-fn print_slots(link: &mut Link) -> Result<Vec<tumorxai_shared::smp::client::SlotAnswer>> {
-    let ClientResponse::ImageState { slots } = link.ask(&ClientRequest::ImageState, 3)? else {
+fn slots(link: &mut Link, retries: u32) -> Result<Vec<SlotAnswer>> {
+    let ClientResponse::ImageState { slots } = link.ask(&ClientRequest::ImageState, retries)?
+    else {
         bail!("the device's image state answer has no slots");
     };
+    Ok(slots.into_iter().collect())
+}
+
+fn print_slots(link: &mut Link) -> Result<Vec<SlotAnswer>> {
+    let slots = slots(link, 3)?;
     println!("slot  version   active  confirmed  pending  sha256");
     for s in &slots {
         println!(
@@ -201,26 +209,13 @@ fn print_slots(link: &mut Link) -> Result<Vec<tumorxai_shared::smp::client::Slot
             hex::encode(&s.hash)
         );
     }
-    Ok(slots.into_iter().collect())
+    Ok(slots)
 }
 
-pub fn flash(args: FlashArgs) -> Result<ExitCode> {
-    let bytes = std::fs::read(&args.bundle)
-        .with_context(|| format!("reading {}", args.bundle.display()))?;
-    let manifest = read_bundle(&bytes)
-        .with_context(|| format!("{} is not a signed model bundle", args.bundle.display()))?
-        .manifest;
-    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+/// Sends `bytes` from where the device stands, resuming after link
+/// failures; fails on a refusal or after `retries` failures in a row.
+fn upload(link: &mut Link, bytes: &[u8], sha: [u8; 32], retries: u32) -> Result<()> {
     let len = bytes.len() as u64;
-    eprintln!(
-        "flashing {} {} ({len} bytes, sha256 {}) to {}",
-        manifest.model_id,
-        manifest.version,
-        hex::encode(sha),
-        args.port.port
-    );
-    let retries = args.retries;
-    let mut link = Link::open(args.port)?;
     let ClientResponse::Parameters { buf_size } = link.ask(&ClientRequest::Parameters, retries)?
     else {
         bail!("the device's parameters answer has no buffer size");
@@ -282,6 +277,34 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
     if matched == Some(false) {
         bail!("the device received bytes whose SHA-256 is not the bundle's: flash again");
     }
+    Ok(())
+}
+
+pub fn flash(args: FlashArgs) -> Result<ExitCode> {
+    let bytes = std::fs::read(&args.bundle)
+        .with_context(|| format!("reading {}", args.bundle.display()))?;
+    let manifest = read_bundle(&bytes)
+        .with_context(|| format!("{} is not a signed model bundle", args.bundle.display()))?
+        .manifest;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    let len = bytes.len() as u64;
+    eprintln!(
+        "flashing {} {} ({len} bytes, sha256 {}) to {}",
+        manifest.model_id,
+        manifest.version,
+        hex::encode(sha),
+        args.port.port
+    );
+    let retries = args.retries;
+    let mut link = Link::open(args.port)?;
+    if slots(&mut link, retries)?
+        .iter()
+        .any(|s| s.hash.as_slice() == sha)
+    {
+        eprintln!("the device already holds this bundle: nothing to upload");
+    } else {
+        upload(&mut link, &bytes, sha, retries)?;
+    }
     let slots = print_slots(&mut link)?;
     let Some(staged) = slots.iter().find(|s| s.hash.as_slice() == sha) else {
         bail!("no slot of the device reports the bundle's SHA-256 after the upload");
@@ -291,7 +314,27 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
         staged.version.as_str(),
         staged.slot
     );
-    if args.test || args.confirm {
+    if staged.active {
+        if args.confirm && !staged.confirmed {
+            link.ask(
+                &ClientRequest::Mark {
+                    hash: sha,
+                    confirm: true,
+                },
+                retries,
+            )?;
+            eprintln!("confirmed: the device runs it from now on");
+        } else {
+            eprintln!(
+                "the device already runs it{}",
+                if staged.confirmed {
+                    ""
+                } else {
+                    " on trial (confirm it with `tumorxai device confirm`)"
+                }
+            );
+        }
+    } else if args.test || args.confirm {
         link.ask(
             &ClientRequest::Mark {
                 hash: sha,
@@ -305,7 +348,8 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
             if args.confirm {
                 "confirmed"
             } else {
-                "marked for test (confirm it with `tumorxai device confirm`, or the next reload reverts it)"
+                "marked for test (where a previous model exists the new one runs on trial: \
+                 confirm it with `tumorxai device confirm`, or the next reload reverts it)"
             }
         );
     } else {
