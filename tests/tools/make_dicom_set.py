@@ -268,7 +268,7 @@ def main():
     data = bytearray(encoded(ds))
     at = data.find(b"\x08\x00\x3e\x10LO")
     struct.pack_into("<H", data, at + 6, 0xFFF0)
-    error("wrong-vr-length", "no valid value representation", bytes(data))
+    error("wrong-vr-length", "value bytes but only", bytes(data))
 
     # A 4-byte length of 0xFFFFFFF0 on the pixel data (explicit VR OW).
     data = bytearray(encoded(base(rows, cols)))

@@ -34,6 +34,8 @@ const MAX_DEPTH: usize = 16;
 const IMPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_BIG_ENDIAN: &str = "1.2.840.10008.1.2.2";
 const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN: &str = "1.2.840.10008.1.2.1.99";
+const JPIP_REFERENCED_DEFLATE: &str = "1.2.840.10008.1.2.4.95";
+const JPIP_HTJ2K_REFERENCED_DEFLATE: &str = "1.2.840.10008.1.2.4.205";
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Encoding {
@@ -119,23 +121,33 @@ impl Cursor<'_> {
     }
 }
 
-/// VRs whose explicit header has two reserved bytes and a 4-byte length.
-fn long_length(vr: [u8; 2]) -> bool {
+/// VRs whose explicit header has a 2-byte length (PS3.5 7.1.2); every
+/// other VR, unknown ones included, has two reserved bytes and a 4-byte
+/// length — exactly as dicom-rs reads them (an unknown VR is UN to it).
+fn short_length(vr: [u8; 2]) -> bool {
     matches!(
         &vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
 }
 
@@ -190,6 +202,9 @@ fn items(
 /// Delimitation.
 fn fragments(c: &mut Cursor) -> Result<(), PreprocessError> {
     loop {
+        if c.left() == 0 {
+            return Ok(()); // no delimiter before the end: nothing left to allocate
+        }
         let tag = c.tag()?;
         let length = c.u32()?;
         match tag {
@@ -213,7 +228,8 @@ fn dataset(
 ) -> Result<(), PreprocessError> {
     loop {
         match end {
-            End::Eof if c.left() == 0 => return Ok(()),
+            // Fewer bytes than an element header: padding dicom-rs ignores.
+            End::Eof if c.left() < 8 => return Ok(()),
             End::At(at) if c.at == at => return Ok(()),
             End::At(at) if c.at > at => {
                 return Err(corrupt("an element runs past its item's length".into()))
@@ -223,30 +239,25 @@ fn dataset(
         let tag = c.tag()?;
         if tag == ITEM_END {
             c.u32()?;
-            return match end {
-                End::ItemDelimiter => Ok(()),
-                _ => Err(corrupt("an item delimiter outside an item".into())),
-            };
+            match end {
+                End::ItemDelimiter => return Ok(()),
+                // A stray delimiter at the top level, which dicom-rs skips.
+                End::Eof => continue,
+                End::At(_) => {
+                    return Err(corrupt("an item delimiter in a defined-length item".into()))
+                }
+            }
         }
         let (vr, length) = match encoding {
             Encoding::Implicit => (None, c.u32()?),
             Encoding::Explicit { .. } if tag.0 == 0xFFFE => (None, c.u32()?),
             Encoding::Explicit { .. } => {
                 let vr = c.take::<2>()?;
-                if !vr.iter().all(u8::is_ascii_uppercase) {
-                    return Err(corrupt(format!(
-                        "({:04X},{:04X}) at byte {} has no valid value representation \
-                         (a wrong length before it?)",
-                        tag.0,
-                        tag.1,
-                        c.at - 6
-                    )));
-                }
-                if long_length(vr) {
+                if short_length(vr) {
+                    (Some(vr), u32::from(c.u16()?))
+                } else {
                     c.take::<2>()?;
                     (Some(vr), c.u32()?)
-                } else {
-                    (Some(vr), u32::from(c.u16()?))
                 }
             }
         };
@@ -255,25 +266,13 @@ fn dataset(
             None => dictionary_says_sequence(tag),
         };
         if length == UNDEFINED {
-            if tag == PIXEL_DATA {
+            // As dicom-rs reads it: encapsulated fragments for Pixel Data
+            // not declared SQ, otherwise a sequence in the file's own
+            // encoding (whatever the VR, UN included).
+            if tag == PIXEL_DATA && !sequence {
                 fragments(c)?;
-            } else if vr.is_none() || vr == Some(*b"SQ") {
-                items(c, encoding, None, depth)?;
-            } else if vr == Some(*b"UN") {
-                // PS3.5 6.2.2: an undefined-length UN is a sequence encoded
-                // in implicit VR little endian.
-                let mut inner = Cursor {
-                    bytes: c.bytes,
-                    at: c.at,
-                    big_endian: false,
-                };
-                items(&mut inner, Encoding::Implicit, None, depth)?;
-                c.at = inner.at;
             } else {
-                return Err(corrupt(format!(
-                    "({:04X},{:04X}) has an undefined length, which only sequences may have",
-                    tag.0, tag.1
-                )));
+                items(c, encoding, None, depth)?;
             }
         } else if sequence {
             let start = c.at;
@@ -286,38 +285,37 @@ fn dataset(
     }
 }
 
-/// Walks the file meta group (explicit VR little endian) and returns the
-/// transfer syntax and where the data set starts.
+/// Walks the file meta group (explicit VR little endian) as dicom-rs does:
+/// (0002,0000) first, a 4-byte group length, then elements until that many
+/// bytes are consumed. Returns the transfer syntax and where the data set
+/// starts.
 fn meta(bytes: &[u8]) -> Result<(String, usize), PreprocessError> {
     let mut c = Cursor {
         bytes,
         at: 132,
         big_endian: false,
     };
-    let mut transfer_syntax = None;
-    loop {
-        let start = c.at;
-        let group = bytes
-            .get(start..)
-            .and_then(|rest| rest.get(..2))
-            .and_then(|b| <[u8; 2]>::try_from(b).ok())
-            .map(u16::from_le_bytes);
-        if group != Some(0x0002) {
-            if start == 132 {
-                return Err(corrupt(
-                    "no file meta group (0002,xxxx) after the DICM marker".into(),
-                ));
-            }
-            break;
-        }
+    let header = |c: &mut Cursor| -> Result<((u16, u16), u32), PreprocessError> {
         let tag = c.tag()?;
         let vr = c.take::<2>()?;
-        let length = if long_length(vr) {
+        let length = if short_length(vr) {
+            u32::from(c.u16()?)
+        } else {
             c.take::<2>()?;
             c.u32()?
-        } else {
-            u32::from(c.u16()?)
         };
+        Ok((tag, length))
+    };
+    let no_meta = || corrupt("no file meta group (0002,0000) after the DICM marker".into());
+    let (tag, length) = header(&mut c).map_err(|_| no_meta())?;
+    if tag != (0x0002, 0x0000) || length != 4 {
+        return Err(no_meta());
+    }
+    let group_length = c.u32()? as usize;
+    let start = c.at;
+    let mut transfer_syntax = None;
+    while c.at - start < group_length {
+        let (tag, length) = header(&mut c)?;
         if length == UNDEFINED {
             return Err(corrupt("undefined length in the file meta group".into()));
         }
@@ -327,7 +325,7 @@ fn meta(bytes: &[u8]) -> Result<(String, usize), PreprocessError> {
             let value = bytes.get(value_start..c.at).unwrap_or_default();
             transfer_syntax = Some(
                 String::from_utf8_lossy(value)
-                    .trim_end_matches(['\0', ' '])
+                    .trim_end_matches(|ch: char| ch.is_whitespace() || ch == '\0')
                     .to_string(),
             );
         }
@@ -352,7 +350,9 @@ pub fn prescan(bytes: &[u8], limits: DecodeLimits) -> Result<(), PreprocessError
             encoding = Encoding::Explicit { big_endian: true };
             body
         }
-        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN => {
+        DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+        | JPIP_REFERENCED_DEFLATE
+        | JPIP_HTJ2K_REFERENCED_DEFLATE => {
             // Samples of at most 2 bytes, plus room for the header.
             let cap = limits.max_pixels.saturating_mul(2).saturating_add(16 << 20);
             let mut inflated = Vec::new();
@@ -395,6 +395,9 @@ mod tests {
         }
         let mut out = vec![0u8; 128];
         out.extend_from_slice(b"DICM");
+        // (0002,0000) UL 4: the group's length, then (0002,0010) UI.
+        out.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        out.extend_from_slice(&(8 + uid.len() as u32).to_le_bytes());
         out.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         out.extend_from_slice(&(uid.len() as u16).to_le_bytes());
         out.extend_from_slice(&uid);
@@ -493,15 +496,73 @@ mod tests {
     }
 
     #[test]
-    fn an_undefined_length_un_is_read_as_implicit_vr() {
-        // PS3.5 6.2.2: the items' elements are implicit VR (tag, 4-byte
-        // length), so "PN" would be wrong here and the length 8 bytes on.
+    fn an_undefined_length_un_is_walked_as_dicom_rs_reads_it() {
+        // dicom-rs reads any undefined-length element as a sequence in the
+        // file's own encoding: an explicit-VR element inside it that
+        // declares 4 GiB must be found.
         let mut body = long(0x0009, 0x1000, b"UN", UNDEFINED);
         body.extend(marker(0xE000, UNDEFINED));
-        body.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, 2, 0, 0, 0, b'A', b'B']);
+        body.extend(long(0x0009, 0x1010, b"OB", 0xFFFF_FFF0));
+        let err = check(&file(EXPLICIT, &body)).unwrap_err().to_string();
+        assert!(err.contains("declares 4294967280"), "{err}");
+    }
+
+    #[test]
+    fn unknown_vrs_have_4_byte_lengths_as_in_dicom_rs() {
+        // "XX" is unknown: reserved bytes, then a 4-byte length of 4 GiB.
+        let body = long(0x0009, 0x1010, b"XX", 0xFFFF_FFF0);
+        let err = check(&file(EXPLICIT, &body)).unwrap_err().to_string();
+        assert!(err.contains("declares 4294967280"), "{err}");
+    }
+
+    #[test]
+    fn pixel_data_declared_sq_is_walked_as_a_sequence() {
+        let mut body = long(0x7FE0, 0x0010, b"SQ", UNDEFINED);
+        body.extend(marker(0xE000, 12));
+        body.extend(long(0x0009, 0x1010, b"OB", 0xFFFF_FFF0));
+        let err = check(&file(EXPLICIT, &body)).unwrap_err().to_string();
+        assert!(err.contains("declares 4294967280"), "{err}");
+    }
+
+    #[test]
+    fn trailing_padding_and_a_stray_delimiter_are_tolerated() {
+        let mut body = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 2, 0, b'A', b'B'];
         body.extend(marker(0xE00D, 0));
-        body.extend(marker(0xE0DD, 0));
+        body.extend_from_slice(&[0, 0, 0]);
         assert!(check(&file(EXPLICIT, &body)).is_ok());
+    }
+
+    #[test]
+    fn the_meta_group_length_decides_where_the_data_set_starts() {
+        let mut bytes = file(EXPLICIT, &[]);
+        // A group length 8 bytes too long would swallow the data set's
+        // first element header as meta, as dicom-rs would: the walk must
+        // agree (here: the value of that "meta" element runs past the end).
+        bytes.extend(long(0x0009, 0x1010, b"OB", 0xFFFF_FFF0));
+        let at = 128 + 4 + 8;
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&(length + 12).to_le_bytes());
+        let err = check(&bytes).unwrap_err().to_string();
+        assert!(err.contains("declares 4294967280"), "{err}");
+        // No (0002,0000) first: refused.
+        let mut bare = vec![0u8; 128];
+        bare.extend_from_slice(b"DICM");
+        bare.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 2, 0, b'1', 0]);
+        assert!(check(&bare)
+            .unwrap_err()
+            .to_string()
+            .contains("(0002,0000)"));
+    }
+
+    #[test]
+    fn a_transfer_syntax_padded_with_a_tab_is_still_implicit_vr() {
+        // (0010,0010), 4 GiB, in implicit VR: only an implicit reading finds it.
+        let mut body = vec![0x10, 0x00, 0x10, 0x00];
+        body.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let err = check(&file("1.2.840.10008.1.2\t", &body))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("declares 4294967280"), "{err}");
     }
 
     #[test]
