@@ -296,13 +296,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_file_name(format!(".{name}.{}-{serial}.tmp", std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
-    }
+        file.sync_all()
+    });
     crate::failpoint::hit("atomic-before-rename");
-    std::fs::rename(&tmp, path)?;
+    // A failed write (a full disk) leaves no temporary file behind.
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     sync_dir(dir.unwrap_or(Path::new(".")))
 }

@@ -28,7 +28,7 @@ use tumorxai_shared::smp::{frames, FrameDecoder, Header, Op};
 use crate::forms::ExecutionForm;
 use crate::service::write_atomic;
 use crate::state::{SlotInfo, StateDir, MAX_BUNDLE_BYTES};
-use crate::upgrade::UpgradeError;
+use crate::upgrade::{Reloaded, UpgradeError};
 
 /// The largest SMP message (header and body) accepted and sent; reported
 /// to clients as `buf_size`, which they size their upload chunks by.
@@ -40,8 +40,9 @@ pub const PACKET_CAPACITY: usize = BUF_SIZE + 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     None,
-    /// OS reset: reload the model (after the response has been sent).
-    Reset,
+    /// OS reset: the slots were reloaded (see [`Reloaded`]); the service
+    /// loads the active model.
+    Reset(Reloaded),
     Progress {
         done: u64,
         total: u64,
@@ -120,7 +121,9 @@ impl SmpServer {
         let record: UploadRecord =
             serde_json::from_slice(&std::fs::read(self.record_path()).ok()?).ok()?;
         let size = std::fs::metadata(self.part_path()).ok()?.len();
-        (size <= record.len).then_some(UploadProgress { record, off: size })
+        // A complete file was being staged when the process ended: the
+        // client sends it again (or finds it staged).
+        (size < record.len).then_some(UploadProgress { record, off: size })
     }
 
     fn clear_upload(&mut self) {
@@ -174,7 +177,13 @@ impl SmpServer {
     fn dispatch(&mut self, request: Request) -> (Reply, Event) {
         let result = match request {
             Request::Echo { text } => Ok((Reply::Echo(text.to_string()), Event::None)),
-            Request::Reset => Ok((Reply::Empty, Event::Reset)),
+            // The slots change now, before the answer, so that the next
+            // request sees them; the service loads the model between scans.
+            Request::Reset => self
+                .state
+                .reload()
+                .map(|reloaded| (Reply::Empty, Event::Reset(reloaded)))
+                .map_err(refusal),
             Request::Parameters => Ok((Reply::Parameters, Event::None)),
             Request::ImageStateRead => self.image_state().map(|r| (r, Event::None)),
             Request::ImageStateWrite { hash, confirm } => self
@@ -219,6 +228,20 @@ impl SmpServer {
                 Some(_) => return Err((MgmtErr::Invalid, "sha must be a SHA-256".into())),
                 None => None,
             };
+            // Already staged or running (its last answer may have been
+            // lost while it was verified): done.
+            if let Some(sha) = &sha256 {
+                let slots = self.state.report().map_err(refusal)?;
+                if slots.iter().any(|r| &r.info.bundle_sha256 == sha) {
+                    return Ok((
+                        Reply::Upload {
+                            off: len,
+                            matched: Some(true),
+                        },
+                        Event::None,
+                    ));
+                }
+            }
             let record = UploadRecord { len, sha256 };
             // The same image again: go on where it stopped.
             if let Some(p) = &self.upload {
@@ -386,7 +409,11 @@ pub fn run_transport<P: Read + Write>(
     let mut out = vec![0u8; BUF_SIZE];
     while !stop.load(Ordering::SeqCst) {
         let n = match port.read(&mut input) {
-            Ok(0) => continue,
+            Ok(0) => {
+                // End of file on a port: wait rather than spin.
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
             Ok(n) => n,
             Err(e)
                 if matches!(

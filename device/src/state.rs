@@ -148,6 +148,10 @@ pub struct Trial {
     pub fallback: Slot,
     /// Reloads since the trial began.
     pub reloads: u32,
+    /// Confirmed in advance: the trial ends at the first successful load
+    /// (until then the fallback is kept, in case the model cannot load).
+    #[serde(default)]
+    pub confirm_on_load: bool,
 }
 
 impl SlotTable {
@@ -163,6 +167,16 @@ impl SlotTable {
             Slot::A => self.a = info,
             Slot::B => self.b = info,
         }
+    }
+
+    /// Records `info`'s version as confirmed, never lowering the record.
+    pub(crate) fn raise_highest(&mut self, info: &SlotInfo) -> Result<(), BundleError> {
+        let version: ImageVersion = info.version.parse()?;
+        if self.highest_of(&info.model_id)?.is_none_or(|h| version > h) {
+            self.highest
+                .insert(info.model_id.clone(), info.version.clone());
+        }
+        Ok(())
     }
 
     /// The highest version of `model_id` ever installed (run confirmed)
@@ -326,16 +340,20 @@ impl StateDir {
         let mut table = self.table()?;
         let (slot, info, self_tests_passed) =
             self.verify_for_inactive(&table, bytes, form, installed)?;
+        // A local install replaces whatever an SMP upgrade had under way;
+        // the table forgets the slot (maybe a trial's fallback) before its
+        // file is replaced.
+        if table.get(slot).is_some() || table.pending.is_some() || table.trial.is_some() {
+            table.set(slot, None);
+            table.pending = None;
+            table.trial = None;
+            self.write_table(&table)?;
+        }
         self.write_slot(slot, bytes)?;
         let previous = table.active.and_then(|s| table.get(s).cloned());
         table.set(slot, Some(info.clone()));
         table.active = Some(slot);
-        // A local install replaces whatever an SMP upgrade had under way.
-        table.pending = None;
-        table.trial = None;
-        table
-            .highest
-            .insert(info.model_id.clone(), info.version.clone());
+        table.raise_highest(&info)?;
         self.write_table(&table)?;
         Ok(Installed {
             slot,

@@ -16,7 +16,9 @@ use thiserror::Error;
 
 use crate::failpoint;
 use crate::forms::ExecutionForm;
-use crate::state::{io, Pending, Slot, SlotInfo, StateDir, StateError, Trial};
+use tumorxai_shared::bundle::ImageVersion;
+
+use crate::state::{io, Pending, Slot, SlotInfo, SlotTable, StateDir, StateError, Trial};
 
 /// Reloads a trial model survives unconfirmed: none, as in MCUboot (the
 /// reload that activates it does not count).
@@ -64,6 +66,20 @@ pub struct SlotReport {
     pub permanent: bool,
     /// Active and not on trial, or the fallback of a trial.
     pub confirmed: bool,
+}
+
+/// Refuses `info` when it is older than the highest confirmed version of
+/// its model id.
+fn check_not_older(table: &SlotTable, info: &SlotInfo) -> Result<(), UpgradeError> {
+    let highest = table.highest_of(&info.model_id).map_err(StateError::from)?;
+    let version: ImageVersion = info.version.parse().map_err(StateError::from)?;
+    match highest {
+        Some(h) if version < h => Err(UpgradeError::BadState(format!(
+            "{} {} is older than the confirmed {}: refusing to bring it back",
+            info.model_id, info.version, h
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn sha256_of(path: &std::path::Path) -> Result<String, StateError> {
@@ -146,11 +162,16 @@ impl StateDir {
             if permanent && table.trial.is_some() {
                 table.trial = None;
                 if let Some(info) = table.get(slot).cloned() {
-                    table.highest.insert(info.model_id, info.version);
+                    table.raise_highest(&info).map_err(StateError::from)?;
                 }
                 self.write_table(&table)?;
             }
             return Ok(());
+        }
+        // Anti-rollback: an older model left in the other slot (the one
+        // replaced by a confirmed upgrade) cannot be brought back.
+        if let Some(info) = table.get(slot) {
+            check_not_older(&table, info)?;
         }
         if table.trial.is_some() {
             return Err(UpgradeError::BadState(
@@ -170,22 +191,27 @@ impl StateDir {
         let _lock = self.lock()?;
         let mut table = self.table()?;
         if let Some(p) = table.pending.take() {
-            let recorded = table.get(p.slot).map(|i| i.bundle_sha256.clone());
-            if recorded != Some(sha256_of(&self.slot_path(p.slot))?) {
+            let recorded = table.get(p.slot).cloned();
+            let intact = recorded.as_ref().map(|i| i.bundle_sha256.clone())
+                == Some(sha256_of(&self.slot_path(p.slot))?);
+            let current = recorded
+                .as_ref()
+                .is_some_and(|i| check_not_older(&table, i).is_ok());
+            if !intact || !current {
                 self.write_table(&table)?;
                 return Ok(Reloaded::PendingRefused { slot: p.slot });
             }
             let previous = table.active.replace(p.slot);
-            table.trial = match previous {
-                Some(fallback) if !p.permanent => Some(Trial {
-                    fallback,
-                    reloads: 0,
-                }),
-                _ => None,
-            };
+            // Even a model confirmed in advance keeps its fallback until it
+            // has loaded once (see `loaded`).
+            table.trial = previous.map(|fallback| Trial {
+                fallback,
+                reloads: 0,
+                confirm_on_load: p.permanent,
+            });
             if table.trial.is_none() {
-                if let Some(info) = table.get(p.slot).cloned() {
-                    table.highest.insert(info.model_id, info.version);
+                if let Some(info) = recorded {
+                    table.raise_highest(&info).map_err(StateError::from)?;
                 }
             }
             self.write_table(&table)?;
@@ -212,6 +238,22 @@ impl StateDir {
         table.trial = Some(trial);
         self.write_table(&table)?;
         Ok(Reloaded::Unchanged)
+    }
+
+    /// The active model loaded (tract, self-tests): a model confirmed in
+    /// advance ends its trial here.
+    pub fn loaded(&self) -> Result<(), UpgradeError> {
+        let _lock = self.lock()?;
+        let mut table = self.table()?;
+        if !table.trial.is_some_and(|t| t.confirm_on_load) {
+            return Ok(());
+        }
+        table.trial = None;
+        if let Some(info) = table.active.and_then(|s| table.get(s).cloned()) {
+            table.raise_highest(&info).map_err(StateError::from)?;
+        }
+        self.write_table(&table)?;
+        Ok(())
     }
 
     /// Reverts a trial at once (its model failed to load); `None` when no

@@ -192,6 +192,10 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
         "staged, not running"
     );
 
+    // Sent again (its last answer lost, say): already staged, done.
+    let (again, _) = client.upload_chunk(&newer, 0, 1024);
+    assert_eq!(again, json!({"rc": 0, "off": newer.len(), "match": true}));
+
     // Test: pending; the next reload runs it on trial.
     client.mark(Some(&newer_hash), false);
     assert_eq!(versions(&client.state())[1], v("1.3.0", false, false, true));
@@ -208,7 +212,8 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     );
     // No upload may overwrite the fallback during a trial.
     let (refused, _) = client.upload_chunk(&demo_as("1.4.0", &key), 0, 512);
-    assert_eq!(refused, json!({"err": {"group": 1, "rc": 6}}));
+    assert_eq!(refused["rc"], json!(6), "{refused}");
+    assert!(refused["rsn"].as_str().unwrap().contains("on trial"));
     // Not confirmed: the next reload reverts.
     assert!(matches!(state.reload().unwrap(), Reloaded::Reverted { .. }));
     assert_eq!(versions(&client.state())[0], v("1.2.0", true, true, false));
@@ -226,6 +231,15 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
         ]
     );
 
+    // The replaced 1.2.0 is still in the other slot, but cannot come back.
+    let old_hash = Sha256::digest(&current).to_vec();
+    let refused = client.mark(Some(&old_hash), false);
+    assert_eq!(refused["rc"], json!(6), "{refused}");
+    assert!(refused["rsn"]
+        .as_str()
+        .unwrap()
+        .contains("older than the confirmed"));
+
     // Refused uploads leave the running model and its fallback alone.
     let mut tampered = demo_as("1.4.0", &key);
     let at = tampered.len() / 2;
@@ -235,7 +249,7 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
         ("downgrade", demo_as("1.1.0", &key)),
     ] {
         let (answer, event) = client.upload(&image, 2048, usize::MAX);
-        assert!(answer.get("err").is_some(), "{name}: {answer}");
+        assert!(answer["rc"].as_u64().unwrap_or(0) != 0, "{name}: {answer}");
         assert!(matches!(event, Event::Refused(_)), "{name}");
         assert_eq!(
             versions(&client.state()),
@@ -259,10 +273,24 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     assert_eq!(versions(&client.state()).len(), 2);
     assert_eq!(versions(&client.state())[1].0, "1.2.0");
 
+    // Confirmed in advance: it keeps a fallback until it has loaded once.
+    let advance = demo_as("1.6.0", &key);
+    let (done, _) = client.upload(&advance, 2048, usize::MAX);
+    assert_eq!(done["match"], json!(true));
+    client.mark(Some(&Sha256::digest(&advance)), true);
+    assert!(matches!(
+        state.reload().unwrap(),
+        Reloaded::Activated { trial: true, .. }
+    ));
+    assert_eq!(versions(&client.state())[0], v("1.6.0", true, false, false));
+    state.loaded().unwrap();
+    assert_eq!(versions(&client.state())[0], v("1.6.0", true, true, false));
+    assert_eq!(state.reload().unwrap(), Reloaded::Unchanged);
+
     // Erase empties the inactive slot only.
     client.call(2, 1, 5, &[]);
     assert_eq!(
         versions(&client.state()),
-        vec![v("1.3.0", true, true, false)]
+        vec![v("1.6.0", true, true, false)]
     );
 }

@@ -324,6 +324,8 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
                         "1500",
                         "--retries",
                         "1",
+                        "--verify-timeout-s",
+                        "5",
                         "--test",
                         &bundle,
                     ])

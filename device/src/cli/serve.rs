@@ -281,27 +281,34 @@ impl Service {
                 });
             }
             Event::Marked => audit(self, "image state changed (test or confirm)".into(), ""),
-            Event::Reset => match reload_model(args, Some(&mut self.audit)) {
-                Ok(model) => {
-                    self.model = model;
-                    audit(
-                        self,
-                        format!(
-                            "reloaded: {} {} running",
-                            self.model.manifest.model_id, self.model.manifest.version
-                        ),
-                        &self.model.bundle_sha256.clone(),
-                    );
-                    self.show(Screen::Idle);
-                }
-                // The model in memory was verified when it was loaded: it
-                // keeps serving rather than leaving the scanner without one.
-                Err(e) => audit(
+            Event::Reset(reloaded) => {
+                report_reload(&reloaded, Some(&mut self.audit));
+                self.reload(args, audit);
+            }
+        }
+    }
+
+    fn reload(&mut self, args: &ModelArgs, audit: impl Fn(&mut Service, String, &str)) {
+        match load_active(args, Some(&mut self.audit)) {
+            Ok(model) => {
+                self.model = model;
+                audit(
                     self,
-                    format!("reload failed ({e:#}); the previous model keeps running"),
-                    "",
-                ),
-            },
+                    format!(
+                        "reloaded: {} {} running",
+                        self.model.manifest.model_id, self.model.manifest.version
+                    ),
+                    &self.model.bundle_sha256.clone(),
+                );
+                self.show(Screen::Idle);
+            }
+            // The model in memory was verified when it was loaded: it
+            // keeps serving rather than leaving the scanner without one.
+            Err(e) => audit(
+                self,
+                format!("reload failed ({e:#}); the previous model keeps running"),
+                "",
+            ),
         }
     }
 }
@@ -312,57 +319,56 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A reload (the service starting, or an SMP reset): applies the slots'
-/// pending test/confirm or a trial's revert, then loads the active model.
-/// A trial model that fails to load is reverted at once and the fallback
-/// loaded instead. `--bundle` runs bypass the slots.
-fn reload_model(args: &ModelArgs, mut audit: Option<&mut AuditLog>) -> Result<LoadedModel> {
+/// Logs (and audits, when the log is open) what a slots reload did.
+fn report_reload(reloaded: &Reloaded, audit: Option<&mut AuditLog>) {
+    let event = match reloaded {
+        Reloaded::Unchanged => return,
+        Reloaded::Activated { slot, trial } => format!(
+            "slot {slot} activated{}",
+            if *trial {
+                " on trial (confirm it, or the next reload reverts it)"
+            } else {
+                ""
+            }
+        ),
+        Reloaded::Reverted { from, to } => {
+            format!("trial of slot {from} not confirmed: reverted to slot {to}")
+        }
+        Reloaded::PendingRefused { slot } => format!(
+            "pending slot {slot} is damaged or older than the confirmed model: not activated"
+        ),
+    };
+    eprintln!("model slots: {event}");
+    if let Some(audit) = audit {
+        if let Err(e) = audit.append(&upgrade_entry(event, "")) {
+            eprintln!("warning: audit log: {e:#}");
+        }
+    }
+}
+
+/// Loads the active model. A trial model that fails to load is reverted at
+/// once and the fallback loaded instead; a model that loads ends a trial
+/// confirmed in advance. `--bundle` runs bypass the slots.
+fn load_active(args: &ModelArgs, audit: Option<&mut AuditLog>) -> Result<LoadedModel> {
     if args.bundle.is_some() {
         return load_model(args);
     }
     let state = StateDir::resolve(args.state_dir.as_deref());
-    let mut record = |event: String, sha: &str| {
-        eprintln!("model slots: {event}");
-        if let Some(audit) = audit.as_deref_mut() {
-            let entry = upgrade_entry(event, sha);
-            if let Err(e) = audit.append(&entry) {
-                eprintln!("warning: audit log: {e:#}");
-            }
-        }
-    };
-    match state
-        .reload()
-        .context("applying the model slots' pending change")?
-    {
-        Reloaded::Unchanged => {}
-        Reloaded::Activated { slot, trial } => record(
-            format!(
-                "slot {slot} activated{}",
-                if trial {
-                    " on trial (confirm it, or the next reload reverts it)"
-                } else {
-                    ""
-                }
-            ),
-            "",
-        ),
-        Reloaded::Reverted { from, to } => record(
-            format!("trial of slot {from} not confirmed: reverted to slot {to}"),
-            "",
-        ),
-        Reloaded::PendingRefused { slot } => record(
-            format!("pending slot {slot} does not hold its recorded bundle: not activated"),
-            "",
-        ),
-    }
     match load_model(args) {
-        Ok(model) => Ok(model),
+        Ok(model) => {
+            state.loaded().context("recording the model's load")?;
+            Ok(model)
+        }
         Err(e) => match state.revert().context("reverting the trial")? {
             Some(fallback) => {
-                record(
-                    format!("trial model failed to load ({e:#}): reverted to slot {fallback}"),
-                    "",
-                );
+                let event =
+                    format!("trial model failed to load ({e:#}): reverted to slot {fallback}");
+                eprintln!("model slots: {event}");
+                if let Some(audit) = audit {
+                    if let Err(e) = audit.append(&upgrade_entry(event, "")) {
+                        eprintln!("warning: audit log: {e:#}");
+                    }
+                }
                 load_model(args)
             }
             None => Err(e),
@@ -394,28 +400,56 @@ fn start_smp(
     args: &ModelArgs,
     stop: Arc<AtomicBool>,
 ) -> Result<mpsc::Receiver<Event>> {
-    let mut port = serialport::new(path.to_string_lossy(), baud)
-        .timeout(Duration::from_millis(100))
-        .open()
-        .with_context(|| format!("opening serial port {}", path.display()))?;
+    let name = path.to_string_lossy().into_owned();
+    let open = move || {
+        serialport::new(&name, baud)
+            .timeout(Duration::from_millis(100))
+            .open()
+    };
+    let mut port = open().with_context(|| format!("opening serial port {}", path.display()))?;
     let state = StateDir::resolve(args.state_dir.as_deref());
     let mut server = SmpServer::new(state, args.form, now_rfc3339);
     let (sender, receiver) = mpsc::channel();
-    eprintln!("SMP server on {} at {baud} baud", path.display());
-    std::thread::spawn(move || {
+    let shown = path.display().to_string();
+    eprintln!("SMP server on {shown} at {baud} baud");
+    std::thread::spawn(move || loop {
         let send = |event| {
             let _ = sender.send(event);
         };
         let log = |line: String| eprintln!("{line}");
-        if let Err(e) = run_transport(&mut port, &mut server, &stop, send, log) {
-            eprintln!("error: SMP server stopped: {e}");
+        match run_transport(&mut port, &mut server, &stop, send, log) {
+            Ok(()) => return,
+            // E.g. a USB serial adapter unplugged: keep trying to re-open
+            // it, so the unit stays manageable without a restart.
+            Err(e) => {
+                eprintln!("warning: SMP port {shown}: {e}; re-opening");
+                loop {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                    if let Ok(reopened) = open() {
+                        port = reopened;
+                        break;
+                    }
+                }
+            }
         }
     });
     Ok(receiver)
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let model = reload_model(&args.model, None)?;
+    // The service starting is a reload: a pending test runs now, an
+    // unconfirmed trial reverts.
+    if args.model.bundle.is_none() {
+        let state = StateDir::resolve(args.model.state_dir.as_deref());
+        let reloaded = state
+            .reload()
+            .context("applying the model slots' pending change")?;
+        report_reload(&reloaded, None);
+    }
+    let model = load_active(&args.model, None)?;
     let parent = args
         .outbox
         .parent()

@@ -24,6 +24,8 @@ use tumorxai_shared::smp::{frames, FrameDecoder};
 const MESSAGE_CAPACITY: usize = 4096;
 /// Room in a message for the header and the upload request's other fields.
 const UPLOAD_OVERHEAD: u64 = 128;
+/// Answers in a row that do not advance the upload before giving up.
+const MAX_STALLED_ANSWERS: u32 = 20;
 
 #[derive(Debug, Args)]
 pub struct PortArgs {
@@ -55,6 +57,10 @@ pub struct FlashArgs {
     /// Timeouts or port failures in a row before giving up.
     #[arg(long, default_value_t = 10)]
     retries: u32,
+    /// How long the answer to the last chunk may take (seconds): the device
+    /// verifies the whole bundle first (signature, load, self-test).
+    #[arg(long, default_value_t = 120)]
+    verify_timeout_s: u64,
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +126,14 @@ impl Link {
     }
 
     fn exchange(&mut self, request: &ClientRequest) -> Result<ClientResponse, Failure> {
+        self.exchange_within(request, Duration::from_millis(self.args.timeout_ms))
+    }
+
+    fn exchange_within(
+        &mut self,
+        request: &ClientRequest,
+        timeout: Duration,
+    ) -> Result<ClientResponse, Failure> {
         self.sequence = self.sequence.wrapping_add(1);
         let mut message = vec![0u8; MESSAGE_CAPACITY];
         let n = encode_request(request, self.sequence, &mut message)
@@ -134,7 +148,7 @@ impl Link {
         self.port
             .flush()
             .map_err(|e| Failure::Link(format!("writing: {e}")))?;
-        let deadline = Instant::now() + Duration::from_millis(self.args.timeout_ms);
+        let deadline = Instant::now() + timeout;
         let mut buffer = [0u8; 512];
         while Instant::now() < deadline {
             let read = match self.port.read(&mut buffer) {
@@ -156,7 +170,7 @@ impl Link {
         }
         Err(Failure::Link(format!(
             "no answer within {} ms",
-            self.args.timeout_ms
+            timeout.as_millis()
         )))
     }
 
@@ -214,7 +228,13 @@ fn print_slots(link: &mut Link) -> Result<Vec<SlotAnswer>> {
 
 /// Sends `bytes` from where the device stands, resuming after link
 /// failures; fails on a refusal or after `retries` failures in a row.
-fn upload(link: &mut Link, bytes: &[u8], sha: [u8; 32], retries: u32) -> Result<()> {
+fn upload(
+    link: &mut Link,
+    bytes: &[u8],
+    sha: [u8; 32],
+    retries: u32,
+    verify_timeout: Duration,
+) -> Result<()> {
     let len = bytes.len() as u64;
     let ClientResponse::Parameters { buf_size } = link.ask(&ClientRequest::Parameters, retries)?
     else {
@@ -233,6 +253,7 @@ fn upload(link: &mut Link, bytes: &[u8], sha: [u8; 32], retries: u32) -> Result<
     );
     let mut off = 0u64;
     let mut failures = 0;
+    let mut stalled = 0;
     let matched = loop {
         let end = off.saturating_add(chunk).min(len);
         let data = bytes.get(off as usize..end as usize).unwrap_or_default();
@@ -241,9 +262,25 @@ fn upload(link: &mut Link, bytes: &[u8], sha: [u8; 32], retries: u32) -> Result<
             data,
             first: (off == 0).then_some((len, sha)),
         };
-        match link.exchange(&request) {
+        // The device verifies the whole bundle (signature, tract load,
+        // self-test) before it answers the last chunk.
+        let timeout = if end == len {
+            Duration::from_millis(link.args.timeout_ms).max(verify_timeout)
+        } else {
+            Duration::from_millis(link.args.timeout_ms)
+        };
+        match link.exchange_within(&request, timeout) {
             Ok(ClientResponse::Upload { off: next, matched }) => {
                 failures = 0;
+                if next <= off && next < len {
+                    stalled += 1;
+                    if stalled > MAX_STALLED_ANSWERS {
+                        bar.abandon();
+                        bail!("the device keeps answering offset {next}: the upload makes no progress");
+                    }
+                } else {
+                    stalled = 0;
+                }
                 off = next.min(len);
                 bar.set_position(off);
                 if next >= len {
@@ -303,7 +340,13 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
     {
         eprintln!("the device already holds this bundle: nothing to upload");
     } else {
-        upload(&mut link, &bytes, sha, retries)?;
+        upload(
+            &mut link,
+            &bytes,
+            sha,
+            retries,
+            Duration::from_secs(args.verify_timeout_s),
+        )?;
     }
     let slots = print_slots(&mut link)?;
     let Some(staged) = slots.iter().find(|s| s.hash.as_slice() == sha) else {

@@ -239,7 +239,7 @@ pub enum Response<'a> {
         off: u64,
         matched: Option<bool>,
     },
-    /// An error; `reason` is sent as `rsn` in SMP version 1 answers.
+    /// An error, with its reason (`rsn`).
     Error {
         code: MgmtErr,
         reason: &'a str,
@@ -248,12 +248,7 @@ pub enum Response<'a> {
 
 type EncodeResult = Result<(), minicbor::encode::Error<minicbor::encode::write::EndOfSlice>>;
 
-fn encode_body(
-    response: &Response,
-    version: u8,
-    group_id: u16,
-    e: &mut Encoder<Cursor<&mut [u8]>>,
-) -> EncodeResult {
+fn encode_body(response: &Response, e: &mut Encoder<Cursor<&mut [u8]>>) -> EncodeResult {
     match response {
         Response::Empty => {
             e.map(0)?;
@@ -293,15 +288,13 @@ fn encode_body(
                 e.str("match")?.bool(*m)?;
             }
         }
-        Response::Error { code, reason } if version == 0 => {
+        // Generic MCUmgr errors are a top-level `rc` in both SMP versions
+        // (version 2's `err` map is for group-specific codes), with the
+        // reason as `rsn`.
+        Response::Error { code, reason } => {
             e.map(2)?;
             e.str("rc")?.u32(*code as u32)?;
             e.str("rsn")?.str(reason)?;
-        }
-        Response::Error { code, .. } => {
-            e.map(1)?.str("err")?.map(2)?;
-            e.str("group")?.u32(u32::from(group_id))?;
-            e.str("rc")?.u32(*code as u32)?;
         }
     }
     Ok(())
@@ -319,8 +312,7 @@ pub fn write_response(
         .split_at_mut_checked(super::HEADER_LEN)
         .ok_or(BodyError::Full(capacity))?;
     let mut e = Encoder::new(Cursor::new(rest));
-    encode_body(response, request.version, request.group, &mut e)
-        .map_err(|_| BodyError::Full(capacity))?;
+    encode_body(response, &mut e).map_err(|_| BodyError::Full(capacity))?;
     let body_len = e.writer().position();
     let header = Header {
         version: request.version,
@@ -381,22 +373,18 @@ mod tests {
             &out[..n],
             &[3, 0, 0, 6, 0, 0, 7, 0, 0xA1, 0x61, b'r', 0x62, b'h', b'i']
         );
-        // A version 2 error: {"err": {"group": 1, "rc": 3}}.
-        let upload = request(1, Op::Write, group::IMAGE, image::UPLOAD);
-        let error = Response::Error {
-            code: MgmtErr::Invalid,
-            reason: "ignored in v2",
-        };
-        let n = write_response(&upload, &error, &mut out).unwrap();
-        let mut expected = vec![0x0B, 0, 0, 17, 0, 1, 7, 1, 0xA1, 0x63];
-        expected.extend_from_slice(b"err\xA2\x65group\x01\x62rc\x03");
-        assert_eq!(&out[..n], &expected[..]);
-        // A version 1 error carries its reason.
-        let upload = request(0, Op::Write, group::IMAGE, image::UPLOAD);
-        let n = write_response(&upload, &error, &mut out).unwrap();
-        let mut expected = vec![0x03, 0, 0, 23, 0, 1, 7, 1, 0xA2, 0x62];
-        expected.extend_from_slice(b"rc\x03\x63rsn\x6Dignored in v2");
-        assert_eq!(&out[..n], &expected[..]);
+        // An error, in either version: {"rc": 3, "rsn": "..."}.
+        for version in [0u8, 1] {
+            let upload = request(version, Op::Write, group::IMAGE, image::UPLOAD);
+            let error = Response::Error {
+                code: MgmtErr::Invalid,
+                reason: "bad offset",
+            };
+            let n = write_response(&upload, &error, &mut out).unwrap();
+            let mut expected = vec![(version << 3) | 3, 0, 0, 20, 0, 1, 7, 1, 0xA2, 0x62];
+            expected.extend_from_slice(b"rc\x03\x63rsn\x6Abad offset");
+            assert_eq!(&out[..n], &expected[..]);
+        }
     }
 
     #[test]

@@ -157,7 +157,11 @@ fn slot_answer(d: &mut Decoder) -> Result<SlotAnswer, BodyError> {
 /// Decodes an answer to a request with `sequence`. `Ok(None)` for a
 /// message that is not the answer (another sequence, or a request).
 pub fn parse_response(message: &[u8], sequence: u8) -> Result<Option<ClientResponse>, BodyError> {
-    let (header, body) = Header::split(message).map_err(cbor)?;
+    // A message that is not an SMP answer (noise that passed the CRC) is
+    // not ours: ignored like an answer to another request.
+    let Ok((header, body)) = Header::split(message) else {
+        return Ok(None);
+    };
     if header.sequence != sequence || !matches!(header.op, Op::ReadResponse | Op::WriteResponse) {
         return Ok(None);
     }

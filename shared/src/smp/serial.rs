@@ -133,6 +133,9 @@ pub struct FrameDecoder<const N: usize> {
     in_packet: bool,
     /// A padded quad was seen: the packet's base64 has ended.
     padded: bool,
+    /// The packet in progress failed: its remaining lines are dropped
+    /// silently until the next start.
+    discarding: bool,
 }
 
 impl<const N: usize> Default for FrameDecoder<N> {
@@ -150,6 +153,7 @@ impl<const N: usize> FrameDecoder<N> {
             carry: heapless::Vec::new(),
             in_packet: false,
             padded: false,
+            discarding: false,
         }
     }
 
@@ -177,6 +181,7 @@ impl<const N: usize> FrameDecoder<N> {
         if too_long {
             if is_start || is_continuation || self.in_packet {
                 self.reset_packet();
+                self.discarding = true;
                 return Some(Err(FrameError::LineTooLong));
             }
             return None;
@@ -184,8 +189,12 @@ impl<const N: usize> FrameDecoder<N> {
         if is_start {
             self.reset_packet();
             self.in_packet = true;
+            self.discarding = false;
         } else if is_continuation {
             if !self.in_packet {
+                if self.discarding {
+                    return None;
+                }
                 return Some(Err(FrameError::UnexpectedContinuation));
             }
         } else {
@@ -202,6 +211,7 @@ impl<const N: usize> FrameDecoder<N> {
             }
             Err(e) => {
                 self.reset_packet();
+                self.discarding = true;
                 Some(Err(e))
             }
         }
