@@ -172,7 +172,14 @@ impl SlotTable {
     /// Records `info`'s version as confirmed, never lowering the record.
     pub(crate) fn raise_highest(&mut self, info: &SlotInfo) -> Result<(), BundleError> {
         let version: ImageVersion = info.version.parse()?;
-        if self.highest_of(&info.model_id)?.is_none_or(|h| version > h) {
+        // Against the record itself: the slots' fallback of `highest_of`
+        // already counts the slot being recorded.
+        let recorded: Option<ImageVersion> = self
+            .highest
+            .get(&info.model_id)
+            .map(|v| v.parse())
+            .transpose()?;
+        if recorded.is_none_or(|h| version > h) {
             self.highest
                 .insert(info.model_id.clone(), info.version.clone());
         }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
-use tumorxai_shared::bundle::read_bundle;
+use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
 use crate::common::tumorxai;
 
@@ -89,55 +89,15 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
         eprintln!("no device binary beside tumorxai: flash test skipped");
         return;
     }
-    let root = repo();
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
     let work = tmp.path().join("work");
-    std::fs::create_dir_all(state.join("trust")).unwrap();
-    std::fs::copy(
-        root.join("models/trust/demo-signing-key.pub.pem"),
-        state.join("trust/demo.pem"),
-    )
-    .unwrap();
-    let install = Command::new(&device_bin)
-        .args(["install", "models/demo-int8.bundle"])
-        .env("TUMORXAI_STATE_DIR", &state)
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "{}", text(&install));
-    let key = SigningKey::from_pkcs8_pem(
-        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
-    )
-    .unwrap();
-    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
-    let write = |version: &str| {
-        let path = tmp.path().join(format!("{version}.bundle"));
-        let bytes = read_bundle(&demo)
-            .unwrap()
-            .resigned("tumorxai-demo", version, &key)
-            .unwrap();
-        std::fs::write(&path, bytes).unwrap();
-        path.to_str().unwrap().to_string()
-    };
-    let newer = write("1.3.0");
-    let older = write("1.1.0");
+    let (state, newer) = unit(tmp.path(), &device_bin);
+    let older = demo_bundle(tmp.path(), "1.1.0");
 
     // Client → device loses 600 bytes in the middle of the upload.
     let relay = Relay::start(&["--drop", "300000:600"]);
-    let _device = Device(
-        Command::new(&device_bin)
-            .args(["serve", "--poll-ms", "100", "--serial", &relay.device])
-            .arg("--inbox")
-            .arg(work.join("inbox"))
-            .arg("--outbox")
-            .arg(work.join("outbox"))
-            .env("TUMORXAI_STATE_DIR", &state)
-            .stderr(std::fs::File::create(tmp.path().join("device.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::fs::create_dir_all(&work).unwrap();
+    let _device = serve(&device_bin, &state, &relay.device, &work, None);
     let port = ["--port", relay.client.as_str(), "--timeout-ms", "1500"];
     let flash = |bundle: &str, extra: &[&str]| {
         let mut args = vec!["flash"];
@@ -146,7 +106,7 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
         args.push(bundle);
         tumorxai(&args)
     };
-    let log = || std::fs::read_to_string(tmp.path().join("device.log")).unwrap_or_default();
+    let log = || std::fs::read_to_string(work.join("device.log")).unwrap_or_default();
 
     let o = flash(&newer, &["--test"]);
     assert!(o.status.success(), "{}\n{}", text(&o), log());
@@ -209,6 +169,23 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
     assert!(text(&o).contains("no SMP answer"), "{}", text(&o));
 }
 
+/// The demo bundle re-signed as `version`, written into `dir`; its path.
+fn demo_bundle(dir: &Path, version: &str) -> String {
+    let root = repo();
+    let key = SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
+    let path = dir.join(format!("{version}.bundle"));
+    let bytes = read_bundle(&demo)
+        .unwrap()
+        .resigned("tumorxai-demo", version, &key)
+        .unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
 /// A unit with the demo trust key and 1.2.0 installed, and a 1.3.0 bundle.
 fn unit(dir: &Path, device_bin: &Path) -> (PathBuf, String) {
     let root = repo();
@@ -226,18 +203,7 @@ fn unit(dir: &Path, device_bin: &Path) -> (PathBuf, String) {
         .output()
         .unwrap();
     assert!(install.status.success(), "{}", text(&install));
-    let key = SigningKey::from_pkcs8_pem(
-        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
-    )
-    .unwrap();
-    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
-    let bundle = dir.join("1.3.0.bundle");
-    let bytes = read_bundle(&demo)
-        .unwrap()
-        .resigned("tumorxai-demo", "1.3.0", &key)
-        .unwrap();
-    std::fs::write(&bundle, bytes).unwrap();
-    (state, bundle.to_str().unwrap().to_string())
+    (state, demo_bundle(dir, "1.3.0"))
 }
 
 fn serve(
@@ -373,4 +339,95 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
             });
         }
     });
+}
+
+/// A bundle, correctly signed, whose golden logits are all 1.0 off: it
+/// passes every check but the device's own self-test.
+fn failing_self_test_bundle(dir: &Path) -> String {
+    let root = repo();
+    let key = SigningKey::from_pkcs8_pem(
+        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
+    )
+    .unwrap();
+    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
+    let read = read_bundle(&demo).unwrap();
+    let mut manifest = read.manifest.clone();
+    manifest.version = "1.4.0".into();
+    let mut golden = read.golden.clone();
+    for g in &mut golden {
+        for logit in &mut g.logits {
+            *logit += 1.0;
+        }
+    }
+    let contents = BundleContents {
+        manifest,
+        model: read.model.to_vec(),
+        golden,
+        golden_images: read.golden_images.iter().map(|g| g.to_vec()).collect(),
+        ood_statistics: read.ood_statistics.map(<[u8]>::to_vec),
+    };
+    let path = dir.join("self-test-fails.bundle");
+    std::fs::write(&path, write_bundle(&contents, &key).unwrap()).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test() {
+    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
+    if !device_bin.exists() {
+        assert!(std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (state, newer) = unit(tmp.path(), &device_bin);
+    let failing = failing_self_test_bundle(tmp.path());
+    // 921600 baud ≈ 92160 bytes/s both ways; about one flipped bit in
+    // 200000 bytes from client to device (seeded).
+    let relay = Relay::start(&["--bps", "92160", "--corrupt", "200000", "--seed", "5"]);
+    let _device = serve(&device_bin, &state, &relay.device, &work, None);
+    let log = || std::fs::read_to_string(work.join("device.log")).unwrap_or_default();
+    let flash = |bundle: &str, extra: &[&str]| {
+        let mut args = vec![
+            "flash",
+            "--port",
+            relay.client.as_str(),
+            "--timeout-ms",
+            "1500",
+            "--retries",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        args.push(bundle);
+        tumorxai(&args)
+    };
+    let table = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap()).unwrap()
+    };
+
+    // The self-test fails on the device: refused, nothing changes.
+    let o = flash(&failing, &["--test"]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("the device refused"), "{out}");
+    assert!(out.to_lowercase().contains("self-test"), "{out}\n{}", log());
+    assert_eq!(table()["active"], "a");
+    assert!(table()["b"].is_null(), "nothing staged");
+
+    // Bit errors cost retries, never a wrong model.
+    let o = flash(&newer, &["--confirm"]);
+    assert!(o.status.success(), "{}\n{}", text(&o), log());
+    for _ in 0..50 {
+        if table()["active"] == "b" && table().get("trial").is_none() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(table()["active"], "b", "{}", log());
+    assert!(
+        table().get("trial").is_none(),
+        "confirmed in advance, loaded"
+    );
+    assert_eq!(table()["highest"]["tumorxai-demo"], "1.3.0");
 }
