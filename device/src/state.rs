@@ -152,6 +152,10 @@ pub struct Trial {
     /// (until then the fallback is kept, in case the model cannot load).
     #[serde(default)]
     pub confirm_on_load: bool,
+    /// When the trial began (Unix seconds; 0 in tables from before the
+    /// field existed), for the service's `--trial-seconds` limit.
+    #[serde(default)]
+    pub started_unix: u64,
 }
 
 impl SlotTable {

@@ -204,10 +204,14 @@ impl StateDir {
             let previous = table.active.replace(p.slot);
             // Even a model confirmed in advance keeps its fallback until it
             // has loaded once (see `loaded`).
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             table.trial = previous.map(|fallback| Trial {
                 fallback,
                 reloads: 0,
                 confirm_on_load: p.permanent,
+                started_unix: now,
             });
             if table.trial.is_none() {
                 if let Some(info) = recorded {
@@ -254,6 +258,26 @@ impl StateDir {
         }
         self.write_table(&table)?;
         Ok(())
+    }
+
+    /// Reverts a trial that has run unconfirmed for `limit_seconds` by
+    /// `now_unix`; the fallback slot when it did.
+    pub fn expire_trial(
+        &self,
+        now_unix: u64,
+        limit_seconds: u64,
+    ) -> Result<Option<Slot>, UpgradeError> {
+        let table = self.table()?;
+        match table.trial {
+            Some(t)
+                if !t.confirm_on_load
+                    && t.started_unix > 0
+                    && now_unix.saturating_sub(t.started_unix) >= limit_seconds =>
+            {
+                self.revert()
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Reverts a trial at once (its model failed to load); `None` when no

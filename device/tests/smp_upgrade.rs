@@ -218,6 +218,17 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     assert!(matches!(state.reload().unwrap(), Reloaded::Reverted { .. }));
     assert_eq!(versions(&client.state())[0], v("1.2.0", true, true, false));
 
+    // A trial past its time limit reverts (serve --trial-seconds).
+    client.mark(Some(&newer_hash), false);
+    state.reload().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(state.expire_trial(now, 600).unwrap(), None, "not yet");
+    assert!(state.expire_trial(now + 600, 600).unwrap().is_some());
+    assert_eq!(versions(&client.state())[0], v("1.2.0", true, true, false));
+
     // Test again, reload, confirm: permanent, and it stays.
     client.mark(Some(&newer_hash), false);
     state.reload().unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Line rate of --serial.
     #[arg(long, default_value_t = 115_200, requires = "serial")]
     baud: u32,
+    /// Revert a model on trial that is not confirmed within this many
+    /// seconds (besides the revert at its next reload).
+    #[arg(long)]
+    trial_seconds: Option<u64>,
 }
 
 struct Service {
@@ -285,6 +289,33 @@ impl Service {
                 report_reload(&reloaded, Some(&mut self.audit));
                 self.reload(args, audit);
             }
+        }
+    }
+
+    /// `--trial-seconds`: a trial past its time reverts and the fallback
+    /// is loaded.
+    fn expire_trial(&mut self, args: &ModelArgs, limit: u64) {
+        let state = StateDir::resolve(args.state_dir.as_deref());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match state.expire_trial(now, limit) {
+            Ok(None) => {}
+            Ok(Some(fallback)) => {
+                let event =
+                    format!("trial not confirmed within {limit} s: reverted to slot {fallback}");
+                eprintln!("model slots: {event}");
+                if let Err(e) = self.audit.append(&upgrade_entry(event, "")) {
+                    eprintln!("warning: audit log: {e:#}");
+                }
+                self.reload(args, |service, text, sha| {
+                    eprintln!("model upgrade: {text}");
+                    if let Err(e) = service.audit.append(&upgrade_entry(text, sha)) {
+                        eprintln!("warning: audit log: {e:#}");
+                    }
+                });
+            }
+            Err(e) => eprintln!("warning: checking the trial's time: {e:#}"),
         }
     }
 
@@ -548,6 +579,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             for event in events.try_iter() {
                 service.upgrade_event(event, &args.model);
             }
+        }
+        if let (Some(limit), None) = (args.trial_seconds, &args.model.bundle) {
+            service.expire_trial(&args.model, limit);
         }
         if args.once || stop.load(Ordering::SeqCst) {
             break;
