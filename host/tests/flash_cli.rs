@@ -6,89 +6,19 @@
 //! refused with the device's reason and changes nothing; a port with no
 //! device behind it is a clear error.
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use ed25519_dalek::pkcs8::DecodePrivateKey;
-use ed25519_dalek::SigningKey;
 use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
+use crate::common::serial::{demo_bundle, demo_key, device_bin, repo, serve, text, unit, Relay};
 use crate::common::tumorxai;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// A relay: its process (stdin held open) and the two port paths.
-struct Relay {
-    child: Child,
-    device: String,
-    client: String,
-}
-
-impl Relay {
-    fn start(faults: &[&str]) -> Relay {
-        let root = repo();
-        let mut child = Command::new(root.join(".venv-tools/bin/python"))
-            .arg(root.join("tests/tools/serial_relay.py"))
-            .args(faults)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python in .venv-tools: run `bash .ci/setup`");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let paths: serde_json::Value = serde_json::from_str(&line).unwrap();
-        Relay {
-            child,
-            device: paths["device"].as_str().unwrap().to_string(),
-            client: paths["client"].as_str().unwrap().to_string(),
-        }
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
-    }
-}
-
-struct Device(Child);
-
-impl Drop for Device {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
-    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
-    if !device_bin.exists() {
-        assert!(
-            std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none(),
-            "{} is built with the workspace",
-            device_bin.display()
-        );
-        eprintln!("no device binary beside tumorxai: flash test skipped");
+    let Some(device_bin) = device_bin() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     let (state, newer) = unit(tmp.path(), &device_bin);
@@ -169,73 +99,6 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
     assert!(text(&o).contains("no SMP answer"), "{}", text(&o));
 }
 
-/// The demo bundle re-signed as `version`, written into `dir`; its path.
-fn demo_bundle(dir: &Path, version: &str) -> String {
-    let root = repo();
-    let key = SigningKey::from_pkcs8_pem(
-        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
-    )
-    .unwrap();
-    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
-    let path = dir.join(format!("{version}.bundle"));
-    let bytes = read_bundle(&demo)
-        .unwrap()
-        .resigned("tumorxai-demo", version, &key)
-        .unwrap();
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_string()
-}
-
-/// A unit with the demo trust key and 1.2.0 installed, and a 1.3.0 bundle.
-fn unit(dir: &Path, device_bin: &Path) -> (PathBuf, String) {
-    let root = repo();
-    let state = dir.join("state");
-    std::fs::create_dir_all(state.join("trust")).unwrap();
-    std::fs::copy(
-        root.join("models/trust/demo-signing-key.pub.pem"),
-        state.join("trust/demo.pem"),
-    )
-    .unwrap();
-    let install = Command::new(device_bin)
-        .args(["install", "models/demo-int8.bundle"])
-        .env("TUMORXAI_STATE_DIR", &state)
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(install.status.success(), "{}", text(&install));
-    (state, demo_bundle(dir, "1.3.0"))
-}
-
-fn serve(
-    device_bin: &Path,
-    state: &Path,
-    port: &str,
-    dir: &Path,
-    failpoint: Option<&str>,
-) -> Device {
-    let mut command = Command::new(device_bin);
-    command
-        .args(["serve", "--poll-ms", "100", "--serial", port])
-        .arg("--inbox")
-        .arg(dir.join("inbox"))
-        .arg("--outbox")
-        .arg(dir.join("outbox"))
-        .env("TUMORXAI_STATE_DIR", state)
-        .stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join("device.log"))
-                .unwrap(),
-        );
-    if let Some(point) = failpoint {
-        command.env("TUMORXAI_FAILPOINT", point);
-    }
-    let device = Device(command.spawn().unwrap());
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    device
-}
-
 /// The version the unit's active slot runs, as `triage` loads it (every
 /// load check included).
 fn running_version(device_bin: &Path, state: &Path, dir: &Path) -> String {
@@ -259,11 +122,9 @@ fn running_version(device_bin: &Path, state: &Path, dir: &Path) -> String {
 
 #[test]
 fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
-    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
-    if !device_bin.exists() {
-        assert!(std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none());
+    let Some(device_bin) = device_bin() else {
         return;
-    }
+    };
     let points = [
         "atomic-before-rename",
         "upload-half",
@@ -343,13 +204,9 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
 
 /// A bundle, correctly signed, whose golden logits are all 1.0 off: it
 /// passes every check but the device's own self-test.
-fn failing_self_test_bundle(dir: &Path) -> String {
-    let root = repo();
-    let key = SigningKey::from_pkcs8_pem(
-        &std::fs::read_to_string(root.join("models/demo-signing-key.pem")).unwrap(),
-    )
-    .unwrap();
-    let demo = std::fs::read(root.join("models/demo-int8.bundle")).unwrap();
+pub(crate) fn failing_self_test_bundle(dir: &Path) -> String {
+    let key = demo_key();
+    let demo = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
     let read = read_bundle(&demo).unwrap();
     let mut manifest = read.manifest.clone();
     manifest.version = "1.4.0".into();
@@ -373,11 +230,9 @@ fn failing_self_test_bundle(dir: &Path) -> String {
 
 #[test]
 fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test() {
-    let device_bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
-    if !device_bin.exists() {
-        assert!(std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_none());
+    let Some(device_bin) = device_bin() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -430,4 +285,98 @@ fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test()
         "confirmed in advance, loaded"
     );
     assert_eq!(table()["highest"]["tumorxai-demo"], "1.3.0");
+}
+
+/// The share of the Flashing screen's progress bar that is filled, in the
+/// panel frame `png` (`None` when the frame shows no bar).
+fn bar_fraction(png: &Path) -> Option<f64> {
+    use embedded_graphics::prelude::*;
+    use tumorxai_device::display::framebuffer::FrameBuffer;
+    use tumorxai_device::display::{BAR, BAR_TRACK};
+    // The two colours as the panel's PNG writes them.
+    let mut fb = FrameBuffer::new(2, 1);
+    Pixel(Point::new(0, 0), BAR).draw(&mut fb).unwrap();
+    Pixel(Point::new(1, 0), BAR_TRACK).draw(&mut fb).unwrap();
+    let colours = fb.to_rgb_image();
+    let (bar, track) = (colours.get_pixel(0, 0), colours.get_pixel(1, 0));
+    let frame = image::open(png).ok()?.to_rgb8();
+    let filled = frame.pixels().filter(|p| *p == bar).count() as f64;
+    let empty = frame.pixels().filter(|p| *p == track).count() as f64;
+    (filled + empty > 0.0).then(|| filled / (filled + empty))
+}
+
+#[test]
+fn a_flash_killed_mid_upload_resumes_where_the_device_stands() {
+    let Some(device_bin) = device_bin() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let (state, newer) = unit(tmp.path(), &device_bin);
+    let total = std::fs::metadata(&newer).unwrap().len() as f64;
+    // 921600 baud: the 913 KB upload takes about 15 s.
+    let relay = Relay::start(&["--bps", "92160"]);
+    let _device = serve(&device_bin, &state, &relay.device, &work, None);
+    let log = || std::fs::read_to_string(work.join("device.log")).unwrap_or_default();
+    let flash_args = [
+        "flash",
+        "--port",
+        relay.client.as_str(),
+        "--timeout-ms",
+        "1500",
+        "--confirm",
+        newer.as_str(),
+    ];
+    let mut first = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+        .args(flash_args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let part = state.join("upload.part");
+    let held = || std::fs::metadata(&part).map_or(0, |m| m.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // While it uploads, the panel shows the bar at the device's progress.
+    let mut panel_checked = false;
+    while held() < 400_000 && std::time::Instant::now() < deadline {
+        if held() > 100_000 && !panel_checked {
+            let on_disk = held() as f64 / total;
+            if let Some(shown) = bar_fraction(&work.join("outbox/display.png")) {
+                assert!(
+                    (shown - on_disk).abs() < 0.1,
+                    "panel bar {shown:.3}, device holds {on_disk:.3}"
+                );
+                panel_checked = true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(panel_checked, "the panel showed no upload progress");
+    // The field engineer's laptop dies (SIGKILL) mid-upload.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let kept = held();
+    assert!((400_000..total as u64).contains(&kept), "{kept} bytes kept");
+
+    let o = crate::common::tumorxai(&flash_args);
+    assert!(o.status.success(), "{}\n{}", text(&o), log());
+    let out = text(&o);
+    let resumed_at: u64 = out
+        .split("the device already holds ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume: {out}"));
+    assert_eq!(resumed_at, kept, "resumed at the device's offset");
+    assert!(out.contains("with the bundle's SHA-256"), "{out}");
+    let mut active = String::new();
+    for _ in 0..50 {
+        active = crate::common::serial::active_version(&state);
+        if active == "1.3.0" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(active, "1.3.0", "{}", log());
 }

@@ -9,6 +9,7 @@ mod dicom_data;
 mod experiment_cli;
 mod explain_cli;
 mod flash_cli;
+mod flash_soak;
 mod phantom;
 mod resnet;
 mod ssl_losses;

@@ -12,7 +12,7 @@ pub mod fbdev;
 pub mod framebuffer;
 mod screens;
 
-pub use screens::{draw, Layout};
+pub use screens::{draw, Layout, BAR, BAR_TRACK};
 
 use image::RgbImage;
 

@@ -20,8 +20,8 @@ use tumorxai_shared::smp::client::{
 };
 use tumorxai_shared::smp::{frames, FrameDecoder};
 
-/// The largest SMP message this client handles (the device's is 2048).
-const MESSAGE_CAPACITY: usize = 4096;
+/// The largest SMP message this client handles (the device's is 8192).
+const MESSAGE_CAPACITY: usize = 8192;
 /// Room in a message for the header and the upload request's other fields.
 const UPLOAD_OVERHEAD: u64 = 128;
 /// Answers in a row that do not advance the upload before giving up.
@@ -254,6 +254,11 @@ fn upload(
     let mut off = 0u64;
     let mut failures = 0;
     let mut stalled = 0;
+    // The payload rate: bytes the device acknowledged before the final
+    // chunk (whose answer waits for the device's verification) over the
+    // time they took, from the first answer on.
+    let mut first_answer: Option<(u64, Instant)> = None;
+    let mut last_ack: Option<(u64, Instant)> = None;
     let matched = loop {
         let end = off.saturating_add(chunk).min(len);
         let data = bytes.get(off as usize..end as usize).unwrap_or_default();
@@ -272,6 +277,19 @@ fn upload(
         match link.exchange_within(&request, timeout) {
             Ok(ClientResponse::Upload { off: next, matched }) => {
                 failures = 0;
+                if first_answer.is_none() {
+                    if next > 0 && next < len {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "the device already holds {next} of {len} bytes of this upload: \
+                                 resuming there"
+                            )
+                        });
+                    }
+                    first_answer = Some((next, Instant::now()));
+                } else if next < len {
+                    last_ack = Some((next, Instant::now()));
+                }
                 if next <= off && next < len {
                     stalled += 1;
                     if stalled > MAX_STALLED_ANSWERS {
@@ -311,6 +329,17 @@ fn upload(
         }
     };
     bar.finish();
+    if let (Some((from, start)), Some((to, end))) = (first_answer, last_ack) {
+        let seconds = end.duration_since(start).as_secs_f64();
+        if to > from && seconds > 0.0 {
+            eprintln!(
+                "payload rate {:.0} bytes/s ({} bytes in {seconds:.2} s before the final \
+                 chunk; the device then verified the bundle)",
+                (to - from) as f64 / seconds,
+                to - from
+            );
+        }
+    }
     if matched == Some(false) {
         bail!("the device received bytes whose SHA-256 is not the bundle's: flash again");
     }

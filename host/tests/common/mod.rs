@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+pub mod serial;
+
 /// libtorch's initialisation RNG is global: one in-process training at a time.
 #[allow(dead_code)]
 pub static SERIAL: Mutex<()> = Mutex::new(());
