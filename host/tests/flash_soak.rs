@@ -34,7 +34,7 @@ use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::state::StateDir;
 
 use crate::common::serial::{
-    active_version, demo_bundle_bytes, demo_key, device_bin, serve, unit, Device, Relay,
+    active_version, demo_bundle_bytes, demo_key, device_bin, host_bin, serve, unit, Device, Relay,
 };
 
 /// Runs `tumorxai flash` until it exits or `kill_after` passes (then
@@ -45,7 +45,7 @@ fn flash(
     kill_after: Option<Duration>,
     log: &Path,
 ) -> (Option<ExitStatus>, String) {
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+    let mut child: Child = Command::new(host_bin())
         .args(["flash", "--port", port, "--timeout-ms", "400", "--retries"])
         .args(["40", "--verify-timeout-s", "30", "--confirm"])
         .arg(bundle)
@@ -77,8 +77,10 @@ fn line_faults(rng: &mut ChaCha8Rng) -> serde_json::Value {
     if rng.random_bool(0.4) {
         faults["dup"] = json!(rng.random_range(200_000..3_000_000));
     }
-    if rng.random_bool(0.3) {
-        faults["delay_ms"] = json!(rng.random_range(1..4));
+    // Jitter on every read makes an attempt several seconds longer: on
+    // some attempts only, so that the soak gets through hundreds.
+    if rng.random_bool(0.1) {
+        faults["delay_ms"] = json!(rng.random_range(1..3));
     }
     if rng.random_bool(0.4) {
         faults["drop"] = json!([rng.random_range(0..900_000), rng.random_range(1..3000)]);

@@ -278,7 +278,10 @@ fn upload(
             Ok(ClientResponse::Upload { off: next, matched }) => {
                 failures = 0;
                 if first_answer.is_none() {
-                    if next > 0 && next < len {
+                    // The device answers the first chunk with the offset
+                    // it holds: past that chunk's end, an earlier upload
+                    // of this bundle goes on.
+                    if next != end && next < len {
                         bar.suspend(|| {
                             eprintln!(
                                 "the device already holds {next} of {len} bytes of this upload: \

@@ -20,10 +20,19 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `tumorxai` binary under test: cargo's, or the copy in
+/// `TUMORXAI_BIN_DIR` (a long soak runs on copies while the tree is rebuilt).
+pub fn host_bin() -> PathBuf {
+    std::env::var_os("TUMORXAI_BIN_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_tumorxai")),
+        |dir| PathBuf::from(dir).join("tumorxai"),
+    )
+}
+
 /// The device binary beside `tumorxai`, or `None` (the test is skipped,
 /// except in CI where `TUMORXAI_REQUIRE_TOOLS` makes it a failure).
 pub fn device_bin() -> Option<PathBuf> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_tumorxai")).with_file_name("tumorxai-device");
+    let bin = host_bin().with_file_name("tumorxai-device");
     if bin.exists() {
         return Some(bin);
     }
