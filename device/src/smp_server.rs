@@ -57,6 +57,21 @@ pub enum Event {
     Marked,
 }
 
+/// The events to act on from a batch queued since the last look: every
+/// event in order, except progress reports superseded by a later one in the
+/// batch (drawing each would only slow the panel down).
+pub fn newest_progress_only(events: Vec<Event>) -> Vec<Event> {
+    let newest = events
+        .iter()
+        .rposition(|e| matches!(e, Event::Progress { .. }));
+    events
+        .into_iter()
+        .enumerate()
+        .filter(|(index, event)| !matches!(event, Event::Progress { .. }) || Some(*index) == newest)
+        .map(|(_, event)| event)
+        .collect()
+}
+
 /// One handled request: the response's length in the output buffer (none
 /// for messages that are not requests) and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,4 +470,38 @@ pub fn run_transport<P: Read + Write>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(done: u64) -> Event {
+        Event::Progress { done, total: 100 }
+    }
+
+    #[test]
+    fn only_the_newest_progress_of_a_batch_is_kept_and_the_rest_in_order() {
+        let batch = vec![
+            progress(10),
+            Event::Refused("bad offset".into()),
+            progress(20),
+            progress(30),
+            Event::Marked,
+        ];
+        assert_eq!(
+            newest_progress_only(batch),
+            vec![
+                Event::Refused("bad offset".into()),
+                progress(30),
+                Event::Marked
+            ]
+        );
+        assert_eq!(newest_progress_only(vec![progress(5)]), vec![progress(5)]);
+        assert_eq!(
+            newest_progress_only(vec![Event::Marked, Event::None]),
+            vec![Event::Marked, Event::None]
+        );
+        assert!(newest_progress_only(Vec::new()).is_empty());
+    }
 }

@@ -28,6 +28,17 @@ bundle=models/demo-int8.bundle
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(115200 921600)
 
+# Whatever happens (a failed flash, Ctrl-C), the device and the relay stop
+# and the scratch folder goes.
+work= device= RELAY_PID=
+cleanup() {
+  if [ -n "$device" ]; then kill "$device" 2>/dev/null || true; wait "$device" 2>/dev/null || true; fi
+  if [ -n "$RELAY_PID" ]; then kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; fi
+  if [ -n "$work" ]; then rm -rf "$work"; fi
+  device= RELAY_PID= work=
+}
+trap cleanup EXIT
+
 for baud in "${rates[@]}"; do
   work=$(mktemp -d)
   mkdir -p "$work/state/trust"
@@ -42,17 +53,19 @@ for baud in "${rates[@]}"; do
     --inbox "$work/in" --outbox "$work/out" --serial "$device_port" --baud "$baud" \
     2>"$work/device.log" &
   device=$!
-  sleep 2
+  # Ready once its SMP server has the port open.
+  for _ in $(seq 300); do
+    grep -q "SMP server on" "$work/device.log" && break
+    kill -0 "$device" 2>/dev/null || { cat "$work/device.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  grep -q "SMP server on" "$work/device.log" || { echo "flash_throughput: serve never opened $device_port" >&2; exit 1; }
   start=$(date +%s.%N)
   if ! "$bins/tumorxai" flash --port "$client_port" --baud "$baud" "$bundle" 2>"$work/flash.log"; then
     cat "$work/flash.log" "$work/device.log" >&2
     exit 1
   fi
   end=$(date +%s.%N)
-  kill "$device" 2>/dev/null || true
-  wait "$device" 2>/dev/null || true
-  exec {RELAY[1]}>&-
-  wait "$RELAY_PID" 2>/dev/null || true
   rate=$(sed -n 's/^payload rate \([0-9]*\) bytes\/s.*/\1/p' "$work/flash.log")
   [ -n "$rate" ] || { cat "$work/flash.log" >&2; exit 1; }
   "$python" - "$baud" "$line_bps" "$rate" "$(stat -c %s "$bundle")" "$start" "$end" <<'EOF'
@@ -68,5 +81,5 @@ print(json.dumps({
     "flash_seconds": round(float(end) - float(start), 2),
 }))
 EOF
-  rm -rf "$work"
+  cleanup
 done

@@ -11,7 +11,10 @@ use std::process::Command;
 
 use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
-use crate::common::serial::{demo_bundle, demo_key, device_bin, repo, serve, text, unit, Relay};
+use crate::common::serial::{
+    demo_bundle, demo_key, device_bin, host_bin, repo, serve, table, text, unit, version_in,
+    wait_for_table, Relay,
+};
 use crate::common::tumorxai;
 
 #[test]
@@ -47,16 +50,13 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
     );
     assert!(out.contains("with the bundle's SHA-256"), "{out}");
 
-    // The reset reloads between inbox polls: the new model on trial.
-    let table = || -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap()).unwrap()
-    };
-    for _ in 0..50 {
-        if table()["active"] == "b" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    // The client read the state back after the reset: the new model on
+    // trial, as the unit's own table says.
+    assert!(
+        out.contains("the device reports 1.3.0 active on trial"),
+        "{out}"
+    );
+    let table = || table(&state);
     assert_eq!(table()["active"], "b", "{}", log());
     assert_eq!(table()["trial"]["fallback"], "a");
 
@@ -181,22 +181,9 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
                 let o = flash();
                 let log = std::fs::read_to_string(dir.join("device.log")).unwrap();
                 assert!(o.status.success(), "{point}: {}\n{log}", text(&o));
-                let mut active = String::new();
-                for _ in 0..50 {
-                    let table: serde_json::Value =
-                        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap())
-                            .unwrap();
-                    let slot = table["active"].as_str().unwrap().to_string();
-                    active = table[slot.as_str()]["version"]
-                        .as_str()
-                        .unwrap()
-                        .to_string();
-                    if active == "1.3.0" && table.get("pending").is_none() {
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                }
-                assert_eq!(active, "1.3.0", "{point}: {log}");
+                wait_for_table(&state, &format!("{point}: 1.3.0 runs\n{log}"), |t| {
+                    version_in(t) == "1.3.0" && t.get("pending").is_none()
+                });
             });
         }
     });
@@ -257,9 +244,7 @@ fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test()
         args.push(bundle);
         tumorxai(&args)
     };
-    let table = || -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap()).unwrap()
-    };
+    let table = || table(&state);
 
     // The self-test fails on the device: refused, nothing changes.
     let o = flash(&failing, &["--test"]);
@@ -273,18 +258,11 @@ fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test()
     // Bit errors cost retries, never a wrong model.
     let o = flash(&newer, &["--confirm"]);
     assert!(o.status.success(), "{}\n{}", text(&o), log());
-    for _ in 0..50 {
-        if table()["active"] == "b" && table().get("trial").is_none() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert_eq!(table()["active"], "b", "{}", log());
-    assert!(
-        table().get("trial").is_none(),
-        "confirmed in advance, loaded"
-    );
-    assert_eq!(table()["highest"]["tumorxai-demo"], "1.3.0");
+    // Confirmed in advance and loaded: no trial.
+    let now = wait_for_table(&state, &format!("1.3.0 confirmed\n{}", log()), |t| {
+        t["active"] == "b" && t.get("trial").is_none()
+    });
+    assert_eq!(now["highest"]["tumorxai-demo"], "1.3.0");
 }
 
 /// The share of the Flashing screen's progress bar that is filled, in the
@@ -328,7 +306,7 @@ fn a_flash_killed_mid_upload_resumes_where_the_device_stands() {
         "--confirm",
         newer.as_str(),
     ];
-    let mut first = Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+    let mut first = Command::new(host_bin())
         .args(flash_args)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -352,11 +330,20 @@ fn a_flash_killed_mid_upload_resumes_where_the_device_stands() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(panel_checked, "the panel showed no upload progress");
-    // The field engineer's laptop dies (SIGKILL) mid-upload.
+    // The field engineer's laptop dies (SIGKILL) mid-upload. A chunk still
+    // in flight may land after that: `kept` is read once the device's file
+    // has not grown for a second.
     first.kill().unwrap();
     first.wait().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let kept = held();
+    let mut kept = held();
+    let mut still_since = std::time::Instant::now();
+    while still_since.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if held() != kept {
+            kept = held();
+            still_since = std::time::Instant::now();
+        }
+    }
     assert!((400_000..total as u64).contains(&kept), "{kept} bytes kept");
 
     let o = crate::common::tumorxai(&flash_args);
@@ -370,13 +357,49 @@ fn a_flash_killed_mid_upload_resumes_where_the_device_stands() {
         .unwrap_or_else(|| panic!("no resume: {out}"));
     assert_eq!(resumed_at, kept, "resumed at the device's offset");
     assert!(out.contains("with the bundle's SHA-256"), "{out}");
-    let mut active = String::new();
-    for _ in 0..50 {
-        active = crate::common::serial::active_version(&state);
-        if active == "1.3.0" {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(out.contains("the device reports 1.3.0 active"), "{out}");
+    wait_for_table(&state, &format!("1.3.0 runs\n{}", log()), |t| {
+        version_in(t) == "1.3.0"
+    });
+}
+
+#[test]
+fn the_relay_refuses_malformed_control_lines_and_keeps_relaying() {
+    let mut relay = Relay::start(&[]);
+    for bad in [
+        "not json",
+        "[1, 2]",
+        r#"{"corupt": 5}"#,
+        r#"{"corrupt": 0}"#,
+        r#"{"drop": [5]}"#,
+        r#"{"stall": "long"}"#,
+        r#"{"both": 1}"#,
+    ] {
+        let answer = relay.control_line(bad);
+        assert!(answer.starts_with("error: "), "{bad}: {answer}");
     }
-    assert_eq!(active, "1.3.0", "{}", log());
+    // Still relaying, unchanged: bytes written to the client's port come
+    // out of the device's.
+    use std::io::{Read, Write};
+    let mut device = std::fs::File::open(&relay.device).unwrap();
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = [0u8; 4];
+        let _ = sender.send(device.read_exact(&mut got).map(|_| got));
+    });
+    let mut client = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&relay.client)
+        .unwrap();
+    client.write_all(b"ping").unwrap();
+    let got = received
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the relay forwards after refused control lines");
+    assert_eq!(&got.unwrap(), b"ping");
+    // And it applies settings: faults, then an event alone.
+    assert_eq!(
+        relay.control_line(r#"{"corrupt": 1000, "drop": [0, 10]}"#),
+        "ok"
+    );
+    assert_eq!(relay.control_line(r#"{"stall": 0.1}"#), "ok");
 }

@@ -20,9 +20,10 @@
 //! printed at the end.
 
 use std::collections::HashSet;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -34,7 +35,8 @@ use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::state::StateDir;
 
 use crate::common::serial::{
-    active_version, demo_bundle_bytes, demo_key, device_bin, host_bin, serve, unit, Device, Relay,
+    active_version, demo_bundle_bytes, demo_key, device_bin, host_bin, serve, unit, version_in,
+    wait_for_table, Device, Relay,
 };
 
 /// Runs `tumorxai flash` until it exits or `kill_after` passes (then
@@ -115,6 +117,8 @@ struct Counts {
     refused_by_host: u32,
     host_killed: u32,
     device_killed: u32,
+    /// Stalls and cut cables that hit a flash mid-upload.
+    line_events: u32,
 }
 
 #[test]
@@ -167,11 +171,18 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
     if let Some(b) = bad_signature.last_mut() {
         *b ^= 0x01;
     }
+    // Each with the reason the device must give (and no other).
     let device_refuses = [
-        write("bad-signature.bundle", &bad_signature),
-        write("wrong-key.bundle", &wrong_key),
-        write("downgrade.bundle", &downgrade),
-        write("self-test.bundle", &self_test),
+        (
+            write("bad-signature.bundle", &bad_signature),
+            "signature is not valid",
+        ),
+        (
+            write("wrong-key.bundle", &wrong_key),
+            "not in the trust store",
+        ),
+        (write("downgrade.bundle", &downgrade), "refusing downgrade"),
+        (write("self-test.bundle", &self_test), "self-test"),
     ];
     let host_refuses = [
         write("tampered.bundle", &tampered),
@@ -206,21 +217,33 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
         if scenario < 30 {
             // Good bundle, faulty line, to the end; sometimes a stall or a
             // cut cable mid-way.
-            let mut faults = line_faults(&mut rng);
+            let faults = line_faults(&mut rng);
             relay.set(&faults);
             let client = relay.client.clone();
             let (status, out) = if rng.random_bool(0.3) {
+                // Fired once the device holds `at` bytes of the upload
+                // (not at all if the flash ends first).
                 let event = if rng.random_bool(0.5) { "stall" } else { "cut" };
-                faults[event] = json!(rng.random_range(0.2..1.5));
-                let after = Duration::from_millis(rng.random_range(0..3000));
+                let event = json!({ event: rng.random_range(0.2..1.5) });
+                let at = rng.random_range(0..900_000);
+                let part = state.join("upload.part");
+                let done = AtomicBool::new(false);
                 std::thread::scope(|s| {
                     let relay = &mut relay;
-                    let faults = &faults;
+                    let (event, done, counts) = (&event, &done, &mut counts);
                     s.spawn(move || {
-                        std::thread::sleep(after);
-                        relay.set(faults);
+                        while !done.load(Ordering::Relaxed) {
+                            if std::fs::metadata(&part).is_ok_and(|m| m.len() >= at) {
+                                relay.set(event);
+                                counts.line_events += 1;
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
                     });
-                    flash(&client, &bundle, None, &flash_log)
+                    let result = flash(&client, &bundle, None, &flash_log);
+                    done.store(true, Ordering::Relaxed);
+                    result
                 })
             } else {
                 flash(&client, &bundle, None, &flash_log)
@@ -237,14 +260,15 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
             // Good bundle, the host killed at a random moment.
             relay.set(&line_faults(&mut rng));
             let after = Duration::from_millis(rng.random_range(100..4000));
-            let (status, _) = flash(&relay.client, &bundle, Some(after), &flash_log);
+            let (status, out) = flash(&relay.client, &bundle, Some(after), &flash_log);
             match status {
                 None => counts.host_killed += 1,
                 Some(s) if s.success() => {
                     wait_for(&state, &version);
                     counts.completed += 1;
                 }
-                Some(_) => {}
+                // Before it was killed, the flash had no reason to fail.
+                Some(s) => panic!("{} exited {s} before the kill: {out}", what("host killed")),
             }
         } else if scenario < 70 {
             // Good bundle, the device killed (SIGKILL) at a random moment,
@@ -254,12 +278,30 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
             let pid = device.0.id().to_string();
             let killer = std::thread::spawn(move || {
                 std::thread::sleep(after);
-                let _ = Command::new("kill").args(["-9", &pid]).status();
+                Command::new("kill").args(["-9", &pid]).status()
             });
             let grace = after + Duration::from_millis(500);
-            let (status, _) = flash(&relay.client, &bundle, Some(grace), &flash_log);
-            killer.join().unwrap();
-            let _ = device.0.wait();
+            let (status, out) = flash(&relay.client, &bundle, Some(grace), &flash_log);
+            let killed = killer.join().unwrap();
+            assert!(
+                killed.as_ref().is_ok_and(|s| s.success()),
+                "{}: kill -9 failed: {killed:?}",
+                what("device killed")
+            );
+            // Killed by the test, not dead of its own accord.
+            let exit = device.0.wait().unwrap();
+            assert_eq!(
+                exit.signal(),
+                Some(9),
+                "{}: the device exited {exit}",
+                what("device killed")
+            );
+            // Retries outlast the half second between the two kills.
+            assert!(
+                status.is_none_or(|s| s.success()),
+                "{}: the flash failed: {out}",
+                what("device killed")
+            );
             counts.device_killed += 1;
             check_active(&state, &good, &bad, &what("device killed"));
             device = serve(&device_bin, &state, &relay.device, &work, None);
@@ -272,12 +314,15 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
             relay.set(&line_faults(&mut rng));
             let before = active_version(&state);
             let which = rng.random_range(0..device_refuses.len());
-            let (status, out) = flash(&relay.client, &device_refuses[which], None, &flash_log);
+            let (bundle, reason) = &device_refuses[which];
+            let (status, out) = flash(&relay.client, bundle, None, &flash_log);
             assert!(
-                status.is_some_and(|s| !s.success()) && out.contains("the device refused"),
-                "{} {}: {out}",
+                status.is_some_and(|s| !s.success())
+                    && out.contains("the device refused the bundle")
+                    && out.contains(reason),
+                "{} {} (expected {reason:?}): {out}",
                 what("bad bundle"),
-                device_refuses[which].display()
+                bundle.display()
             );
             assert_eq!(active_version(&state), before, "{}", what("bad bundle"));
             counts.refused_by_device += 1;
@@ -310,26 +355,31 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
         started.elapsed().as_secs_f64()
     );
     assert!(counts.attempts >= 3, "{counts:?}");
+    assert!(counts.completed >= 1, "no flash completed: {counts:?}");
+    // A long run must have met every kind of attempt.
+    if counts.attempts >= 40 {
+        assert!(
+            counts.refused_by_device > 0
+                && counts.refused_by_host > 0
+                && counts.host_killed > 0
+                && counts.device_killed > 0
+                && counts.line_events > 0,
+            "{counts:?}"
+        );
+    }
 }
 
 /// Waits until no trial is in progress: a model confirmed in advance is on
 /// trial until the device reloaded it, and uploads wait for that.
 fn settle(state: &Path) {
-    for _ in 0..100 {
-        if crate::common::serial::table(state).get("trial").is_none() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_table(state, "a trial outlasted its reload", |t| {
+        t.get("trial").is_none()
+    });
 }
 
 /// Waits until the unit runs `version` (a reset reloads between polls).
 fn wait_for(state: &Path, version: &str) {
-    for _ in 0..100 {
-        if active_version(state) == version {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(active_version(state), version);
+    wait_for_table(state, &format!("{version} runs"), |t| {
+        version_in(t) == version
+    });
 }

@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 use tumorxai_shared::smp::{frames, FrameDecoder, MAX_LINE};
 
-const CAPACITY: usize = 4096;
+/// The device's packet capacity (8192-byte messages, + length and CRC).
+const CAPACITY: usize = 8196;
 
 fn encode(message: &[u8]) -> Vec<u8> {
     frames(message).unwrap().flat_map(|l| l.to_vec()).collect()
@@ -41,7 +42,7 @@ proptest! {
     }
 
     #[test]
-    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..4096)) {
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2 * CAPACITY)) {
         let _ = decode(&bytes);
     }
 

@@ -16,22 +16,35 @@ Faults (client → device, and device → client too with --both):
                     one thread carries both directions, like a half-duplex
                     request/answer exchange).
 
-While it runs, each line on stdin is a JSON object that replaces the fault
-settings (keys: corrupt, dup, delay_ms, both, bps, drop = [START, LEN]
-counted from that moment) and may add one-off events: {"stall": S} forwards
-nothing for S seconds (bytes wait in the pseudo-terminals), {"cut": S}
-loses everything in both directions for S seconds (a cable out and back).
-The relay answers each control line with "ok" on stdout once it applies.
+While it runs, each line on stdin is a JSON object. Fault keys (corrupt,
+dup, delay_ms, both, bps, drop = [START, LEN] counted from that moment)
+replace all fault settings and cancel pending events; a line may also (or
+only) carry one-off events, which leave the faults as they are:
+{"stall": S} forwards nothing for S seconds (bytes wait in the
+pseudo-terminals), {"cut": S} loses everything in both directions for S
+seconds (a cable out and back). The relay answers each control line with
+"ok" on stdout once it applies, or "error: WHY" (a malformed line, unknown
+key, bad value, or a relay thread that died) and changes nothing.
+
+Both pseudo-terminals are kept non-exclusive: a client that opened its port
+exclusively (TIOCEXCL, as serialport does) and was killed would otherwise
+leave the port closed to every later non-root opener.
 """
 import argparse
+import fcntl
 import json
 import os
 import random
 import select
 import sys
+import termios
 import threading
 import time
+import traceback
 import tty
+
+FAULT_KEYS = {"corrupt", "dup", "delay_ms", "both", "bps", "drop"}
+EVENT_KEYS = {"stall", "cut"}
 
 
 def pty_pair():
@@ -46,6 +59,70 @@ class Faults:
         self.both, self.bps, self.drop = both, bps, drop
 
 
+def positive_int(settings, key):
+    value = settings.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a positive integer, not {value!r}")
+    return value
+
+
+def seconds(settings, key):
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 600:
+        raise ValueError(f"{key} must be 0..600 seconds, not {value!r}")
+    return float(value)
+
+
+def parse_control(line, bps):
+    """The faults (or None: unchanged) and events of one control line;
+    ValueError for anything malformed."""
+    try:
+        settings = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    if not isinstance(settings, dict):
+        raise ValueError("not a JSON object")
+    unknown = set(settings) - FAULT_KEYS - EVENT_KEYS
+    if unknown:
+        raise ValueError(f"unknown keys {sorted(unknown)}")
+    events = {key: seconds(settings, key) for key in EVENT_KEYS & set(settings)}
+    if not FAULT_KEYS & set(settings):
+        return None, events
+    drop = settings.get("drop")
+    if drop is not None:
+        if (
+            not isinstance(drop, list)
+            or len(drop) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in drop)
+        ):
+            raise ValueError(f"drop must be [START, LEN] of non-negative integers, not {drop!r}")
+        drop = tuple(drop)
+    delay_ms = settings.get("delay_ms", 0)
+    if isinstance(delay_ms, bool) or not isinstance(delay_ms, (int, float)) or not 0 <= delay_ms <= 10_000:
+        raise ValueError(f"delay_ms must be 0..10000, not {delay_ms!r}")
+    both = settings.get("both", False)
+    if not isinstance(both, bool):
+        raise ValueError(f"both must be true or false, not {both!r}")
+    faults = Faults(
+        positive_int(settings, "corrupt"),
+        positive_int(settings, "dup"),
+        delay_ms,
+        both,
+        positive_int(settings, "bps") if "bps" in settings else bps,
+        drop,
+    )
+    return faults, events
+
+
+def non_exclusive(fd):
+    try:
+        fcntl.ioctl(fd, termios.TIOCNXCL)
+    except OSError:
+        pass
+
+
 class Relay:
     def __init__(self, faults=None, seed=0):
         self.dev_master, self.dev_slave, self.device = pty_pair()
@@ -58,24 +135,27 @@ class Relay:
         self.cut_until = 0.0  # cut: lose everything before this time
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.died = None  # the relay thread's exception, if it died
 
-    def control(self, settings):
+    def control(self, line):
+        """Applies one control line; None, or why it was refused."""
+        if self.died:
+            return f"relay thread died: {self.died}"
+        try:
+            faults, events = parse_control(line, self.faults.bps)
+        except ValueError as e:
+            return str(e)
         with self.lock:
-            drop = settings.get("drop")
-            self.faults = Faults(
-                settings.get("corrupt"),
-                settings.get("dup"),
-                settings.get("delay_ms", 0),
-                settings.get("both", False),
-                settings.get("bps", self.faults.bps),
-                tuple(drop) if drop else None,
-            )
-            self.drop_base = self.sent
             now = time.monotonic()
-            if "stall" in settings:
-                self.paused_until = now + float(settings["stall"])
-            if "cut" in settings:
-                self.cut_until = now + float(settings["cut"])
+            if faults is not None:
+                self.faults = faults
+                self.drop_base = self.sent
+                self.paused_until = self.cut_until = 0.0
+            if "stall" in events:
+                self.paused_until = now + events["stall"]
+            if "cut" in events:
+                self.cut_until = now + events["cut"]
+        return None
 
     def fault(self, data, from_client):
         f = self.faults
@@ -103,11 +183,21 @@ class Relay:
         return bytes(out)
 
     def run(self):
+        try:
+            self.relay()
+        except BaseException as e:  # reported on the control line
+            self.died = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+
+    def relay(self):
         # The line is free again at `line_free` (monotonic seconds): a byte
         # leaves no earlier than len/bps after the previous one, whatever
         # time the relay itself spends.
         line_free = time.monotonic()
         while not self.stop.is_set():
+            # Cheap, and it undoes a killed client's exclusive open.
+            non_exclusive(self.cli_slave)
+            non_exclusive(self.dev_slave)
             if time.monotonic() < self.paused_until:
                 time.sleep(0.01)
                 continue
@@ -156,8 +246,8 @@ def main():
     print(json.dumps({"device": relay.device, "client": relay.client}), flush=True)
     for line in sys.stdin:
         if line.strip():
-            relay.control(json.loads(line))
-            print("ok", flush=True)
+            refused = relay.control(line)
+            print(f"error: {refused}" if refused else "ok", flush=True)
     relay.stop.set()
 
 

@@ -15,7 +15,7 @@ use tumorxai_device::display::Screen;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::service::{sha256_hex, write_atomic, Folders, Watcher};
-use tumorxai_device::smp_server::{run_transport, Event, SmpServer};
+use tumorxai_device::smp_server::{newest_progress_only, run_transport, Event, SmpServer};
 use tumorxai_device::state::StateDir;
 use tumorxai_device::triage::Thresholds;
 use tumorxai_device::upgrade::Reloaded;
@@ -362,7 +362,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             service.show(Screen::Idle);
         }
         if let Some(events) = &smp_events {
-            for event in events.try_iter() {
+            // Each drawn frame is a PNG written and fsynced: only the
+            // newest progress of a poll's batch is drawn.
+            for event in newest_progress_only(events.try_iter().collect()) {
                 service.upgrade_event(event, &args.model);
             }
         }

@@ -58,7 +58,8 @@ pub struct FlashArgs {
     #[arg(long, default_value_t = 10)]
     retries: u32,
     /// How long the answer to the last chunk may take (seconds): the device
-    /// verifies the whole bundle first (signature, load, self-test).
+    /// verifies the whole bundle first (signature, load, self-test). Also
+    /// how long a confirmed model may take to load after the reset.
     #[arg(long, default_value_t = 120)]
     verify_timeout_s: u64,
 }
@@ -95,7 +96,7 @@ enum Failure {
 }
 
 fn open(args: &PortArgs) -> Result<Box<dyn serialport::SerialPort>> {
-    serialport::new(&args.port, args.baud)
+    let port = serialport::new(&args.port, args.baud)
         .timeout(Duration::from_millis(50))
         .open()
         .with_context(|| {
@@ -103,7 +104,12 @@ fn open(args: &PortArgs) -> Result<Box<dyn serialport::SerialPort>> {
                 "opening serial port {} (is it the device's port?)",
                 args.port
             )
-        })
+        })?;
+    // Bytes waiting from before (answers to a client that was killed) are
+    // not ours. Best effort: those still in flight are told apart by
+    // sequence, group and command.
+    let _ = port.clear(serialport::ClearBuffer::Input);
+    Ok(port)
 }
 
 impl Link {
@@ -113,7 +119,10 @@ impl Link {
             args,
             port,
             decoder: FrameDecoder::new(),
-            sequence: 0,
+            // A random start, so that an earlier client's answers still on
+            // the line (it was killed mid-exchange) are unlikely to carry
+            // the sequence this one waits for.
+            sequence: rand::random(),
         })
     }
 
@@ -160,7 +169,7 @@ impl Link {
                 // Damaged packets are dropped: the timeout and a retry
                 // recover from them.
                 if let Some(Ok(answer)) = self.decoder.feed(byte) {
-                    match parse_response(&answer, self.sequence) {
+                    match parse_response(&answer, request, self.sequence) {
                         Ok(Some(response)) => return Ok(response),
                         Ok(None) => {}
                         Err(e) => return Err(Failure::Answer(e.into())),
@@ -290,7 +299,7 @@ fn upload(
                         });
                     }
                     first_answer = Some((next, Instant::now()));
-                } else if next < len {
+                } else if next > off && next < len {
                     last_ack = Some((next, Instant::now()));
                 }
                 if next <= off && next < len {
@@ -365,6 +374,7 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
         args.port.port
     );
     let retries = args.retries;
+    let verify_timeout = Duration::from_secs(args.verify_timeout_s);
     let mut link = Link::open(args.port)?;
     if slots(&mut link, retries)?
         .iter()
@@ -372,13 +382,7 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
     {
         eprintln!("the device already holds this bundle: nothing to upload");
     } else {
-        upload(
-            &mut link,
-            &bytes,
-            sha,
-            retries,
-            Duration::from_secs(args.verify_timeout_s),
-        )?;
+        upload(&mut link, &bytes, sha, retries, verify_timeout)?;
     }
     let slots = print_slots(&mut link)?;
     let Some(staged) = slots.iter().find(|s| s.hash.as_slice() == sha) else {
@@ -398,6 +402,7 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
                 },
                 retries,
             )?;
+            expect_running(&mut link, sha, true, retries, verify_timeout)?;
             eprintln!("confirmed: the device runs it from now on");
         } else {
             eprintln!(
@@ -418,19 +423,70 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
             retries,
         )?;
         link.ask(&ClientRequest::Reset, retries)?;
+        let running = expect_running(&mut link, sha, args.confirm, retries, verify_timeout)?;
         eprintln!(
-            "{} and reset: the device reloads it between scans",
+            "{} and reset: the device reports {} active{}",
             if args.confirm {
                 "confirmed"
             } else {
-                "marked for test (where a previous model exists the new one runs on trial: \
-                 confirm it with `tumorxai device confirm`, or the next reload reverts it)"
+                "marked for test"
+            },
+            running.version.as_str(),
+            if running.confirmed {
+                ""
+            } else {
+                " on trial (confirm it with `tumorxai device confirm`, or the next reload reverts it)"
             }
         );
     } else {
         eprintln!("staged: not running until tested (`--test`) or confirmed (`--confirm`)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the device's image state back after a mark (and reset): the
+/// acknowledgements alone are not trusted to say what runs. A model
+/// confirmed in advance counts as confirmed once the device has loaded it
+/// (its self-tests passed), which may take until `load_timeout`.
+fn expect_running(
+    link: &mut Link,
+    sha: [u8; 32],
+    confirmed: bool,
+    retries: u32,
+    load_timeout: Duration,
+) -> Result<SlotAnswer> {
+    let deadline = Instant::now() + load_timeout;
+    loop {
+        let slots = slots(link, retries)?;
+        let ours = slots.iter().find(|s| s.hash.as_slice() == sha);
+        match ours {
+            Some(slot) if slot.active && (slot.confirmed || !confirmed) => return Ok(slot.clone()),
+            Some(slot) if slot.active && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            _ => {
+                let running = slots
+                    .iter()
+                    .find(|s| s.active)
+                    .map(|s| format!("{} (confirmed: {})", s.version.as_str(), s.confirmed))
+                    .unwrap_or_else(|| "no model".into());
+                bail!(
+                    "the device acknowledged the {} but reports {running} active{}: flash \
+                     again, or check `tumorxai device status`",
+                    if confirmed {
+                        "confirmation"
+                    } else {
+                        "test mark and reset"
+                    },
+                    if ours.is_some_and(|s| s.active) {
+                        format!(", not confirmed after {} s", load_timeout.as_secs())
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+        }
+    }
 }
 
 pub fn device(args: DeviceArgs) -> Result<ExitCode> {

@@ -12,7 +12,7 @@ pub static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `tumorxai` (libgomp told not to busy-wait, as tests run in parallel).
 pub fn tumorxai(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tumorxai"))
+    Command::new(serial::host_bin())
         .args(args)
         .env("OMP_WAIT_POLICY", "PASSIVE")
         .output()

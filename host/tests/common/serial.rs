@@ -82,12 +82,18 @@ impl Relay {
     /// Replaces the relay's faults (see the relay's docs for the keys) and
     /// waits until it applies them.
     pub fn set(&mut self, settings: &serde_json::Value) {
+        let answer = self.control_line(&settings.to_string());
+        assert_eq!(answer, "ok", "relay answer to {settings}");
+    }
+
+    /// Sends one raw control line; the relay's answer ("ok" or "error: ...").
+    pub fn control_line(&mut self, line: &str) -> String {
         let control = self.control.as_mut().unwrap();
-        writeln!(control, "{settings}").unwrap();
+        writeln!(control, "{line}").unwrap();
         control.flush().unwrap();
-        let mut line = String::new();
-        self.answers.read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), "ok", "relay answer to {settings}");
+        let mut answer = String::new();
+        self.answers.read_line(&mut answer).unwrap();
+        answer.trim().to_string()
     }
 }
 
@@ -195,9 +201,21 @@ pub fn serve(
     if let Some(point) = failpoint {
         command.env("TUMORXAI_FAILPOINT", point);
     }
-    let device = Device(command.spawn().unwrap());
+    let mut device = Device(command.spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while started() == before && Instant::now() < deadline {
+    while started() == before {
+        let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(status) = device.0.try_wait().unwrap() {
+            panic!(
+                "serve exited ({status}) before its SMP server opened {port}:\n{}",
+                log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve's SMP server did not open {port} within 30 s:\n{}",
+            log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     device
@@ -208,12 +226,33 @@ pub fn table(state: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(state.join("slots.json")).unwrap()).unwrap()
 }
 
+/// Polls the unit's slot table (10 s at most) until `done` holds; the
+/// table. Panics with `what` and the last table on timeout.
+pub fn wait_for_table(
+    state: &Path,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = table(state);
+        if done(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what}: {now:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The version in `table`'s active slot.
+pub fn version_in(table: &serde_json::Value) -> &str {
+    table["active"]
+        .as_str()
+        .and_then(|slot| table[slot]["version"].as_str())
+        .unwrap_or("")
+}
+
 /// The version in the active slot.
 pub fn active_version(state: &Path) -> String {
-    let table = table(state);
-    let slot = table["active"].as_str().unwrap().to_string();
-    table[slot.as_str()]["version"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    version_in(&table(state)).to_string()
 }

@@ -8,7 +8,9 @@ use tumorxai_shared::smp::body::parse_request;
 use tumorxai_shared::smp::{FrameDecoder, Header};
 
 fuzz_target!(|data: &[u8]| {
-    let mut decoder = FrameDecoder::<2052>::new();
+    // The device's packet capacity: an 8192-byte SMP message + 4 bytes
+    // of length and CRC.
+    let mut decoder = FrameDecoder::<8196>::new();
     for &byte in data {
         if let Some(Ok(message)) = decoder.feed(byte) {
             if let Ok((header, body)) = Header::split(&message) {

@@ -67,6 +67,20 @@ fn cbor<E: core::fmt::Display>(e: E) -> BodyError {
     BodyError::Cbor(format!("{e}"))
 }
 
+impl ClientRequest<'_> {
+    /// The request's operation, group and command: its answer must carry
+    /// the same group and command, with the matching response operation.
+    pub fn route(&self) -> (Op, u16, u8) {
+        match self {
+            ClientRequest::Parameters => (Op::Read, group::OS, os::PARAMETERS),
+            ClientRequest::ImageState => (Op::Read, group::IMAGE, image::STATE),
+            ClientRequest::Upload { .. } => (Op::Write, group::IMAGE, image::UPLOAD),
+            ClientRequest::Mark { .. } => (Op::Write, group::IMAGE, image::STATE),
+            ClientRequest::Reset => (Op::Write, group::OS, os::RESET),
+        }
+    }
+}
+
 /// Encodes `request` with `sequence` into `out`; returns the length.
 pub fn encode_request(
     request: &ClientRequest,
@@ -79,14 +93,9 @@ pub fn encode_request(
         .ok_or(BodyError::Full(capacity))?;
     let mut e = Encoder::new(Cursor::new(rest));
     let full = |_| BodyError::Full(capacity);
-    let (op, group_id, command) = match request {
-        ClientRequest::Parameters => {
+    match request {
+        ClientRequest::Parameters | ClientRequest::ImageState | ClientRequest::Reset => {
             e.map(0).map_err(full)?;
-            (Op::Read, group::OS, os::PARAMETERS)
-        }
-        ClientRequest::ImageState => {
-            e.map(0).map_err(full)?;
-            (Op::Read, group::IMAGE, image::STATE)
         }
         ClientRequest::Upload { off, data, first } => {
             e.map(if first.is_some() { 4 } else { 2 }).map_err(full)?;
@@ -96,7 +105,6 @@ pub fn encode_request(
             }
             e.str("off").and_then(|e| e.u64(*off)).map_err(full)?;
             e.str("data").and_then(|e| e.bytes(data)).map_err(full)?;
-            (Op::Write, group::IMAGE, image::UPLOAD)
         }
         ClientRequest::Mark { hash, confirm } => {
             e.map(2).map_err(full)?;
@@ -104,13 +112,9 @@ pub fn encode_request(
             e.str("confirm")
                 .and_then(|e| e.bool(*confirm))
                 .map_err(full)?;
-            (Op::Write, group::IMAGE, image::STATE)
         }
-        ClientRequest::Reset => {
-            e.map(0).map_err(full)?;
-            (Op::Write, group::OS, os::RESET)
-        }
-    };
+    }
+    let (op, group_id, command) = request.route();
     let body_len = e.writer().position();
     let header = Header {
         version: 0,
@@ -154,15 +158,25 @@ fn slot_answer(d: &mut Decoder) -> Result<SlotAnswer, BodyError> {
     Ok(slot)
 }
 
-/// Decodes an answer to a request with `sequence`. `Ok(None)` for a
-/// message that is not the answer (another sequence, or a request).
-pub fn parse_response(message: &[u8], sequence: u8) -> Result<Option<ClientResponse>, BodyError> {
+/// Decodes the answer to `request`, sent with `sequence`. `Ok(None)` for a
+/// message that is not that answer: another sequence, group or command
+/// (a stale answer to an earlier client's request), or a request.
+pub fn parse_response(
+    message: &[u8],
+    request: &ClientRequest,
+    sequence: u8,
+) -> Result<Option<ClientResponse>, BodyError> {
     // A message that is not an SMP answer (noise that passed the CRC) is
     // not ours: ignored like an answer to another request.
     let Ok((header, body)) = Header::split(message) else {
         return Ok(None);
     };
-    if header.sequence != sequence || !matches!(header.op, Op::ReadResponse | Op::WriteResponse) {
+    let (op, group_id, command) = request.route();
+    if header.sequence != sequence
+        || header.op != op.response()
+        || header.group != group_id
+        || header.command != command
+    {
         return Ok(None);
     }
     let mut d = Decoder::new(body);
@@ -282,16 +296,50 @@ mod tests {
             permanent: false,
         }];
         let m = write_response(&header, &Response::ImageState { slots: &slots }, &mut out).unwrap();
-        let Some(ClientResponse::ImageState { slots }) = parse_response(&out[..m], 4).unwrap()
+        let state = ClientRequest::ImageState;
+        let Some(ClientResponse::ImageState { slots }) =
+            parse_response(&out[..m], &state, 4).unwrap()
         else {
             panic!("not a state answer");
         };
         assert_eq!(slots[0].version.as_str(), "1.3.0");
         assert!(slots[0].active && slots[0].confirmed);
         assert_eq!(
-            parse_response(&out[..m], 5).unwrap(),
+            parse_response(&out[..m], &state, 5).unwrap(),
             None,
             "other sequence"
+        );
+        // The same sequence answering another request (a stale answer left
+        // on the line by an earlier client) is not this request's answer.
+        assert_eq!(
+            parse_response(&out[..m], &ClientRequest::Parameters, 4).unwrap(),
+            None,
+            "other group and command"
+        );
+        assert_eq!(
+            parse_response(
+                &out[..m],
+                &ClientRequest::Upload {
+                    off: 0,
+                    data: b"",
+                    first: None
+                },
+                4
+            )
+            .unwrap(),
+            None,
+            "other command"
+        );
+        // A mark (write) shares group and command with the state read: the
+        // read answer's op tells them apart.
+        let mark = ClientRequest::Mark {
+            hash: [1; 32],
+            confirm: true,
+        };
+        assert_eq!(
+            parse_response(&out[..m], &mark, 4).unwrap(),
+            None,
+            "read answer to a write"
         );
         let error = Response::Error {
             code: MgmtErr::BadState,
@@ -299,7 +347,7 @@ mod tests {
         };
         let m = write_response(&header, &error, &mut out).unwrap();
         assert_eq!(
-            parse_response(&out[..m], 4).unwrap(),
+            parse_response(&out[..m], &state, 4).unwrap(),
             Some(ClientResponse::Refused {
                 rc: 6,
                 reason: heapless::String::try_from("on trial").unwrap()
