@@ -229,6 +229,15 @@ impl ReadBundle<'_> {
             }
         }
         match self.key_hash {
+            // The bundle names a trusted key, yet that key's check failed:
+            // the signature (or what it covers) is damaged, not foreign.
+            Some(hash)
+                if trust
+                    .iter()
+                    .any(|key| mcuboot::key_hash(key).is_ok_and(|h| h == hash)) =>
+            {
+                Err(BundleError::BadSignature)
+            }
             Some(hash) => Err(BundleError::UntrustedKey(hex::encode(hash))),
             None => Err(BundleError::BadSignature),
         }
@@ -297,6 +306,24 @@ mod tests {
         read.verify(&key(1).verifying_key()).unwrap();
         let trust = [key(2).verifying_key(), key(1).verifying_key()];
         assert_eq!(read.verify_trusted(&trust).unwrap(), 1);
+        assert!(matches!(
+            read.verify_trusted(&trust[..1]),
+            Err(BundleError::UntrustedKey(_))
+        ));
+    }
+
+    #[test]
+    fn a_damaged_signature_by_a_trusted_key_is_a_bad_signature_not_a_foreign_key() {
+        let mut bytes = write_bundle(&contents(), &key(1)).unwrap();
+        // The Ed25519 TLV is the last one: its last byte is the signature's.
+        *bytes.last_mut().unwrap() ^= 0x01;
+        let read = read_bundle(&bytes).unwrap();
+        let trust = [key(2).verifying_key(), key(1).verifying_key()];
+        assert!(matches!(
+            read.verify_trusted(&trust),
+            Err(BundleError::BadSignature)
+        ));
+        // Without the named key in the store it is still a foreign key.
         assert!(matches!(
             read.verify_trusted(&trust[..1]),
             Err(BundleError::UntrustedKey(_))
