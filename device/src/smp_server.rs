@@ -415,7 +415,9 @@ impl Reply {
 
 /// Serves SMP over a serial port (or anything that reads and writes bytes)
 /// until `stop` is set; every handled request's event goes to `events`
-/// after its response has been written. Read timeouts only re-check `stop`.
+/// after its response has been written, except a reset's, which goes
+/// before (`events` may block until the service has reloaded). Read
+/// timeouts only re-check `stop`.
 pub fn run_transport<P: Read + Write>(
     port: &mut P,
     server: &mut SmpServer,
@@ -452,6 +454,17 @@ pub fn run_transport<P: Read + Write>(
                 Some(Err(e)) => log(format!("SMP: dropped a packet: {e}")),
                 Some(Ok(message)) => {
                     let handled = server.handle(&message, &mut out);
+                    // A reset is answered once the service has acted on it
+                    // (loaded the model, or reverted): the answer then means
+                    // the reload is over, and a state read that follows it
+                    // on the line sees the result.
+                    let reset = matches!(handled.event, Event::Reset(_));
+                    let event = if reset {
+                        events(handled.event);
+                        None
+                    } else {
+                        Some(handled.event)
+                    };
                     if let Some(len) = handled.response {
                         let response = out.get(..len).unwrap_or_default();
                         match frames(response) {
@@ -464,7 +477,9 @@ pub fn run_transport<P: Read + Write>(
                             Err(e) => log(format!("SMP: response not sent: {e}")),
                         }
                     }
-                    events(handled.event);
+                    if let Some(event) = event {
+                        events(event);
+                    }
                 }
             }
         }

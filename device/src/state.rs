@@ -156,6 +156,11 @@ pub struct Trial {
     /// field existed), for the service's `--trial-seconds` limit.
     #[serde(default)]
     pub started_unix: u64,
+    /// The service has loaded the trial model (tract, self-tests). Until
+    /// then management clients see it as pending and the fallback as
+    /// running, which is what the service runs.
+    #[serde(default)]
+    pub loaded: bool,
 }
 
 impl SlotTable {

@@ -159,6 +159,15 @@ impl StateDir {
             return Err(UpgradeError::BadState("no model is installed".into()));
         };
         if table.active == Some(slot) {
+            // A trial model not loaded yet is confirmed once it loads: until
+            // then its fallback stays (it may still fail its self-tests).
+            if let Some(trial) = table.trial.as_mut().filter(|t| permanent && !t.loaded) {
+                if !trial.confirm_on_load {
+                    trial.confirm_on_load = true;
+                    self.write_table(&table)?;
+                }
+                return Ok(());
+            }
             if permanent && table.trial.is_some() {
                 table.trial = None;
                 if let Some(info) = table.get(slot).cloned() {
@@ -212,6 +221,7 @@ impl StateDir {
                 reloads: 0,
                 confirm_on_load: p.permanent,
                 started_unix: now,
+                loaded: false,
             });
             if table.trial.is_none() {
                 if let Some(info) = recorded {
@@ -245,11 +255,18 @@ impl StateDir {
     }
 
     /// The active model loaded (tract, self-tests): a model confirmed in
-    /// advance ends its trial here.
+    /// advance ends its trial here, one on test is recorded as running.
     pub fn loaded(&self) -> Result<(), UpgradeError> {
         let _lock = self.lock()?;
         let mut table = self.table()?;
-        if !table.trial.is_some_and(|t| t.confirm_on_load) {
+        let Some(trial) = table.trial.as_mut() else {
+            return Ok(());
+        };
+        if !trial.confirm_on_load {
+            if !trial.loaded {
+                trial.loaded = true;
+                self.write_table(&table)?;
+            }
             return Ok(());
         }
         table.trial = None;
@@ -316,25 +333,36 @@ impl StateDir {
     }
 
     /// Both slots, the active one first.
+    /// The slots as management clients see them: "active" is the model the
+    /// service runs. A trial model the service has not loaded yet is still
+    /// pending (permanent when confirmed in advance), and its fallback is
+    /// the one running; the running slot is listed first.
     pub fn report(&self) -> Result<Vec<SlotReport>, UpgradeError> {
         let table = self.table()?;
-        let first = table.active.unwrap_or(Slot::A);
+        let starting = table.trial.filter(|t| !t.loaded);
+        let running = match (starting, table.active) {
+            (Some(trial), Some(_)) => Some(trial.fallback),
+            (_, active) => active,
+        };
+        let first = running.unwrap_or(Slot::A);
         Ok([first, first.other()]
             .into_iter()
             .filter_map(|slot| {
                 let info = table.get(slot)?.clone();
-                let active = table.active == Some(slot);
+                let active = running == Some(slot);
+                let loading = starting.filter(|_| table.active == Some(slot));
                 let pending = table.pending.filter(|p| p.slot == slot);
                 Some(SlotReport {
                     slot,
                     info,
                     active,
-                    pending: pending.is_some(),
-                    permanent: pending.is_some_and(|p| p.permanent),
+                    pending: pending.is_some() || loading.is_some(),
+                    permanent: pending.is_some_and(|p| p.permanent)
+                        || loading.is_some_and(|t| t.confirm_on_load),
                     confirmed: if active {
-                        table.trial.is_none()
+                        table.trial.is_none() || starting.is_some()
                     } else {
-                        table.trial.is_some_and(|t| t.fallback == slot)
+                        table.trial.is_some_and(|t| t.fallback == slot) && starting.is_none()
                     },
                 })
             })

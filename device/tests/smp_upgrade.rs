@@ -196,13 +196,22 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     let (again, _) = client.upload_chunk(&newer, 0, 1024);
     assert_eq!(again, json!({"rc": 0, "off": newer.len(), "match": true}));
 
-    // Test: pending; the next reload runs it on trial.
+    // Test: pending; the next reload runs it on trial. Until the service
+    // has loaded it, clients see it still pending and 1.2.0 running.
     client.mark(Some(&newer_hash), false);
     assert_eq!(versions(&client.state())[1], v("1.3.0", false, false, true));
     assert!(matches!(
         state.reload().unwrap(),
         Reloaded::Activated { trial: true, .. }
     ));
+    assert_eq!(
+        versions(&client.state()),
+        vec![
+            v("1.2.0", true, true, false),
+            v("1.3.0", false, false, true)
+        ]
+    );
+    state.loaded().unwrap();
     assert_eq!(
         versions(&client.state()),
         vec![
@@ -229,10 +238,20 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     assert!(state.expire_trial(now + 600, 600).unwrap().is_some());
     assert_eq!(versions(&client.state())[0], v("1.2.0", true, true, false));
 
-    // Test again, reload, confirm: permanent, and it stays.
+    // Test again, reload, confirm before the service has loaded it: it is
+    // confirmed by its load, its fallback kept until then.
     client.mark(Some(&newer_hash), false);
     state.reload().unwrap();
     client.mark(None, true);
+    assert_eq!(
+        versions(&client.state()),
+        vec![
+            v("1.2.0", true, true, false),
+            v("1.3.0", false, false, true)
+        ],
+        "loading, confirmed in advance"
+    );
+    state.loaded().unwrap();
     assert_eq!(state.reload().unwrap(), Reloaded::Unchanged);
     assert_eq!(
         versions(&client.state()),
@@ -293,7 +312,9 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
         state.reload().unwrap(),
         Reloaded::Activated { trial: true, .. }
     ));
-    assert_eq!(versions(&client.state())[0], v("1.6.0", true, false, false));
+    assert_eq!(versions(&client.state())[0], v("1.3.0", true, true, false));
+    assert_eq!(versions(&client.state())[1], v("1.6.0", false, false, true));
+    assert_eq!(client.state()["images"][1]["permanent"], json!(true));
     state.loaded().unwrap();
     assert_eq!(versions(&client.state())[0], v("1.6.0", true, true, false));
     assert_eq!(state.reload().unwrap(), Reloaded::Unchanged);

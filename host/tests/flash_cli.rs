@@ -12,8 +12,7 @@ use std::process::Command;
 use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
 
 use crate::common::serial::{
-    demo_bundle, demo_key, device_bin, host_bin, repo, serve, table, text, unit, version_in,
-    wait_for_table, Relay,
+    demo_bundle, demo_key, device_bin, host_bin, repo, serve, table, text, unit, version_in, Relay,
 };
 use crate::common::tumorxai;
 
@@ -181,9 +180,12 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
                 let o = flash();
                 let log = std::fs::read_to_string(dir.join("device.log")).unwrap();
                 assert!(o.status.success(), "{point}: {}\n{log}", text(&o));
-                wait_for_table(&state, &format!("{point}: 1.3.0 runs\n{log}"), |t| {
-                    version_in(t) == "1.3.0" && t.get("pending").is_none()
-                });
+                // Read back by the client: running as it exits (on trial).
+                let now = table(&state);
+                assert!(
+                    version_in(&now) == "1.3.0" && now.get("pending").is_none(),
+                    "{point}: {now:#}\n{log}"
+                );
             });
         }
     });
@@ -259,9 +261,12 @@ fn flashing_through_bit_errors_at_921600_baud_and_refusing_a_failing_self_test()
     let o = flash(&newer, &["--confirm"]);
     assert!(o.status.success(), "{}\n{}", text(&o), log());
     // Confirmed in advance and loaded: no trial.
-    let now = wait_for_table(&state, &format!("1.3.0 confirmed\n{}", log()), |t| {
-        t["active"] == "b" && t.get("trial").is_none()
-    });
+    let now = table();
+    assert!(
+        now["active"] == "b" && now.get("trial").is_none(),
+        "{now:#}\n{}",
+        log()
+    );
     assert_eq!(now["highest"]["tumorxai-demo"], "1.3.0");
 }
 
@@ -358,13 +363,20 @@ fn a_flash_killed_mid_upload_resumes_where_the_device_stands() {
     assert_eq!(resumed_at, kept, "resumed at the device's offset");
     assert!(out.contains("with the bundle's SHA-256"), "{out}");
     assert!(out.contains("the device reports 1.3.0 active"), "{out}");
-    wait_for_table(&state, &format!("1.3.0 runs\n{}", log()), |t| {
-        version_in(t) == "1.3.0"
-    });
+    let now = table(&state);
+    assert!(
+        version_in(&now) == "1.3.0" && now.get("trial").is_none(),
+        "{now:#}\n{}",
+        log()
+    );
 }
 
 #[test]
 fn the_relay_refuses_malformed_control_lines_and_keeps_relaying() {
+    // The relay is test tooling of the flash tests: skipped with them.
+    if device_bin().is_none() {
+        return;
+    }
     let mut relay = Relay::start(&[]);
     for bad in [
         "not json",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -323,7 +323,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
         });
     }
-    let smp_events = match &args.serial {
+    let smp = match &args.serial {
         Some(path) => Some(start_smp(path, args.baud, &args.model, stop.clone())?),
         None => None,
     };
@@ -361,11 +361,16 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         if !ready.is_empty() {
             service.show(Screen::Idle);
         }
-        if let Some(events) = &smp_events {
+        if let Some(smp) = &smp {
             // Each drawn frame is a PNG written and fsynced: only the
             // newest progress of a poll's batch is drawn.
-            for event in newest_progress_only(events.try_iter().collect()) {
+            for event in newest_progress_only(smp.events.try_iter().collect()) {
+                let reset = matches!(event, Event::Reset(_));
                 service.upgrade_event(event, &args.model);
+                if reset {
+                    // The SMP server answers the reset now.
+                    smp.resets_done.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
         if let (Some(limit), None) = (args.trial_seconds, &args.model.bundle) {

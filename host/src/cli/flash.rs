@@ -4,6 +4,15 @@
 //! after a timeout or a lost port: the client re-opens the port and starts
 //! again at offset 0 with the image's length and SHA-256, and the device
 //! answers with the offset it already holds.
+//!
+//! Nothing is taken on trust from a line that may carry leftovers of an
+//! earlier, killed client: input waiting at open is dropped, each process
+//! starts at a random sequence number, and an answer must match the
+//! request's sequence, group, command and operation. After a mark and a
+//! reset the client reads the image state back until the device reports
+//! the bundle running (and confirmed, with `--confirm`); a reset whose
+//! answer was lost is sent again only if the state shows it never arrived,
+//! since a second reload would revert a model on trial.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -422,7 +431,7 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
             },
             retries,
         )?;
-        link.ask(&ClientRequest::Reset, retries)?;
+        reset(&mut link, sha, retries)?;
         let running = expect_running(&mut link, sha, args.confirm, retries, verify_timeout)?;
         eprintln!(
             "{} and reset: the device reports {} active{}",
@@ -444,10 +453,47 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Resets the device once. The device answers a reset when it has
+/// reloaded (loaded the new model, or reverted), and it handles requests in
+/// order, so after a lost answer a state read tells whether the reset
+/// happened: our slot still pending means it never arrived (a read sent
+/// while the device still reloads is answered after it). A second reset
+/// would be a second reload, which reverts a model on trial.
+fn reset(link: &mut Link, sha: [u8; 32], retries: u32) -> Result<()> {
+    let mut failures = 0;
+    loop {
+        match link.exchange(&ClientRequest::Reset) {
+            Ok(ClientResponse::Refused { rc, reason }) => {
+                bail!("the device refused the reset: {reason} (MCUmgr error {rc})")
+            }
+            Ok(_) => return Ok(()),
+            Err(Failure::Answer(e)) => return Err(e),
+            Err(Failure::Link(why)) => {
+                failures += 1;
+                if failures > retries {
+                    bail!(
+                        "no answer to the reset from {} ({why}, {failures} tries)",
+                        link.args.port
+                    );
+                }
+                link.reopen();
+                let reset_arrived = !slots(link, retries)?
+                    .iter()
+                    .any(|s| s.hash.as_slice() == sha && s.pending && !s.active);
+                if reset_arrived {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
 /// Reads the device's image state back after a mark (and reset): the
-/// acknowledgements alone are not trusted to say what runs. A model
-/// confirmed in advance counts as confirmed once the device has loaded it
-/// (its self-tests passed), which may take until `load_timeout`.
+/// acknowledgements alone are not trusted to say what runs. The device
+/// reports a model as active once its service runs it (loaded, self-tests
+/// passed), and a model confirmed in advance as confirmed once it has
+/// loaded; until `load_timeout` the state is read again while ours is
+/// still on its way (pending, or active but not yet confirmed).
 fn expect_running(
     link: &mut Link,
     sha: [u8; 32],
@@ -461,7 +507,7 @@ fn expect_running(
         let ours = slots.iter().find(|s| s.hash.as_slice() == sha);
         match ours {
             Some(slot) if slot.active && (slot.confirmed || !confirmed) => return Ok(slot.clone()),
-            Some(slot) if slot.active && Instant::now() < deadline => {
+            Some(slot) if (slot.active || slot.pending) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(250));
             }
             _ => {
@@ -478,8 +524,12 @@ fn expect_running(
                     } else {
                         "test mark and reset"
                     },
-                    if ours.is_some_and(|s| s.active) {
-                        format!(", not confirmed after {} s", load_timeout.as_secs())
+                    if ours.is_some_and(|s| s.active || s.pending) {
+                        format!(
+                            " ({} s after the reset this bundle is still not running{})",
+                            load_timeout.as_secs(),
+                            if confirmed { " confirmed" } else { "" }
+                        )
                     } else {
                         String::new()
                     }

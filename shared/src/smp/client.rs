@@ -280,6 +280,60 @@ mod tests {
     }
 
     #[test]
+    fn each_request_goes_to_the_documented_group_and_command() {
+        // MCUmgr: op 0 read / 2 write; group 0 OS (5 reset, 6 parameters),
+        // group 1 image (0 state, 1 upload). Header bytes 0, 4-5 and 7.
+        let hash = [3u8; 32];
+        let cases: [(ClientRequest, [u8; 4]); 5] = [
+            (ClientRequest::Parameters, [0, 0, 0, 6]),
+            (ClientRequest::ImageState, [0, 0, 1, 0]),
+            (
+                ClientRequest::Upload {
+                    off: 5,
+                    data: b"x",
+                    first: None,
+                },
+                [2, 0, 1, 1],
+            ),
+            (
+                ClientRequest::Mark {
+                    hash,
+                    confirm: false,
+                },
+                [2, 0, 1, 0],
+            ),
+            (ClientRequest::Reset, [2, 0, 0, 5]),
+        ];
+        for (request, [op, group_hi, group_lo, command]) in cases {
+            let mut out = [0u8; 128];
+            let n = encode_request(&request, 1, &mut out).unwrap();
+            assert_eq!(
+                [out[0], out[4], out[5], out[7]],
+                [op, group_hi, group_lo, command],
+                "{request:?}"
+            );
+            // And the server's parser reads it as the same request.
+            let (header, body) = Header::split(&out[..n]).unwrap();
+            let parsed = parse_request(&header, body).unwrap();
+            let same = match (&request, &parsed) {
+                (ClientRequest::Parameters, Request::Parameters)
+                | (ClientRequest::ImageState, Request::ImageStateRead)
+                | (ClientRequest::Reset, Request::Reset) => true,
+                (ClientRequest::Upload { off, .. }, Request::Upload(u)) => u.off == *off,
+                (
+                    ClientRequest::Mark { hash, confirm },
+                    Request::ImageStateWrite {
+                        hash: h,
+                        confirm: c,
+                    },
+                ) => *h == Some(&hash[..]) && c == confirm,
+                _ => false,
+            };
+            assert!(same, "{request:?} parsed as {parsed:?}");
+        }
+    }
+
+    #[test]
     fn answers_decode() {
         let mut request = [0u8; 64];
         let n = encode_request(&ClientRequest::ImageState, 4, &mut request).unwrap();

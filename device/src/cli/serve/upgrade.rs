@@ -174,19 +174,35 @@ pub(super) fn upgrade_entry(event: String, sha: &str) -> AuditEntry {
     }
 }
 
-/// Starts the SMP server on `path` in its own thread; its events arrive on
-/// the returned channel.
+/// How long a reset's answer waits for the service to reload (it may be
+/// busy with a scan).
+const RESET_ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+/// The SMP server's side of the service: its events, and the count of
+/// resets the service has acted on (the server answers a reset once that
+/// count moves).
+pub(super) struct SmpLink {
+    pub events: mpsc::Receiver<Event>,
+    pub resets_done: Arc<AtomicU64>,
+}
+
+/// Starts the SMP server on `path` in its own thread.
 pub(super) fn start_smp(
     path: &Path,
     baud: u32,
     args: &ModelArgs,
     stop: Arc<AtomicBool>,
-) -> Result<mpsc::Receiver<Event>> {
+) -> Result<SmpLink> {
     let name = path.to_string_lossy().into_owned();
     let open = move || {
-        serialport::new(&name, baud)
+        let port = serialport::new(&name, baud)
             .timeout(Duration::from_millis(100))
-            .open()
+            .open()?;
+        // Requests queued while the service was down (a reset among them)
+        // were meant for the process that died: dropped, their clients
+        // retry.
+        let _ = port.clear(serialport::ClearBuffer::Input);
+        Ok::<_, serialport::Error>(port)
     };
     let mut port = open().with_context(|| format!("opening serial port {}", path.display()))?;
     let state = StateDir::resolve(args.state_dir.as_deref());
@@ -194,9 +210,22 @@ pub(super) fn start_smp(
     let (sender, receiver) = mpsc::channel();
     let shown = path.display().to_string();
     eprintln!("SMP server on {shown} at {baud} baud");
+    let resets_done = Arc::new(AtomicU64::new(0));
+    let done = resets_done.clone();
     std::thread::spawn(move || loop {
-        let send = |event| {
-            let _ = sender.send(event);
+        let send = |event: Event| {
+            let reset = matches!(event, Event::Reset(_));
+            let before = done.load(Ordering::SeqCst);
+            if sender.send(event).is_err() || !reset {
+                return;
+            }
+            let deadline = Instant::now() + RESET_ANSWER_WAIT;
+            while done.load(Ordering::SeqCst) == before
+                && Instant::now() < deadline
+                && !stop.load(Ordering::SeqCst)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         };
         let log = |line: String| eprintln!("{line}");
         match run_transport(&mut port, &mut server, &stop, send, log) {
@@ -218,5 +247,8 @@ pub(super) fn start_smp(
             }
         }
     });
-    Ok(receiver)
+    Ok(SmpLink {
+        events: receiver,
+        resets_done,
+    })
 }
