@@ -200,7 +200,7 @@ impl SmpServer {
             // request sees them; the service loads the model between scans.
             Request::Reset => self
                 .state
-                .reload()
+                .reset()
                 .map(|reloaded| (Reply::Empty, Event::Reset(reloaded)))
                 .map_err(refusal),
             Request::Parameters => Ok((Reply::Parameters, Event::None)),
@@ -518,5 +518,78 @@ mod tests {
             vec![Event::Marked, Event::None]
         );
         assert!(newest_progress_only(Vec::new()).is_empty());
+    }
+
+    /// A port whose input is a fixed byte string and whose output is
+    /// shared with the test.
+    struct Port {
+        input: std::io::Cursor<Vec<u8>>,
+        output: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+    }
+
+    impl Read for Port {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+
+    impl Write for Port {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reset_is_answered_only_after_the_service_has_taken_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = SmpServer::new(StateDir::new(dir.path()), ExecutionForm::auto(), || {
+            "t".into()
+        });
+        // OS reset, SMP v2 write: op 2 | version 1 << 3, flags, length 1,
+        // group 0, sequence 7, command 5; body: an empty CBOR map.
+        let request = [0x0A, 0, 0, 1, 0, 0, 7, 5, 0xA0];
+        let mut input = Vec::new();
+        for line in frames(&request).unwrap() {
+            input.extend_from_slice(&line);
+        }
+        let output = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut port = Port {
+            input: std::io::Cursor::new(input),
+            output: output.clone(),
+        };
+        let stop = AtomicBool::new(false);
+        let mut written_when_delivered = Vec::new();
+        run_transport(
+            &mut port,
+            &mut server,
+            &stop,
+            |event| {
+                if matches!(event, Event::Reset(_)) {
+                    written_when_delivered.push(output.borrow().len());
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+            |line| panic!("{line}"),
+        )
+        .unwrap();
+        assert_eq!(
+            written_when_delivered,
+            vec![0],
+            "delivered before any answer"
+        );
+        let answer = output.borrow();
+        let mut decoder = FrameDecoder::<PACKET_CAPACITY>::new();
+        let message = answer
+            .iter()
+            .find_map(|&b| decoder.feed(b))
+            .expect("an answer after the event")
+            .unwrap();
+        // Write response (op 3), OS group 0, sequence 7, command 5.
+        assert_eq!(message[0], 0x0B);
+        assert_eq!(&message[4..8], &[0, 0, 7, 5]);
     }
 }

@@ -182,15 +182,33 @@ impl StateDir {
         if let Some(info) = table.get(slot) {
             check_not_older(&table, info)?;
         }
-        if table.trial.is_some() {
-            return Err(UpgradeError::BadState(
-                "the other slot holds the trial's fallback: confirm the running model first".into(),
-            ));
+        if let Some(trial) = table.trial {
+            let why = if trial.loaded {
+                "the other slot holds the trial's fallback: confirm the running model first"
+            } else {
+                "the model on trial is still loading: confirm it once it runs"
+            };
+            return Err(UpgradeError::BadState(why.into()));
         }
         table.pending = Some(Pending { slot, permanent });
         self.write_table(&table)?;
         failpoint::hit("mark-written");
         Ok(())
+    }
+
+    /// An SMP reset: a reload, except while the trial that an earlier reset
+    /// activated has not loaded yet. The service is loading it then, and the
+    /// same reset sent again (a client whose answer was lost) must not count
+    /// as a second, unconfirmed reload and revert the model it is loading.
+    pub fn reset(&self) -> Result<Reloaded, UpgradeError> {
+        {
+            let _lock = self.lock()?;
+            let table = self.table()?;
+            if table.pending.is_none() && table.trial.as_ref().is_some_and(|t| !t.loaded) {
+                return Ok(Reloaded::Unchanged);
+            }
+        }
+        self.reload()
     }
 
     /// A reload (the service starting, or an SMP reset): activates a

@@ -200,9 +200,11 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     // has loaded it, clients see it still pending and 1.2.0 running.
     client.mark(Some(&newer_hash), false);
     assert_eq!(versions(&client.state())[1], v("1.3.0", false, false, true));
+    let (answer, event) = client.call(2, 0, 5, b"\xA0");
+    assert_eq!(answer, json!({}), "reset answered");
     assert!(matches!(
-        state.reload().unwrap(),
-        Reloaded::Activated { trial: true, .. }
+        event,
+        Event::Reset(Reloaded::Activated { trial: true, .. })
     ));
     assert_eq!(
         versions(&client.state()),
@@ -210,6 +212,20 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
             v("1.2.0", true, true, false),
             v("1.3.0", false, false, true)
         ]
+    );
+    // The same reset again (its answer lost) while the service loads the
+    // trial: not a second reload, so the trial is not reverted.
+    let (_, event) = client.call(2, 0, 5, b"\xA0");
+    assert!(
+        matches!(event, Event::Reset(Reloaded::Unchanged)),
+        "{event:?}"
+    );
+    // Confirming what is shown running (the fallback) waits for the load.
+    let fallback_hash = Sha256::digest(&current).to_vec();
+    let refused = client.mark(Some(&fallback_hash), true);
+    assert!(
+        refused["rsn"].as_str().unwrap().contains("still loading"),
+        "{refused}"
     );
     state.loaded().unwrap();
     assert_eq!(
@@ -223,8 +239,12 @@ fn an_smp_upgrade_is_staged_tested_reverted_and_confirmed() {
     let (refused, _) = client.upload_chunk(&demo_as("1.4.0", &key), 0, 512);
     assert_eq!(refused["rc"], json!(6), "{refused}");
     assert!(refused["rsn"].as_str().unwrap().contains("on trial"));
-    // Not confirmed: the next reload reverts.
-    assert!(matches!(state.reload().unwrap(), Reloaded::Reverted { .. }));
+    // Not confirmed: the next reload (a reset once it runs) reverts.
+    let (_, event) = client.call(2, 0, 5, b"\xA0");
+    assert!(
+        matches!(event, Event::Reset(Reloaded::Reverted { .. })),
+        "{event:?}"
+    );
     assert_eq!(versions(&client.state())[0], v("1.2.0", true, true, false));
 
     // A trial past its time limit reverts (serve --trial-seconds).

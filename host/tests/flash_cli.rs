@@ -58,6 +58,8 @@ fn flashing_over_a_lossy_serial_line_resumes_verifies_and_confirms() {
     let table = || table(&state);
     assert_eq!(table()["active"], "b", "{}", log());
     assert_eq!(table()["trial"]["fallback"], "a");
+    // Reported only once the service had loaded it, not merely activated.
+    assert_eq!(table()["trial"]["loaded"], true, "{}", log());
 
     let mut status = vec!["device", "status"];
     status.extend_from_slice(&port);
@@ -183,7 +185,9 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
                 // Read back by the client: running as it exits (on trial).
                 let now = table(&state);
                 assert!(
-                    version_in(&now) == "1.3.0" && now.get("pending").is_none(),
+                    version_in(&now) == "1.3.0"
+                        && now.get("pending").is_none()
+                        && now.get("trial").is_none_or(|t| t["loaded"] == true),
                     "{point}: {now:#}\n{log}"
                 );
             });

@@ -212,15 +212,20 @@ pub(super) fn start_smp(
     eprintln!("SMP server on {shown} at {baud} baud");
     let resets_done = Arc::new(AtomicU64::new(0));
     let done = resets_done.clone();
+    // Each reset gets a ticket: its answer waits until the service has
+    // handled every reset up to its own, so a reset whose wait timed out
+    // cannot release the answer to a later one early.
+    let mut resets_sent: u64 = 0;
     std::thread::spawn(move || loop {
         let send = |event: Event| {
             let reset = matches!(event, Event::Reset(_));
-            let before = done.load(Ordering::SeqCst);
             if sender.send(event).is_err() || !reset {
                 return;
             }
+            resets_sent = resets_sent.saturating_add(1);
+            let ticket = resets_sent;
             let deadline = Instant::now() + RESET_ANSWER_WAIT;
-            while done.load(Ordering::SeqCst) == before
+            while done.load(Ordering::SeqCst) < ticket
                 && Instant::now() < deadline
                 && !stop.load(Ordering::SeqCst)
             {
