@@ -461,6 +461,12 @@ pub fn run_transport<P: Read + Write>(
                     let reset = matches!(handled.event, Event::Reset(_));
                     let event = if reset {
                         events(handled.event);
+                        // Stopped while the service had not taken it: no
+                        // answer, which the client cannot mistake for a
+                        // reload done.
+                        if stop.load(Ordering::SeqCst) {
+                            return Ok(());
+                        }
                         None
                     } else {
                         Some(handled.event)
@@ -528,8 +534,12 @@ mod tests {
     }
 
     impl Read for Port {
+        /// The input, then an error that ends the transport.
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.input.read(buf)
+            match self.input.read(buf)? {
+                0 => Err(std::io::ErrorKind::BrokenPipe.into()),
+                n => Ok(n),
+            }
         }
     }
 
@@ -543,14 +553,16 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_reset_is_answered_only_after_the_service_has_taken_it() {
+    /// Runs the transport over one OS reset request (SMP v2 write: op 2 |
+    /// version 1 << 3, flags, length 1, group 0, sequence 7, command 5;
+    /// body an empty CBOR map) until its input ends; `stop_on_reset` sets
+    /// the stop flag as the service takes the reset. The bytes written
+    /// before the reset reached the service, and all bytes written.
+    fn run_one_reset(stop_on_reset: bool) -> (Vec<usize>, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let mut server = SmpServer::new(StateDir::new(dir.path()), ExecutionForm::auto(), || {
             "t".into()
         });
-        // OS reset, SMP v2 write: op 2 | version 1 << 3, flags, length 1,
-        // group 0, sequence 7, command 5; body: an empty CBOR map.
         let request = [0x0A, 0, 0, 1, 0, 0, 7, 5, 0xA0];
         let mut input = Vec::new();
         for line in frames(&request).unwrap() {
@@ -563,27 +575,28 @@ mod tests {
         };
         let stop = AtomicBool::new(false);
         let mut written_when_delivered = Vec::new();
-        run_transport(
+        let _ended = run_transport(
             &mut port,
             &mut server,
             &stop,
             |event| {
                 if matches!(event, Event::Reset(_)) {
                     written_when_delivered.push(output.borrow().len());
-                    stop.store(true, Ordering::SeqCst);
+                    stop.store(stop_on_reset, Ordering::SeqCst);
                 }
             },
             |line| panic!("{line}"),
-        )
-        .unwrap();
-        assert_eq!(
-            written_when_delivered,
-            vec![0],
-            "delivered before any answer"
         );
-        let answer = output.borrow();
+        let written = output.borrow().clone();
+        (written_when_delivered, written)
+    }
+
+    #[test]
+    fn a_reset_is_answered_only_after_the_service_has_taken_it() {
+        let (delivered, written) = run_one_reset(false);
+        assert_eq!(delivered, vec![0], "delivered before any answer");
         let mut decoder = FrameDecoder::<PACKET_CAPACITY>::new();
-        let message = answer
+        let message = written
             .iter()
             .find_map(|&b| decoder.feed(b))
             .expect("an answer after the event")
@@ -591,5 +604,12 @@ mod tests {
         // Write response (op 3), OS group 0, sequence 7, command 5.
         assert_eq!(message[0], 0x0B);
         assert_eq!(&message[4..8], &[0, 0, 7, 5]);
+    }
+
+    #[test]
+    fn a_reset_the_service_was_stopped_before_taking_is_not_answered() {
+        let (delivered, written) = run_one_reset(true);
+        assert_eq!(delivered, vec![0]);
+        assert!(written.is_empty(), "{written:?}");
     }
 }
