@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod runtime;
 pub mod service;
 pub mod smp_server;
+pub mod smp_transport;
 pub mod state;
 pub mod triage;
 pub mod upgrade;
