@@ -304,32 +304,14 @@ pub fn flash(args: FlashArgs) -> Result<ExitCode> {
 /// while the device still reloads is answered after it). A second reset
 /// would be a second reload, which reverts a model on trial.
 fn reset(link: &mut Link, sha: [u8; 32], retries: u32) -> Result<()> {
-    let mut failures = 0;
-    loop {
-        match link.exchange(&ClientRequest::Reset) {
-            Ok(ClientResponse::Refused { rc, reason }) => {
-                bail!("the device refused the reset: {reason} (MCUmgr error {rc})")
-            }
-            Ok(_) => return Ok(()),
-            Err(Failure::Answer(e)) => return Err(e),
-            Err(Failure::Link(why)) => {
-                failures += 1;
-                if failures > retries {
-                    bail!(
-                        "no answer to the reset from {} ({why}, {failures} tries)",
-                        link.args.port
-                    );
-                }
-                link.reopen();
-                let reset_arrived = !slots(link, retries)?
-                    .iter()
-                    .any(|s| s.hash.as_slice() == sha && s.pending && !s.active);
-                if reset_arrived {
-                    return Ok(());
-                }
-            }
-        }
-    }
+    link.ask_unless_done(&ClientRequest::Reset, retries, |link| {
+        // Arrived unless our slot is still waiting for it.
+        Ok(!slots(link, retries)?
+            .iter()
+            .any(|s| s.hash.as_slice() == sha && s.pending && !s.active))
+    })
+    .context("resetting the device")?;
+    Ok(())
 }
 
 /// Reads the device's image state back after a mark (and reset): the

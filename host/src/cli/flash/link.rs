@@ -121,13 +121,27 @@ impl Link {
 
     /// `exchange`, retried after link failures (re-opening the port).
     pub(super) fn ask(&mut self, request: &ClientRequest, retries: u32) -> Result<ClientResponse> {
+        self.ask_unless_done(request, retries, |_| Ok(false))?
+            .context("the device's answer went missing")
+    }
+
+    /// `ask`, for a request that must not be repeated once it has taken
+    /// effect: after each lost answer (the port re-opened) `done` looks at
+    /// the device; when it says the request arrived, no answer is waited
+    /// for (`None`).
+    pub(super) fn ask_unless_done(
+        &mut self,
+        request: &ClientRequest,
+        retries: u32,
+        mut done: impl FnMut(&mut Link) -> Result<bool>,
+    ) -> Result<Option<ClientResponse>> {
         let mut failures = 0;
         loop {
             match self.exchange(request) {
                 Ok(ClientResponse::Refused { rc, reason }) => {
                     bail!("the device refused: {reason} (MCUmgr error {rc})")
                 }
-                Ok(response) => return Ok(response),
+                Ok(response) => return Ok(Some(response)),
                 Err(Failure::Answer(e)) => return Err(e),
                 Err(Failure::Link(why)) => {
                     failures += 1;
@@ -140,6 +154,9 @@ impl Link {
                         );
                     }
                     self.reopen();
+                    if done(self)? {
+                        return Ok(None);
+                    }
                 }
             }
         }
