@@ -9,6 +9,7 @@ pub mod canvas;
 pub mod lesions;
 pub mod render;
 pub mod sheet;
+pub mod vessels;
 
 use std::fs;
 use std::io::Cursor;

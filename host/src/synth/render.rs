@@ -11,6 +11,7 @@ use super::atlas::{Atlas, AxialLevel};
 use super::lesions::{
     self, Lesion, Signal, BONE, CSF, DIPLOE, GREY_MATTER, SCALP_FAT, WHITE_MATTER,
 };
+use super::vessels::{Vessels, SINUS_BLOOD};
 
 /// Dominant tissue of a pixel before artefacts (kept for tests and masks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +193,7 @@ pub fn render(atlas: &Atlas, class: ClassInfo, size: u32, rng: &mut ChaCha8Rng) 
     let view = View::random(rng, size);
     let texture = SmoothNoise::new(rng, 24);
     let fine = SmoothNoise::new(rng, 64);
+    let vessels = Vessels::random(rng, z_mm);
 
     let n = (size * size) as usize;
     let mut signal = vec![
@@ -227,10 +229,17 @@ pub fn render(atlas: &Atlas, class: ClassInfo, size: u32, rng: &mut ChaCha8Rng) 
                 } else {
                     TissueLabel::WhiteMatter
                 };
-                Signal {
+                extra_enhancement[i] += vessels.falx(q, csf);
+                let brain = Signal {
                     t1,
                     t2: t2 * (1.0 + 0.03 * tex),
                     enhancement: 0.0,
+                };
+                let (plexus_fraction, plexus) = vessels.choroid_plexus(q, csf, u, v);
+                if plexus_fraction > 0.0 {
+                    mix(brain, plexus, plexus_fraction.min(1.0))
+                } else {
+                    brain
                 }
             } else {
                 Signal {
@@ -265,7 +274,7 @@ pub fn render(atlas: &Atlas, class: ClassInfo, size: u32, rng: &mut ChaCha8Rng) 
         &mut extra_enhancement,
         &inside,
         size,
-        view.mm_per_px,
+        (&view, &vessels),
         rng,
     );
 
@@ -350,9 +359,10 @@ fn skull_and_scalp(
     extra_enhancement: &mut [f32],
     inside: &[bool],
     size: u32,
-    mm_per_px: f32,
+    (view, vessels): (&View, &Vessels),
     rng: &mut ChaCha8Rng,
 ) {
+    let mm_per_px = view.mm_per_px;
     let s = size as usize;
     let distance = artefacts::distance_outside(inside, s);
     let thickness_noise = SmoothNoise::new(rng, 6);
@@ -371,10 +381,21 @@ fn skull_and_scalp(
             }
             let k = 1.0 + 0.3 * thickness_noise.at(x as f32 / s as f32, y as f32 / s as f32);
             let (c, b, sc) = (csf_mm * k, bone_mm * k, scalp_mm * k);
-            let layer = if d < c {
+            let (u, v) = (x as f32 / s as f32, y as f32 / s as f32);
+            // The sinuses sit in the dura against the inner table, a few mm deep.
+            let sinus = if d < c + 4.5 {
+                vessels.sinus(view.to_template(x as f32, y as f32))
+            } else {
+                0.0
+            };
+            let layer = if sinus > 0.0 {
+                extra_enhancement[i] += sinus;
+                SINUS_BLOOD
+            } else if d < c {
                 if d > c * 0.4 {
                     extra_enhancement[i] += 0.12; // dura enhances on T1C+
                 }
+                extra_enhancement[i] += vessels.cortical_vein(u, v);
                 CSF
             } else if d < c + b {
                 let t = (d - c) / b;
