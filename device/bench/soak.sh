@@ -8,7 +8,7 @@
 #
 # Runs the binary in $TUMORXAI_DEVICE (default: target/release/tumorxai-device,
 # else target/debug/tumorxai-device) from the repository root, on the sample
-# scans and models/phantom-test cycled with unique names. Needs ~1 GB of
+# scans and tests/fixtures/tiny-model/phantom-test cycled with unique names. Needs ~1 GB of
 # temporary disk for the answers (overlay PNGs); cleans up after itself.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,7 +20,7 @@ if [ -z "$bin" ]; then
   [ -x "$bin" ] || bin=target/debug/tumorxai-device
 fi
 [ -x "$bin" ] || { echo "soak: build the device binary first (cargo build -p tumorxai-device)" >&2; exit 2; }
-mapfile -t sources < <(find models/samples models/phantom-test -type f -name '*.jpg' | sort)
+mapfile -t sources < <(find models/samples tests/fixtures/tiny-model/phantom-test -type f -name '*.jpg' | sort)
 work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/in"

@@ -21,7 +21,7 @@ pub fn demo_model() -> LoadedModel {
     let pem =
         std::fs::read_to_string(repo().join("models/trust/demo-signing-key.pub.pem")).unwrap();
     let key = parse_trusted_key("demo", &pem).unwrap();
-    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let bytes = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     LoadedModel::from_bundle(&bytes, &[key], ExecutionForm::auto()).unwrap()
 }
 
@@ -33,7 +33,7 @@ pub fn demo_as(version: &str, key: &SigningKey) -> Vec<u8> {
 
 /// The demo model under another model id and version.
 pub fn resigned(model_id: &str, version: &str, key: &SigningKey) -> Vec<u8> {
-    let bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let bytes = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     read_bundle(&bytes)
         .unwrap()
         .resigned(model_id, version, key)

@@ -1,4 +1,4 @@
-//! A hostile corpus, built here from the sample scans and from scratch:
+//! A hostile corpus, built here from one phantom slice and from scratch:
 //! truncated and garbled JPEG/PNG/TIFF, decompression bombs, odd encodings
 //! (16-bit, alpha, CMYK, 1×1, extreme aspect, huge dimensions), non-images and
 //! images that are not brain slices. Through the device pipeline with the
@@ -13,6 +13,14 @@ use crate::common::{demo_model, repo};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
 use tumorxai_device::pipeline::run_slice;
 use tumorxai_device::triage::{Flag, Thresholds};
+
+/// The slice the corpus is made from: the glioma T1C+ sample as it was
+/// before the phantoms gained T1C+ vessels (the committed CMYK copies in
+/// `fixtures/` were made from it by `make_cmyk.py`, and must stay copies of
+/// the same slice).
+fn base_slice() -> Vec<u8> {
+    std::fs::read(repo().join("device/tests/fixtures/hostile-base.jpg")).unwrap()
+}
 
 fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("models/samples").join(name)).unwrap()
@@ -94,7 +102,7 @@ fn montage() -> DynamicImage {
 
 /// (name, bytes, is a valid encoding of a real brain slice).
 fn corpus() -> Vec<(String, Vec<u8>, bool)> {
-    let jpeg = sample("01-glioma-t1c.jpg");
+    let jpeg = base_slice();
     let slice = image::load_from_memory(&jpeg).unwrap();
     let (w, h) = (slice.width(), slice.height());
     let start = scan_start(&jpeg);
@@ -283,7 +291,7 @@ fn every_hostile_input_ends_in_an_error_or_review() {
     let corpus = corpus();
     assert!(corpus.len() >= 30, "{} inputs", corpus.len());
     // Valid encodings of the slice must be triaged as the slice itself is.
-    let original = run_slice(&model, &sample("01-glioma-t1c.jpg"), Thresholds::default())
+    let original = run_slice(&model, &base_slice(), Thresholds::default())
         .unwrap()
         .triage
         .flag;

@@ -69,13 +69,13 @@ fn installs_are_verified_atomic_and_never_downgrade() {
     let at = tampered_bytes.len() / 2;
     tampered_bytes[at] ^= 0x01;
     let tampered = write("tampered.bundle", &tampered_bytes);
-    let current = repo().join("models/demo-int8.bundle");
+    let current = repo().join("tests/fixtures/tiny-model/int8.bundle");
     let current = current.to_str().unwrap();
 
     // Nothing installed: the built-in demo runs, and says so.
     assert_eq!(
         triage_version(&state, &out, &[]).unwrap(),
-        "1.2.0 demo=true"
+        "2.0.0 demo=true"
     );
 
     // No trust store provisioned: nothing can be installed.

@@ -3,7 +3,7 @@
 //! images, microscopy, photographs, sagittal and coronal planes and tissue
 //! maps of the real MRI templates, montages, JPEGs with overwritten entropy
 //! data) through the device pipeline with the demo bundle, and the clean
-//! test slices (models/phantom-test) through the same pipeline.
+//! test slices (tests/fixtures/tiny-model/phantom-test) through the same pipeline.
 //!
 //! Goals: at least 85 % of the out-of-distribution inputs end in REVIEW or an
 //! error; at most 1 % of clean slices go to REVIEW for being out of
@@ -48,7 +48,7 @@ fn build_ood_set(out: &Path) {
         .arg("--templates")
         .arg(root.join("host/assets/brain-templates"))
         .arg("--slices")
-        .arg(root.join("models/phantom-test"))
+        .arg(root.join("tests/fixtures/tiny-model/phantom-test"))
         .arg(out)
         .status()
         .expect("running make_ood_set.py");
@@ -89,7 +89,7 @@ fn out_of_distribution_inputs_go_to_review_and_clean_slices_do_not() {
         missed.join("\n")
     );
 
-    let clean = files(&repo().join("models/phantom-test"));
+    let clean = files(&repo().join("tests/fixtures/tiny-model/phantom-test"));
     assert!(clean.len() >= 300);
     let mut out_of_distribution = 0;
     for path in &clean {

@@ -37,7 +37,7 @@ fn smpclient_uploads_tests_and_resets_the_device_over_a_pty() {
     .unwrap();
     let device = env!("CARGO_BIN_EXE_tumorxai-device");
     let install = Command::new(device)
-        .args(["install", "models/demo-int8.bundle"])
+        .args(["install", "tests/fixtures/tiny-model/int8.bundle"])
         .env("TUMORXAI_STATE_DIR", &state)
         .current_dir(&root)
         .output()

@@ -24,7 +24,7 @@ for b in tumorxai tumorxai-device; do
 done
 python=.venv-tools/bin/python
 [ -x "$python" ] || { echo "flash_throughput: run bash .ci/setup first" >&2; exit 2; }
-bundle=models/demo-int8.bundle
+bundle=tests/fixtures/tiny-model/int8.bundle
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(115200 921600)
 

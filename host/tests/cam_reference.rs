@@ -58,7 +58,7 @@ fn maps_match_pytorch_grad_cam() {
         &std::fs::read_to_string(repo().join("host/tests/fixtures/cam_fixtures.json")).unwrap(),
     )
     .unwrap();
-    let run = TrainedRun::load(&repo().join("models/demo-run")).unwrap();
+    let run = TrainedRun::load(&repo().join("tests/fixtures/tiny-model/run")).unwrap();
     let size = fixture["size"].as_i64().unwrap();
     let x = inputs(size);
     // Same network: the logits agree.

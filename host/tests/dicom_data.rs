@@ -44,7 +44,7 @@ fn a_folder_of_dicom_series_evaluates_like_the_same_jpegs() {
     let tmp = tempfile::tempdir().unwrap();
     // Three slices per class from the phantom test set, as JPEG and as DICOM.
     let jpeg = tmp.path().join("jpeg");
-    for class in std::fs::read_dir(repo().join("models/phantom-test")).unwrap() {
+    for class in std::fs::read_dir(repo().join("tests/fixtures/tiny-model/phantom-test")).unwrap() {
         let class = class.unwrap().path();
         let mut files: Vec<_> = std::fs::read_dir(&class)
             .unwrap()
@@ -68,7 +68,7 @@ fn a_folder_of_dicom_series_evaluates_like_the_same_jpegs() {
     // evaluate writes its report into the run: a copy per evaluation.
     let run = |name: &str| {
         let run = tmp.path().join(name);
-        copy_dir(&repo().join("models/demo-run"), &run);
+        copy_dir(&repo().join("tests/fixtures/tiny-model/run"), &run);
         run
     };
     let (jpeg_run, dicom_run) = (run("run-jpeg"), run("run-dicom"));

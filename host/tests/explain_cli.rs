@@ -43,7 +43,7 @@ fn explain_writes_maps_sheet_and_faithfulness() {
     let stdout = ok(&[
         "explain",
         "--run",
-        s(&repo().join("models/demo-run")),
+        s(&repo().join("tests/fixtures/tiny-model/run")),
         "--images",
         s(&glioma),
         s(&meningioma),
@@ -115,7 +115,7 @@ fn explain_writes_maps_sheet_and_faithfulness() {
     let bad = tumorxai(&[
         "explain",
         "--run",
-        s(&repo().join("models/demo-run")),
+        s(&repo().join("tests/fixtures/tiny-model/run")),
         "--images",
         s(&normal),
         "--layer",

@@ -199,7 +199,7 @@ fn a_device_killed_at_any_step_of_an_upgrade_keeps_a_verified_model() {
 /// passes every check but the device's own self-test.
 pub(crate) fn failing_self_test_bundle(dir: &Path) -> String {
     let key = demo_key();
-    let demo = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let demo = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     let read = read_bundle(&demo).unwrap();
     let mut manifest = read.manifest.clone();
     manifest.version = "1.4.0".into();

@@ -155,7 +155,8 @@ fn a_seeded_soak_of_fault_injected_flashes_never_leaves_a_bad_model() {
     };
     let sha = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
     let installed =
-        std::fs::read(crate::common::serial::repo().join("models/demo-int8.bundle")).unwrap();
+        std::fs::read(crate::common::serial::repo().join("tests/fixtures/tiny-model/int8.bundle"))
+            .unwrap();
     let mut good = HashSet::from([sha(&installed)]);
     let mut bad = HashSet::new();
     // Refused by the device after the upload.

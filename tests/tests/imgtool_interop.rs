@@ -64,7 +64,7 @@ fn imgtool_verifies_our_bundles_and_refuses_tampering() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let mut bytes = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     let tampered = tmp.path().join("tampered.bundle");
     let at = bytes.len() / 3;
     bytes[at] ^= 0x10;
@@ -80,14 +80,14 @@ fn imgtool_verifies_our_bundles_and_refuses_tampering() {
         "verify",
         "-k",
         path(&foreign),
-        path(&repo().join("models/demo-fp32.bundle")),
+        path(&repo().join("tests/fixtures/tiny-model/fp32.bundle")),
     ]);
     assert!(!out.status.success(), "{}", text(&out));
 }
 
 #[test]
 fn imgtool_sign_writes_exactly_our_container() {
-    let ours = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let ours = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     let image_size = u32::from_le_bytes(ours[12..16].try_into().unwrap()) as usize;
     let tmp = tempfile::tempdir().unwrap();
     let payload = tmp.path().join("payload.bin");
@@ -99,7 +99,7 @@ fn imgtool_sign_writes_exactly_our_container() {
         "-k",
         path(&key),
         "-v",
-        &demo_version(&repo().join("models/demo-int8.bundle")),
+        &demo_version(&repo().join("tests/fixtures/tiny-model/int8.bundle")),
         "-H",
         "32",
         "--pad-header",

@@ -131,7 +131,7 @@ pub fn demo_key() -> SigningKey {
 
 /// The demo bundle re-signed by `key` as `version`.
 pub fn demo_bundle_bytes(version: &str, key: &SigningKey) -> Vec<u8> {
-    let demo = std::fs::read(repo().join("models/demo-int8.bundle")).unwrap();
+    let demo = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
     read_bundle(&demo)
         .unwrap()
         .resigned("tumorxai-demo", version, key)
@@ -156,7 +156,7 @@ pub fn unit(dir: &Path, device_bin: &Path) -> (PathBuf, String) {
     )
     .unwrap();
     let install = Command::new(device_bin)
-        .args(["install", "models/demo-int8.bundle"])
+        .args(["install", "tests/fixtures/tiny-model/int8.bundle"])
         .env("TUMORXAI_STATE_DIR", &state)
         .current_dir(&root)
         .output()
