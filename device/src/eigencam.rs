@@ -23,6 +23,10 @@ pub struct EigenCam {
     /// first two components are nearly tied, and a small perturbation (int8
     /// weights, another kernel) can swap them — the map is then arbitrary.
     pub eigengap: f64,
+    /// |Pearson correlation| of the component with the mean activation map,
+    /// which fixes its sign: near 0 the sign is a coin toss that a small
+    /// perturbation flips, and the map shows the inverse of what it should.
+    pub sign_certainty: f64,
 }
 
 /// EigenCAM of features `[C, h, w]` (row-major); returns an `h × w` map in [0, 1].
@@ -130,6 +134,7 @@ pub fn eigencam_with_gap(
             return EigenCam {
                 map: vec![0.0; n],
                 eigengap: 0.0,
+                sign_certainty: 0.0,
             };
         }
         let change: f64 = next
@@ -144,14 +149,21 @@ pub fn eigencam_with_gap(
     }
     let mean_of_map = mean_map.iter().sum::<f64>() / n as f64;
     let mean_of_u = u.iter().sum::<f64>() / n as f64;
-    let correlation: f64 = u
-        .iter()
-        .zip(&mean_map)
-        .map(|(x, m)| (x - mean_of_u) * (m - mean_of_map))
-        .sum();
-    if correlation < 0.0 {
+    let (mut covariance, mut var_u, mut var_mean) = (0f64, 0f64, 0f64);
+    for (x, m) in u.iter().zip(&mean_map) {
+        let (dx, dm) = (x - mean_of_u, m - mean_of_map);
+        covariance += dx * dm;
+        var_u += dx * dx;
+        var_mean += dm * dm;
+    }
+    if covariance < 0.0 {
         u.iter_mut().for_each(|x| *x = -*x);
     }
+    let sign_certainty = if var_u > 0.0 && var_mean > 0.0 {
+        (covariance.abs() / (var_u * var_mean).sqrt()).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let gu: Vec<f64> = (0..n).map(|i| dot(&gram[i * n..(i + 1) * n], &u)).collect();
     let lambda1 = dot(&u, &gu);
     let eigengap = if lambda1 > 0.0 {
@@ -170,7 +182,11 @@ pub fn eigencam_with_gap(
             }
         })
         .collect();
-    EigenCam { map, eigengap }
+    EigenCam {
+        map,
+        eigengap,
+        sign_certainty,
+    }
 }
 
 /// Dot product with four independent accumulators (lets the compiler vectorise).
@@ -288,6 +304,30 @@ mod tests {
                 (state % 10_000) as f32 / 10_000.0
             })
             .collect()
+    }
+
+    #[test]
+    fn sign_certainty_is_the_correlation_with_the_mean_map() {
+        // One row of 4 positions; P1 = [1, −1, 1, −1], P2 = [1, 1, −1, −1]
+        // (orthogonal, both centred, |P|² = 4). Channels 3·P1, ±3·P1 and P2:
+        // the first component is P1 (eigenvalue 72 against 4).
+        let p1 = [1.0f32, -1.0, 1.0, -1.0];
+        let p2 = [1.0f32, 1.0, -1.0, -1.0];
+        let features = |second: f32| -> Vec<f32> {
+            let mut f: Vec<f32> = p1.iter().map(|v| 3.0 * v).collect();
+            f.extend(p1.iter().map(|v| second * v));
+            f.extend(p2);
+            f
+        };
+        // 3·P1 − 3·P1 cancel in the mean map, which is P2 / 3: orthogonal to
+        // the component, so its sign is arbitrary.
+        let tied = eigencam_with_gap(&features(-3.0), 3, 1, 4);
+        assert!(tied.sign_certainty < 1e-6, "{tied:?}");
+        // Mean map 2·P1 + P2/3: correlation 8 / √(4 · (16 + 4/9)) = 0.98639.
+        let clear = eigencam_with_gap(&features(3.0), 3, 1, 4);
+        assert!((clear.sign_certainty - 0.986_394).abs() < 1e-5, "{clear:?}");
+        // Its sign follows the mean map: high where P1 is +1.
+        assert_eq!(clear.map, vec![1.0, 0.0, 1.0, 0.0]);
     }
 
     #[test]

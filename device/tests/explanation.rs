@@ -1,12 +1,13 @@
-//! EigenCAM's eigengap on the device: every slice reports it; a map whose
-//! first two components are nearly tied (gap below
-//! `LOW_CONFIDENCE_EIGENGAP`) is withheld — zero saliency, the overlay is
-//! the slice alone — and every other map is shown.
+//! EigenCAM's eigengap and sign certainty on the device: every slice
+//! reports both; a map whose first two components are nearly tied (gap
+//! below `LOW_CONFIDENCE_EIGENGAP`) or whose sign is a coin toss (below
+//! `LOW_CONFIDENCE_SIGN`) is withheld — zero saliency, the overlay is the
+//! slice alone — and every other map is shown.
 
 use std::path::PathBuf;
 
 use crate::common::{demo_model, repo};
-use tumorxai_device::pipeline::{run_slice, LOW_CONFIDENCE_EIGENGAP};
+use tumorxai_device::pipeline::{run_slice, LOW_CONFIDENCE_EIGENGAP, LOW_CONFIDENCE_SIGN};
 use tumorxai_device::triage::Thresholds;
 
 #[test]
@@ -31,7 +32,11 @@ fn low_confidence_maps_are_withheld_and_clear_ones_shown() {
             "{}: {e:?}",
             path.display()
         );
-        assert_eq!(e.low_confidence, e.eigengap < LOW_CONFIDENCE_EIGENGAP);
+        assert!((0.0..=1.0).contains(&e.sign_certainty), "{e:?}");
+        assert_eq!(
+            e.low_confidence,
+            e.eigengap < LOW_CONFIDENCE_EIGENGAP || e.sign_certainty < LOW_CONFIDENCE_SIGN
+        );
         let any_heat = r.saliency.iter().any(|&v| v > 0.0);
         if e.low_confidence {
             withheld += 1;

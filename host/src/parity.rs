@@ -8,7 +8,7 @@ use serde::Serialize;
 use tch::Tensor;
 use tumorxai_device::eigencam::eigencam_with_gap as device_eigencam_with_gap;
 use tumorxai_device::loader::LoadedModel;
-use tumorxai_device::pipeline::LOW_CONFIDENCE_EIGENGAP;
+use tumorxai_device::pipeline::map_is_shown;
 use tumorxai_shared::bundle::QuantizationForm;
 use tumorxai_shared::logits::{argmax, max_abs_diff};
 use tumorxai_shared::ood::pooled_embedding;
@@ -37,9 +37,12 @@ pub struct FileParity {
     /// The host's EigenCAM eigengap (libtorch SVD): how clearly the first
     /// component stands out.
     pub cam_eigengap: f64,
-    /// The device's own eigengap: it withholds maps below
-    /// `LOW_CONFIDENCE_EIGENGAP`, so this decides which maps it shows.
+    /// The device's own eigengap and sign certainty: it withholds maps
+    /// where either is unclear (`map_is_shown`).
     pub device_cam_eigengap: f64,
+    pub device_cam_sign_certainty: f64,
+    /// The device shows this file's map.
+    pub device_map_shown: bool,
     /// Out-of-distribution scores with the bundle's calibration (host: tch
     /// features; device: tract's), when the bundle has one.
     pub host_ood: Option<f32>,
@@ -59,7 +62,7 @@ pub struct ParitySummary {
     pub top1_agreement: f64,
     pub cam_correlation_min: f64,
     pub cam_correlation_mean: f64,
-    /// Files whose device eigengap is clear (the device shows their map).
+    /// Files whose map the device shows (clear eigengap and sign).
     pub cam_clear_gap_files: usize,
     /// Lowest correlation among them (1 when there are none).
     pub cam_correlation_min_clear_gap: f64,
@@ -157,7 +160,7 @@ impl ParityBars {
                 || summary.cam_correlation_min_clear_gap < bar
             {
                 out.push(format!(
-                    "EigenCAM correlation {:.4} on a file with a clear eigengap (bar {bar})",
+                    "EigenCAM correlation {:.4} on a file whose map the device shows (clear eigengap and sign; bar {bar})",
                     summary.cam_correlation_min_clear_gap
                 ));
             }
@@ -208,7 +211,10 @@ pub fn compare_slice(
     let out = device.model.run(&device_input)?;
     let [c, h, w] = out.feature_shape;
     let device_map = device_eigencam_with_gap(&out.features, c, h, w);
-    let (device_cam, device_cam_eigengap) = (device_map.map, device_map.eigengap);
+    let device_map_shown = map_is_shown(&device_map);
+    let (device_cam_eigengap, device_cam_sign_certainty) =
+        (device_map.eigengap, device_map.sign_certainty);
+    let device_cam = device_map.map;
     let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
     let calibration = device.ood.as_ref();
     let score = |features: &[f32]| {
@@ -234,6 +240,8 @@ pub fn compare_slice(
         cam_correlation: correlation(&host_cam, &device_cam),
         cam_eigengap,
         device_cam_eigengap,
+        device_cam_sign_certainty,
+        device_map_shown,
         host_ood,
         device_ood,
         ood_decision_agrees,
@@ -265,13 +273,10 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
             .fold(f64::INFINITY, f64::min)
             .min(1.0),
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
-        cam_clear_gap_files: rows
-            .iter()
-            .filter(|r| r.device_cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
-            .count(),
+        cam_clear_gap_files: rows.iter().filter(|r| r.device_map_shown).count(),
         cam_correlation_min_clear_gap: rows
             .iter()
-            .filter(|r| r.device_cam_eigengap >= LOW_CONFIDENCE_EIGENGAP)
+            .filter(|r| r.device_map_shown)
             .map(|r| r.cam_correlation)
             // f64::min would drop a NaN: a NaN correlation must fail.
             .fold(1.0, |m, c| {
@@ -316,6 +321,8 @@ mod tests {
             cam_correlation: cam,
             cam_eigengap: 0.5,
             device_cam_eigengap: 0.5,
+            device_cam_sign_certainty: 0.5,
+            device_map_shown: true,
             host_ood: None,
             device_ood: None,
             ood_decision_agrees: None,
@@ -326,9 +333,10 @@ mod tests {
     fn summary_and_bars_by_hand() {
         let mut unclear = row(5e-4, 1, 0.9);
         unclear.device_cam_eigengap = 0.05;
+        unclear.device_map_shown = false;
         let rows = [row(1e-4, 0, 1.0), unclear];
         let s = summarise(&rows);
-        // Only the first file has a clear eigengap.
+        // Only the first file's map is shown.
         assert_eq!(s.cam_clear_gap_files, 1);
         assert_eq!(s.cam_correlation_min_clear_gap, 1.0);
         assert_eq!(s.files, 2);
@@ -345,7 +353,7 @@ mod tests {
         assert_eq!(s.cam_correlation_min_clear_gap, 0.98);
         for form in [QuantizationForm::Fp32, QuantizationForm::Int8Qdq] {
             let f = ParityBars::for_form(form).failures(&s);
-            assert!(f.iter().any(|m| m.contains("clear eigengap")), "{f:?}");
+            assert!(f.iter().any(|m| m.contains("the device shows")), "{f:?}");
         }
     }
 

@@ -76,6 +76,9 @@ fn int8_bundle_agrees_with_fp32_in_every_execution_form() {
         assert_eq!(s.preprocess_max_abs, 0.0);
         assert!(s.top1_agreement >= 0.99, "{form:?}: {s:?}");
         assert!(s.cam_correlation_mean >= 0.9, "{form:?}: {s:?}");
+        // The maps the device shows agree with the host's (≥ 0.99).
+        let failures = ParityBars::for_form(QuantizationForm::Int8Qdq).failures(&s);
+        assert!(failures.is_empty(), "{form:?}: {failures:?}");
     }
 }
 

@@ -108,7 +108,7 @@ pub fn parity(args: ParityArgs) -> Result<ExitCode> {
         summary.ood_max_relative, summary.ood_decision_agreement
     );
     println!(
-        "  EigenCAM correlation mean {:.4}, min {:.4}; min {:.4} on the {} files with a clear eigengap",
+        "  EigenCAM correlation mean {:.4}, min {:.4}; min {:.4} on the {} files whose map the device shows",
         summary.cam_correlation_mean,
         summary.cam_correlation_min,
         summary.cam_correlation_min_clear_gap,
