@@ -18,7 +18,7 @@ use tumorxai_shared::{
     decode_slice, input_geometry, input_plane, normalize_plane, DecodeLimits, PreprocessError,
 };
 
-use crate::eigencam::{eigencam_with_gap, upsample, EigenCam};
+use crate::eigencam::{eigencam_with_gap, upsample};
 use crate::loader::LoadedModel;
 use crate::overlay::overlay;
 use crate::runtime::RuntimeError;
@@ -62,10 +62,10 @@ pub const LOW_CONFIDENCE_EIGENGAP: f64 = 0.2;
 /// 471 of 510 are shown (3 fewer than by the eigengap alone).
 pub const LOW_CONFIDENCE_SIGN: f64 = 0.1;
 
-/// Whether the device shows an EigenCAM map: a clear eigengap and a clear
-/// sign (NaN is neither).
-pub fn map_is_shown(cam: &EigenCam) -> bool {
-    cam.eigengap >= LOW_CONFIDENCE_EIGENGAP && cam.sign_certainty >= LOW_CONFIDENCE_SIGN
+/// Whether the device shows an EigenCAM map of this eigengap and sign
+/// certainty: both clear (NaN is neither).
+pub fn map_is_shown(eigengap: f64, sign_certainty: f64) -> bool {
+    eigengap >= LOW_CONFIDENCE_EIGENGAP && sign_certainty >= LOW_CONFIDENCE_SIGN
 }
 
 /// How far the explanation can be trusted.
@@ -168,7 +168,7 @@ pub fn run_slice(
         method: "eigencam",
         eigengap: cam.eigengap,
         sign_certainty: cam.sign_certainty,
-        low_confidence: !map_is_shown(&cam),
+        low_confidence: !map_is_shown(cam.eigengap, cam.sign_certainty),
     };
     let saliency = if explanation.low_confidence {
         vec![0.0; s * s]

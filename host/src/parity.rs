@@ -41,14 +41,19 @@ pub struct FileParity {
     /// where either is unclear (`map_is_shown`).
     pub device_cam_eigengap: f64,
     pub device_cam_sign_certainty: f64,
-    /// The device shows this file's map.
-    pub device_map_shown: bool,
     /// Out-of-distribution scores with the bundle's calibration (host: tch
     /// features; device: tract's), when the bundle has one.
     pub host_ood: Option<f32>,
     pub device_ood: Option<f32>,
     /// Both sides take the same in/out-of-distribution decision.
     pub ood_decision_agrees: Option<bool>,
+}
+
+impl FileParity {
+    /// The device shows this file's EigenCAM map.
+    pub fn device_shows_map(&self) -> bool {
+        map_is_shown(self.device_cam_eigengap, self.device_cam_sign_certainty)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,7 +216,6 @@ pub fn compare_slice(
     let out = device.model.run(&device_input)?;
     let [c, h, w] = out.feature_shape;
     let device_map = device_eigencam_with_gap(&out.features, c, h, w);
-    let device_map_shown = map_is_shown(&device_map);
     let (device_cam_eigengap, device_cam_sign_certainty) =
         (device_map.eigengap, device_map.sign_certainty);
     let device_cam = device_map.map;
@@ -241,7 +245,6 @@ pub fn compare_slice(
         cam_eigengap,
         device_cam_eigengap,
         device_cam_sign_certainty,
-        device_map_shown,
         host_ood,
         device_ood,
         ood_decision_agrees,
@@ -273,10 +276,10 @@ pub fn summarise(rows: &[FileParity]) -> ParitySummary {
             .fold(f64::INFINITY, f64::min)
             .min(1.0),
         cam_correlation_mean: rows.iter().map(|r| r.cam_correlation).sum::<f64>() / n,
-        cam_clear_gap_files: rows.iter().filter(|r| r.device_map_shown).count(),
+        cam_clear_gap_files: rows.iter().filter(|r| r.device_shows_map()).count(),
         cam_correlation_min_clear_gap: rows
             .iter()
-            .filter(|r| r.device_map_shown)
+            .filter(|r| r.device_shows_map())
             .map(|r| r.cam_correlation)
             // f64::min would drop a NaN: a NaN correlation must fail.
             .fold(1.0, |m, c| {
@@ -322,7 +325,6 @@ mod tests {
             cam_eigengap: 0.5,
             device_cam_eigengap: 0.5,
             device_cam_sign_certainty: 0.5,
-            device_map_shown: true,
             host_ood: None,
             device_ood: None,
             ood_decision_agrees: None,
@@ -333,7 +335,6 @@ mod tests {
     fn summary_and_bars_by_hand() {
         let mut unclear = row(5e-4, 1, 0.9);
         unclear.device_cam_eigengap = 0.05;
-        unclear.device_map_shown = false;
         let rows = [row(1e-4, 0, 1.0), unclear];
         let s = summarise(&rows);
         // Only the first file's map is shown.

@@ -379,9 +379,9 @@ fn skull_and_scalp(
             if d > 25.0 {
                 continue;
             }
-            let k = 1.0 + 0.3 * thickness_noise.at(x as f32 / s as f32, y as f32 / s as f32);
-            let (c, b, sc) = (csf_mm * k, bone_mm * k, scalp_mm * k);
             let (u, v) = (x as f32 / s as f32, y as f32 / s as f32);
+            let k = 1.0 + 0.3 * thickness_noise.at(u, v);
+            let (c, b, sc) = (csf_mm * k, bone_mm * k, scalp_mm * k);
             // The sinuses sit in the dura against the inner table, a few mm deep.
             let sinus = if d < c + 4.5 {
                 vessels.sinus(view.to_template(x as f32, y as f32))
