@@ -99,6 +99,154 @@ fn load(path: &Path) -> SplitFile {
     SplitFile::load(path).unwrap()
 }
 
+/// A near duplicate of `src` at `dst`: slightly brightened and re-encoded at
+/// another JPEG quality (different bytes, nearly the same picture).
+fn near_copy(src: &Path, dst: &Path) {
+    let img = image::open(src).unwrap().to_luma8();
+    let brighter = image::GrayImage::from_fn(img.width(), img.height(), |x, y| {
+        image::Luma([img.get_pixel(x, y)[0].saturating_add(3)])
+    });
+    let mut bytes = Cursor::new(Vec::new());
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 60)
+        .encode_image(&brighter)
+        .unwrap();
+    std::fs::write(dst, bytes.into_inner()).unwrap();
+}
+
+#[test]
+fn extending_a_split_keeps_every_earlier_side_and_sends_new_images_to_train() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("phantom");
+    synth(&data, 7, 21);
+    let first = tmp.path().join("split1.json");
+    ok(&[
+        "split",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        first.to_str().unwrap(),
+        "--seed",
+        "5",
+    ]);
+    let earlier = load(&first);
+
+    // More images arrive: a second phantom batch under new names, a near copy
+    // of a test slice and a near copy of a training slice.
+    let more = tmp.path().join("more");
+    synth(&more, 2, 22);
+    for class in CLASS_NAMES {
+        for entry in std::fs::read_dir(more.join(class)).unwrap() {
+            let entry = entry.unwrap();
+            let name = format!("new_{}", entry.file_name().to_str().unwrap());
+            std::fs::copy(entry.path(), data.join(class).join(name)).unwrap();
+        }
+    }
+    let pick = |side: Side| earlier.on(side).next().unwrap().path.clone();
+    let (test_slice, train_slice) = (pick(Side::Test), pick(Side::Train));
+    let copy_name = |path: &str| path.replace(".jpg", "_copy.jpg");
+    near_copy(&data.join(&test_slice), &data.join(copy_name(&test_slice)));
+    near_copy(
+        &data.join(&train_slice),
+        &data.join(copy_name(&train_slice)),
+    );
+
+    let second = tmp.path().join("split2.json");
+    let out = tumorxai(&[
+        "split",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+        "--extend",
+        first.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // 17 × 7 earlier, 17 × 2 + 1 added, the copy of the test slice left out.
+    assert!(
+        stdout.contains("119 earlier images on their sides, 35 new images added to train, 1 new images left out"),
+        "{stdout}"
+    );
+    assert!(stderr.contains(&copy_name(&test_slice)), "{stderr}");
+    let extended = load(&second);
+    let side_of: BTreeMap<&str, Side> = extended
+        .items
+        .iter()
+        .map(|i| (i.path.as_str(), i.side))
+        .collect();
+    for item in &earlier.items {
+        assert_eq!(
+            side_of.get(item.path.as_str()),
+            Some(&item.side),
+            "{}",
+            item.path
+        );
+    }
+    assert_eq!(extended.items.len(), 119 + 35);
+    assert_eq!(side_of.get(copy_name(&test_slice).as_str()), None);
+    assert_eq!(
+        side_of.get(copy_name(&train_slice).as_str()),
+        Some(&Side::Train)
+    );
+    for item in &extended.items {
+        if item.path.contains("/new_") {
+            assert_eq!(item.side, Side::Train, "{}", item.path);
+        }
+    }
+    assert_eq!(extended.settings, earlier.settings);
+    // Training subsets cover the enlarged training side.
+    assert_eq!(
+        extended.train_subset(100).count(),
+        extended.on(Side::Train).count()
+    );
+
+    // An earlier image that changed or vanished: the held-out sides would no
+    // longer be the measured ones, so the extension is refused.
+    std::fs::copy(data.join(&train_slice), data.join(&test_slice)).unwrap();
+    let changed = tumorxai(&[
+        "split",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+        "--extend",
+        first.to_str().unwrap(),
+    ]);
+    assert!(!changed.status.success());
+    assert!(String::from_utf8_lossy(&changed.stderr).contains("changed since the earlier split"));
+    std::fs::remove_file(data.join(&test_slice)).unwrap();
+    let missing = tumorxai(&[
+        "split",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+        "--extend",
+        first.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("1 image(s) of the earlier split are missing"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    // Flags that the earlier split decides are refused beside --extend.
+    let clash = tumorxai(&[
+        "split",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+        "--extend",
+        first.to_str().unwrap(),
+        "--test",
+        "0.2",
+    ]);
+    assert!(!clash.status.success());
+}
+
 #[test]
 fn split_is_disjoint_stratified_nested_stable_and_keeps_duplicates_together() {
     let tmp = tempfile::tempdir().unwrap();
@@ -111,15 +259,7 @@ fn split_is_disjoint_stratified_nested_stable_and_keeps_duplicates_together() {
         ("phantom_00000.jpg", "dup_a.jpg"),
         ("phantom_00001.jpg", "dup_b.jpg"),
     ] {
-        let img = image::open(data.join(class).join(src)).unwrap().to_luma8();
-        let brighter = image::GrayImage::from_fn(img.width(), img.height(), |x, y| {
-            image::Luma([img.get_pixel(x, y)[0].saturating_add(3)])
-        });
-        let mut bytes = Cursor::new(Vec::new());
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 60)
-            .encode_image(&brighter)
-            .unwrap();
-        std::fs::write(data.join(class).join(dst), bytes.into_inner()).unwrap();
+        near_copy(&data.join(class).join(src), &data.join(class).join(dst));
     }
     std::fs::write(
         data.join(CLASS_NAMES[0]).join("broken.jpg"),

@@ -96,6 +96,13 @@ pub struct SplitArgs {
     /// near duplicates and stay on one side.
     #[arg(long, default_value_t = 4)]
     duplicate_threshold: u32,
+    /// Extend this earlier split of the same folder, now holding more images:
+    /// earlier images keep their side (validation and test stay exactly as
+    /// they were), new images go to training, and new near duplicates of a
+    /// validation or test image are left out. Seed, fractions and threshold
+    /// come from the earlier split.
+    #[arg(long, value_name = "EARLIER_SPLIT", conflicts_with_all = ["seed", "val", "test", "duplicate_threshold"])]
+    extend: Option<PathBuf>,
 }
 
 pub fn split(args: SplitArgs) -> Result<ExitCode> {
@@ -104,6 +111,27 @@ pub fn split(args: SplitArgs) -> Result<ExitCode> {
         eprintln!("warning: skipping non-image file {}", skipped.display());
     }
     let bar = progress_bar(dataset.items.len(), "hashing");
+    if let Some(earlier) = &args.extend {
+        let previous = split::SplitFile::load(earlier)?;
+        let extension = split::extend_split(&dataset, &previous, || bar.inc(1))
+            .with_context(|| format!("extending {}", earlier.display()))?;
+        bar.finish_and_clear();
+        report_unreadable(&extension.split);
+        for path in &extension.left_out {
+            eprintln!("left out {path}: a near duplicate of a validation or test image");
+        }
+        extension.split.save(&args.out)?;
+        println!(
+            "extended {}: {} earlier images on their sides, {} new images added to train, {} new images left out",
+            earlier.display(),
+            extension.kept,
+            extension.added,
+            extension.left_out.len()
+        );
+        print!("{}", split::summary(&extension.split));
+        println!("split written to {}", args.out.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = SplitSettings {
         seed: args.seed,
         val_fraction: args.val,
@@ -112,13 +140,17 @@ pub fn split(args: SplitArgs) -> Result<ExitCode> {
     };
     let result = split::make_split(&dataset, settings, || bar.inc(1))?;
     bar.finish_and_clear();
-    for (path, why) in &result.unreadable {
-        eprintln!("warning: left out unreadable image {path}: {why}");
-    }
+    report_unreadable(&result);
     result.save(&args.out)?;
     print!("{}", split::summary(&result));
     println!("split written to {}", args.out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+fn report_unreadable(split: &split::SplitFile) {
+    for (path, why) in &split.unreadable {
+        eprintln!("warning: left out unreadable image {path}: {why}");
+    }
 }
 
 #[derive(Debug, Args)]

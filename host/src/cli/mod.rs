@@ -43,7 +43,7 @@ enum Command {
     /// Split any ImageFolder dataset into train/val/test (stratified, seeded,
     /// near-duplicates kept on one side) with nested label-fraction subsets.
     #[command(
-        after_help = "Example:\n  tumorxai split --data data/phantom --out data/phantom-split.json --seed 0"
+        after_help = "Examples:\n  tumorxai split --data data/phantom --out data/phantom-split.json --seed 0\n  tumorxai split --data data/phantom --out data/phantom-split-2.json --extend data/phantom-split.json   (more images added; test side unchanged)"
     )]
     Split(data::SplitArgs),
     /// Write a contact sheet (PNG) of any ImageFolder dataset: one row per class.

@@ -110,6 +110,30 @@ pub fn assign_sides(
     sides
 }
 
+/// Sides for a split that extends an earlier one (`previous[i]`: the side the
+/// earlier split gave item `i`, `None` for a new item). Earlier items keep
+/// their side. A new item goes to train, unless its near-duplicate group
+/// holds an earlier val or test item: then it is left out (`None`), because
+/// joining that side would change the held-out sets and joining train would
+/// leak a near copy of a held-out slice into training.
+pub fn extend_sides(previous: &[Option<Side>], groups: &[usize]) -> Vec<Option<Side>> {
+    let held_out_groups: std::collections::BTreeSet<usize> = previous
+        .iter()
+        .zip(groups)
+        .filter(|(side, _)| matches!(side, Some(Side::Val | Side::Test)))
+        .map(|(_, &group)| group)
+        .collect();
+    previous
+        .iter()
+        .zip(groups)
+        .map(|(side, group)| match side {
+            Some(side) => Some(*side),
+            None if held_out_groups.contains(group) => None,
+            None => Some(Side::Train),
+        })
+        .collect()
+}
+
 /// For each training item, the smallest label percent whose subset holds it
 /// (`None` for val/test). Per class the training items are put in a seeded
 /// random order and the p% subset is its first max(1, round(p/100 × n))
@@ -180,6 +204,38 @@ mod tests {
         let groups: Vec<usize> = (0..20).map(|i| if i < 5 { 0 } else { i }).collect();
         let sides = assign_sides(&labels, &groups, 0.2, 0.2, 1);
         assert!(sides[..5].iter().all(|s| *s == sides[0]));
+    }
+
+    #[test]
+    fn extension_keeps_old_sides_and_leaves_out_copies_of_held_out_slices() {
+        use Side::*;
+        // Items 0-3 are from the earlier split; 4-7 are new. Groups:
+        // {0, 4} (earlier test), {1, 5} (earlier train), {2, 6} (earlier val),
+        // {3} alone, {7} alone.
+        let previous = [
+            Some(Test),
+            Some(Train),
+            Some(Val),
+            Some(Train),
+            None,
+            None,
+            None,
+            None,
+        ];
+        let groups = [0, 1, 2, 3, 0, 1, 2, 7];
+        assert_eq!(
+            extend_sides(&previous, &groups),
+            vec![
+                Some(Test),
+                Some(Train),
+                Some(Val),
+                Some(Train),
+                None,
+                Some(Train),
+                None,
+                Some(Train)
+            ]
+        );
     }
 
     #[test]

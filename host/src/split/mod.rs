@@ -103,22 +103,19 @@ impl SplitFile {
     }
 }
 
-/// Hashes every image (in parallel; `progress` is called per file) and splits.
-pub fn make_split(
-    dataset: &ImageFolder,
-    settings: SplitSettings,
+/// An image of the dataset that decoded, with its content and perceptual hashes.
+struct Hashed<'a> {
+    item: &'a crate::dataset::Item,
+    sha256: String,
+    phash: u64,
+}
+
+/// Hashes every image (in parallel; `progress` is called per file). Returns
+/// the readable ones and, for the others, the reason.
+fn hash_all<'a>(
+    dataset: &'a ImageFolder,
     progress: impl Fn() + Sync,
-) -> Result<SplitFile> {
-    if !(0.0..1.0).contains(&settings.val_fraction)
-        || !(0.0..1.0).contains(&settings.test_fraction)
-        || settings.val_fraction + settings.test_fraction >= 1.0
-    {
-        bail!(
-            "val ({}) and test ({}) fractions must be in [0, 1) and leave room for training",
-            settings.val_fraction,
-            settings.test_fraction
-        );
-    }
+) -> (Vec<Hashed<'a>>, Vec<(String, String)>) {
     let hashed: Vec<Result<(String, u64), String>> = dataset
         .items
         .par_iter()
@@ -138,40 +135,190 @@ pub fn make_split(
     let mut unreadable = Vec::new();
     for (item, result) in dataset.items.iter().zip(hashed) {
         match result {
-            Ok((sha, ph)) => kept.push((item, sha, ph)),
+            Ok((sha256, phash)) => kept.push(Hashed {
+                item,
+                sha256,
+                phash,
+            }),
             Err(why) => unreadable.push((item.relative.clone(), why)),
         }
     }
-    let labels: Vec<usize> = kept.iter().map(|k| k.0.class).collect();
-    let hashes: Vec<u64> = kept.iter().map(|k| k.2).collect();
+    (kept, unreadable)
+}
+
+/// The split file of `kept` with the given sides (all of `kept` is placed):
+/// near-duplicate groups and label-fraction subsets are computed here.
+fn assemble(
+    kept: Vec<Hashed<'_>>,
+    sides: impl Fn(&[usize]) -> Vec<Side>,
+    settings: SplitSettings,
+    classes: Vec<String>,
+    unreadable: Vec<(String, String)>,
+) -> SplitFile {
+    let labels: Vec<usize> = kept.iter().map(|k| k.item.class).collect();
+    let hashes: Vec<u64> = kept.iter().map(|k| k.phash).collect();
     let groups = assign::duplicate_groups(&hashes, settings.duplicate_threshold);
-    let sides = assign::assign_sides(
-        &labels,
-        &groups,
-        settings.val_fraction,
-        settings.test_fraction,
-        settings.seed,
-    );
+    let sides = sides(&groups);
     let percents = assign::label_percents(&labels, &sides, settings.seed);
     let items = kept
         .into_iter()
         .enumerate()
-        .map(|(i, (item, sha256, ph))| SplitItem {
-            path: item.relative.clone(),
-            class: item.class,
-            sha256,
-            phash: format!("{ph:016x}"),
+        .map(|(i, k)| SplitItem {
+            path: k.item.relative.clone(),
+            class: k.item.class,
+            sha256: k.sha256,
+            phash: format!("{:016x}", k.phash),
             group: groups[i],
             side: sides[i],
             label_percent: percents[i],
         })
         .collect();
-    Ok(SplitFile {
+    SplitFile {
         format: SPLIT_FORMAT.to_string(),
         settings,
-        classes: dataset.classes.clone(),
+        classes,
         items,
         unreadable,
+    }
+}
+
+/// Hashes every image (in parallel; `progress` is called per file) and splits.
+pub fn make_split(
+    dataset: &ImageFolder,
+    settings: SplitSettings,
+    progress: impl Fn() + Sync,
+) -> Result<SplitFile> {
+    if !(0.0..1.0).contains(&settings.val_fraction)
+        || !(0.0..1.0).contains(&settings.test_fraction)
+        || settings.val_fraction + settings.test_fraction >= 1.0
+    {
+        bail!(
+            "val ({}) and test ({}) fractions must be in [0, 1) and leave room for training",
+            settings.val_fraction,
+            settings.test_fraction
+        );
+    }
+    let (kept, unreadable) = hash_all(dataset, progress);
+    let labels: Vec<usize> = kept.iter().map(|k| k.item.class).collect();
+    let (val, test, seed) = (settings.val_fraction, settings.test_fraction, settings.seed);
+    let sides = |groups: &[usize]| assign::assign_sides(&labels, groups, val, test, seed);
+    Ok(assemble(
+        kept,
+        sides,
+        settings,
+        dataset.classes.clone(),
+        unreadable,
+    ))
+}
+
+/// A split extended with new images, and what happened to them.
+pub struct Extension {
+    pub split: SplitFile,
+    /// Images of the earlier split, each on its earlier side.
+    pub kept: usize,
+    /// New images, all on the training side.
+    pub added: usize,
+    /// New images left out: near duplicates of an earlier val or test image.
+    pub left_out: Vec<String>,
+}
+
+/// Extends `previous` to the images now in `dataset` (the same folder, with
+/// images added): every earlier image keeps its side, so the validation and
+/// test sides stay exactly as they were, and new images go to training
+/// (see [`assign::extend_sides`]). Refused when an earlier image is missing,
+/// unreadable or changed, or when the class list differs: the held-out sides
+/// would no longer be the ones earlier results were measured on.
+pub fn extend_split(
+    dataset: &ImageFolder,
+    previous: &SplitFile,
+    progress: impl Fn() + Sync,
+) -> Result<Extension> {
+    if dataset.classes != previous.classes {
+        bail!(
+            "the dataset's classes ({}) differ from the earlier split's ({})",
+            dataset.classes.len(),
+            previous.classes.len()
+        );
+    }
+    let (kept, unreadable) = hash_all(dataset, progress);
+    let earlier: BTreeMap<&str, &SplitItem> = previous
+        .items
+        .iter()
+        .map(|item| (item.path.as_str(), item))
+        .collect();
+    let mut previous_sides = Vec::with_capacity(kept.len());
+    for k in &kept {
+        match earlier.get(k.item.relative.as_str()) {
+            Some(old) if old.sha256 != k.sha256 => bail!(
+                "{} changed since the earlier split (SHA-256 {} then, {} now)",
+                k.item.relative,
+                old.sha256,
+                k.sha256
+            ),
+            Some(old) if old.class != k.item.class => {
+                bail!("{} changed class since the earlier split", k.item.relative)
+            }
+            Some(old) => previous_sides.push(Some(old.side)),
+            None => previous_sides.push(None),
+        }
+    }
+    let present: std::collections::BTreeSet<&str> =
+        kept.iter().map(|k| k.item.relative.as_str()).collect();
+    let missing: Vec<&str> = previous
+        .items
+        .iter()
+        .map(|item| item.path.as_str())
+        .filter(|path| !present.contains(path))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} image(s) of the earlier split are missing or unreadable ({}{}); \
+             an extension must hold every earlier image",
+            missing.len(),
+            missing
+                .iter()
+                .take(3)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if missing.len() > 3 { ", …" } else { "" }
+        );
+    }
+    let hashes: Vec<u64> = kept.iter().map(|k| k.phash).collect();
+    let groups = assign::duplicate_groups(&hashes, previous.settings.duplicate_threshold);
+    let extended = assign::extend_sides(&previous_sides, &groups);
+    let mut placed = Vec::new();
+    let mut placed_sides = Vec::new();
+    let mut left_out = Vec::new();
+    let (mut kept_count, mut added) = (0, 0);
+    for ((k, side), was) in kept.into_iter().zip(extended).zip(&previous_sides) {
+        match side {
+            Some(side) => {
+                if was.is_some() {
+                    kept_count += 1;
+                } else {
+                    added += 1;
+                }
+                placed.push(k);
+                placed_sides.push(side);
+            }
+            None => left_out.push(k.item.relative.clone()),
+        }
+    }
+    // Groups are recomputed over the placed images so that group ids index
+    // the written items; the sides are already decided.
+    let split = assemble(
+        placed,
+        |_| placed_sides.clone(),
+        previous.settings.clone(),
+        previous.classes.clone(),
+        unreadable,
+    );
+    Ok(Extension {
+        split,
+        kept: kept_count,
+        added,
+        left_out,
     })
 }
 
