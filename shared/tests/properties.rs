@@ -1,5 +1,6 @@
 //! Property tests: any valid image of any size and content gives a finite
-//! tensor of the spec's shape, and decoding random bytes never panics.
+//! tensor of the spec's shape, and decoding random bytes (or checking a damaged
+//! JPEG's integrity) never panics.
 
 use std::io::Cursor;
 
@@ -50,5 +51,23 @@ proptest! {
         let i = flip % bytes.len();
         bytes[i] ^= xor;
         let _ = preprocess_bytes(&bytes, &PreprocessSpec::with_input_size(8), DecodeLimits::default());
+    }
+
+    /// The integrity walk reads headers and entropy data of hostile JPEGs:
+    /// any damage to a restart-marker file (headers included) gives an answer,
+    /// never a panic or a hang.
+    #[test]
+    fn damaged_jpeg_integrity_check_never_panics(
+        at in 0usize..12_000,
+        replacement in proptest::collection::vec(any::<u8>(), 1..24),
+    ) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/jpeg/rgb-420-restart-blocks.jpg");
+        let mut bytes = std::fs::read(path).unwrap();
+        let at = at % bytes.len();
+        let end = (at + replacement.len()).min(bytes.len());
+        bytes[at..end].copy_from_slice(&replacement[..end - at]);
+        if let Ok(lum) = decode_luminance(&bytes, DecodeLimits::default()) {
+            let _ = tumorxai_shared::integrity::damage(&bytes, &lum);
+        }
     }
 }

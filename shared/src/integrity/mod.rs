@@ -6,6 +6,11 @@
 //! device sends the slice to REVIEW:
 //! - the same file decoded once more in the decoder's strict mode (catches
 //!   truncation and misplaced markers);
+//! - the entropy data walked code by code against what the headers promise
+//!   (`jpeg_entropy`): a zeroed or overwritten run throws the codes out of
+//!   step, which shows as invalid codes, too many coefficients, misplaced
+//!   restart markers, or data that ends early or goes on after the last
+//!   block, even where the repainted picture looks plausible;
 //! - the signatures corrupt entropy data leaves in the decoded picture:
 //!   image rows that jump at an 8-pixel block row (the rest of the scan
 //!   decoded out of step), and seams along the 8×8 block grid (DC drift).
@@ -13,6 +18,9 @@
 //!
 //! The decoded pixels themselves come from the lenient path only, so the
 //! preprocessing contract is unchanged.
+
+mod jpeg_entropy;
+mod jpeg_segments;
 
 use zune_core::bytestream::ZCursor;
 use zune_core::options::DecoderOptions;
@@ -46,6 +54,9 @@ pub fn damage(bytes: &[u8], lum: &Luminance) -> Option<String> {
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
     if let Err(e) = decoder.decode() {
         return Some(format!("damaged JPEG data ({e})"));
+    }
+    if let Err(why) = jpeg_entropy::walk(bytes) {
+        return Some(format!("damaged JPEG data ({why})"));
     }
     let (jump, row) = row_jump(lum);
     if jump > MAX_ROW_JUMP {
