@@ -58,8 +58,9 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk, String> {
         match code {
             0xD9 if scans > 0 => return Ok(Walk::Consistent),
             0xD9 => return Err("end of image before any scan".into()),
-            0x01 => continue,
-            0xD0..=0xD7 => return Err(format!("restart marker RST{} outside a scan", code - 0xD0)),
+            // Parameterless markers; a restart marker after a scan's last
+            // interval is written by some encoders and ignored by libjpeg.
+            0x01 | 0xD0..=0xD7 => continue,
             0xD8 | 0x00 => return Err(format!("marker 0x{code:02X} inside the file")),
             _ => {}
         }

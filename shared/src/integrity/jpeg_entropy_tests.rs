@@ -51,6 +51,11 @@ fn hand_built_streams() {
     assert!(walk(&rst(1))
         .unwrap_err()
         .contains("RST0 missing after 1 MCUs"));
+    // A restart marker after the last interval is tolerated, as libjpeg does.
+    assert_eq!(
+        walk(&hand_built(16, 1, &[0x3F, 0xFF, 0xD0, 0x3F, 0xFF, 0xD1])),
+        Ok(Walk::Consistent)
+    );
     // No end-of-image marker, and a scan before any frame.
     let mut cut = hand_built(8, 0, &[0x3F]);
     cut.truncate(cut.len() - 2);
