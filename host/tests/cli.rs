@@ -151,15 +151,20 @@ fn extending_a_split_keeps_every_earlier_side_and_sends_new_images_to_train() {
     );
 
     let second = tmp.path().join("split2.json");
-    let out = tumorxai(&[
-        "split",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--extend",
-        first.to_str().unwrap(),
-    ]);
+    let extend = |extra: &[&str]| {
+        let mut args = vec![
+            "split",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            second.to_str().unwrap(),
+            "--extend",
+            first.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        tumorxai(&args)
+    };
+    let out = extend(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -204,27 +209,11 @@ fn extending_a_split_keeps_every_earlier_side_and_sends_new_images_to_train() {
     // An earlier image that changed or vanished: the held-out sides would no
     // longer be the measured ones, so the extension is refused.
     std::fs::copy(data.join(&train_slice), data.join(&test_slice)).unwrap();
-    let changed = tumorxai(&[
-        "split",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--extend",
-        first.to_str().unwrap(),
-    ]);
+    let changed = extend(&[]);
     assert!(!changed.status.success());
     assert!(String::from_utf8_lossy(&changed.stderr).contains("changed since the earlier split"));
     std::fs::remove_file(data.join(&test_slice)).unwrap();
-    let missing = tumorxai(&[
-        "split",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--extend",
-        first.to_str().unwrap(),
-    ]);
+    let missing = extend(&[]);
     assert!(!missing.status.success());
     assert!(
         String::from_utf8_lossy(&missing.stderr)
@@ -233,17 +222,7 @@ fn extending_a_split_keeps_every_earlier_side_and_sends_new_images_to_train() {
         String::from_utf8_lossy(&missing.stderr)
     );
     // Flags that the earlier split decides are refused beside --extend.
-    let clash = tumorxai(&[
-        "split",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--extend",
-        first.to_str().unwrap(),
-        "--test",
-        "0.2",
-    ]);
+    let clash = extend(&["--test", "0.2"]);
     assert!(!clash.status.success());
 }
 

@@ -118,7 +118,9 @@ pub fn split(args: SplitArgs) -> Result<ExitCode> {
         bar.finish_and_clear();
         report_unreadable(&extension.split);
         for path in &extension.left_out {
-            eprintln!("left out {path}: a near duplicate of a validation or test image");
+            eprintln!(
+                "left out {path}: a near duplicate of a validation or test image (directly or through other near duplicates)"
+            );
         }
         extension.split.save(&args.out)?;
         println!(

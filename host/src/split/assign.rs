@@ -138,7 +138,17 @@ pub fn extend_sides(previous: &[Option<Side>], groups: &[usize]) -> Vec<Option<S
 /// (`None` for val/test). Per class the training items are put in a seeded
 /// random order and the p% subset is its first max(1, round(p/100 × n))
 /// items, so subsets are stratified and nested (1% ⊂ 10% ⊂ … ⊂ 100%).
-pub fn label_percents(labels: &[usize], sides: &[Side], seed: u64) -> Vec<Option<u8>> {
+///
+/// `earlier[i]`: the label percent an extended split gave item `i` before.
+/// Such items go first, by that percent (the shuffle only orders items of
+/// one tier), so every earlier p% subset stays inside the new, larger one
+/// and label-efficiency results stay comparable. All `None`: a fresh split.
+pub fn label_percents(
+    labels: &[usize],
+    sides: &[Side],
+    earlier: &[Option<u8>],
+    seed: u64,
+) -> Vec<Option<u8>> {
     let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
     let mut out = vec![None; labels.len()];
     for class in 0..classes {
@@ -148,6 +158,8 @@ pub fn label_percents(labels: &[usize], sides: &[Side], seed: u64) -> Vec<Option
         let mut rng =
             ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x51_7CC1_B727_220A) ^ class as u64);
         train.shuffle(&mut rng);
+        // Stable: within a tier the shuffled order stands. New items last.
+        train.sort_by_key(|&i| earlier.get(i).copied().flatten().unwrap_or(u8::MAX));
         let n = train.len();
         for (rank, &i) in train.iter().enumerate() {
             out[i] = LABEL_PERCENTS
@@ -239,6 +251,33 @@ mod tests {
     }
 
     #[test]
+    fn an_extension_keeps_the_earlier_subsets_inside_the_new_ones() {
+        // 100 earlier training items of one class: 1 at 1 %, 9 more at 10 %,
+        // 15 more at 25 %, 25 more at 50 %, 50 at 100 % (the sizes of a fresh
+        // split of 100); then 100 new ones.
+        let tiers = [(1u8, 1usize), (10, 9), (25, 15), (50, 25), (100, 50)];
+        let mut earlier: Vec<Option<u8>> = tiers
+            .iter()
+            .flat_map(|&(p, n)| std::iter::repeat_n(Some(p), n))
+            .collect();
+        earlier.extend(std::iter::repeat_n(None, 100));
+        let labels = vec![0; 200];
+        let sides = vec![Side::Train; 200];
+        let now = label_percents(&labels, &sides, &earlier, 9);
+        for q in LABEL_PERCENTS {
+            let before: Vec<usize> = (0..200)
+                .filter(|&i| earlier[i].is_some_and(|p| p <= q))
+                .collect();
+            let after: Vec<usize> = (0..200)
+                .filter(|&i| now[i].is_some_and(|p| p <= q))
+                .collect();
+            // New sizes by hand: round(q/100 × 200) = 2, 20, 50, 100, 200.
+            assert_eq!(after.len(), subset_size(200, q));
+            assert!(before.iter().all(|i| after.contains(i)), "{q} %");
+        }
+    }
+
+    #[test]
     fn subsets_are_nested_and_never_empty() {
         assert_eq!(subset_size(0, 10), 0);
         assert_eq!(subset_size(7, 1), 1);
@@ -246,7 +285,7 @@ mod tests {
         assert_eq!(subset_size(200, 100), 200);
         let labels = vec![0; 50];
         let sides = vec![Side::Train; 50];
-        let p = label_percents(&labels, &sides, 3);
+        let p = label_percents(&labels, &sides, &[], 3);
         let count = |q: u8| p.iter().filter(|x| x.is_some_and(|v| v <= q)).count();
         assert_eq!(
             [count(1), count(10), count(25), count(50), count(100)],

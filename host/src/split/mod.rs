@@ -151,6 +151,7 @@ fn hash_all<'a>(
 fn assemble(
     kept: Vec<Hashed<'_>>,
     sides: impl Fn(&[usize]) -> Vec<Side>,
+    earlier_percents: &[Option<u8>],
     settings: SplitSettings,
     classes: Vec<String>,
     unreadable: Vec<(String, String)>,
@@ -159,7 +160,7 @@ fn assemble(
     let hashes: Vec<u64> = kept.iter().map(|k| k.phash).collect();
     let groups = assign::duplicate_groups(&hashes, settings.duplicate_threshold);
     let sides = sides(&groups);
-    let percents = assign::label_percents(&labels, &sides, settings.seed);
+    let percents = assign::label_percents(&labels, &sides, earlier_percents, settings.seed);
     let items = kept
         .into_iter()
         .enumerate()
@@ -205,6 +206,7 @@ pub fn make_split(
     Ok(assemble(
         kept,
         sides,
+        &[],
         settings,
         dataset.classes.clone(),
         unreadable,
@@ -246,9 +248,19 @@ pub fn extend_split(
         .iter()
         .map(|item| (item.path.as_str(), item))
         .collect();
+    let mut kept = kept;
     let mut previous_sides = Vec::with_capacity(kept.len());
-    for k in &kept {
-        match earlier.get(k.item.relative.as_str()) {
+    let mut previous_percents = Vec::with_capacity(kept.len());
+    for k in &mut kept {
+        let old = earlier.get(k.item.relative.as_str());
+        previous_percents.push(old.and_then(|o| o.label_percent));
+        // The earlier split's pHash decided its groups; a decoder update that
+        // moved a hash by a bit must not link a training and a test slice now.
+        if let Some(old) = old {
+            k.phash = u64::from_str_radix(&old.phash, 16)
+                .with_context(|| format!("{}: unreadable pHash in the earlier split", old.path))?;
+        }
+        match old {
             Some(old) if old.sha256 != k.sha256 => bail!(
                 "{} changed since the earlier split (SHA-256 {} then, {} now)",
                 k.item.relative,
@@ -289,9 +301,11 @@ pub fn extend_split(
     let extended = assign::extend_sides(&previous_sides, &groups);
     let mut placed = Vec::new();
     let mut placed_sides = Vec::new();
+    let mut placed_percents = Vec::new();
     let mut left_out = Vec::new();
     let (mut kept_count, mut added) = (0, 0);
-    for ((k, side), was) in kept.into_iter().zip(extended).zip(&previous_sides) {
+    let earlier_of_each = previous_sides.iter().zip(&previous_percents);
+    for ((k, side), (was, percent)) in kept.into_iter().zip(extended).zip(earlier_of_each) {
         match side {
             Some(side) => {
                 if was.is_some() {
@@ -301,6 +315,7 @@ pub fn extend_split(
                 }
                 placed.push(k);
                 placed_sides.push(side);
+                placed_percents.push(*percent);
             }
             None => left_out.push(k.item.relative.clone()),
         }
@@ -310,10 +325,22 @@ pub fn extend_split(
     let split = assemble(
         placed,
         |_| placed_sides.clone(),
+        &placed_percents,
         previous.settings.clone(),
         previous.classes.clone(),
         unreadable,
     );
+    // By construction every near-duplicate group lies on one side; checked,
+    // because a group across sides is exactly the leak a split must not have.
+    let mut side_of_group: BTreeMap<usize, Side> = BTreeMap::new();
+    for item in &split.items {
+        if *side_of_group.entry(item.group).or_insert(item.side) != item.side {
+            bail!(
+                "{} is a near duplicate of a slice on another side: extend refused",
+                item.path
+            );
+        }
+    }
     Ok(Extension {
         split,
         kept: kept_count,

@@ -93,7 +93,10 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk, String> {
             0xDA => {
                 let frame = frame.as_ref().ok_or("a scan before the frame header")?;
                 let scan = parse_scan(body, frame)?;
-                at = walk_scan(bytes, at, frame, &scan, &tables, restart_interval)?;
+                match walk_scan(bytes, at, frame, &scan, &tables, restart_interval)? {
+                    Some(end) => at = end,
+                    None => return Ok(Walk::NotChecked("Huffman tables left out (Motion-JPEG)")),
+                }
                 scans += 1;
             }
             _ => {} // APPn, COM, DQT, JPGn and the like: skipped by length.
@@ -183,7 +186,7 @@ fn layout(frame: &Frame, scan: &Scan) -> (u64, Vec<(usize, u64)>) {
 }
 
 /// Walks one scan's entropy data from `start`; returns where its data ends
-/// (the next marker).
+/// (the next marker), or `None` when the scan cannot be walked.
 fn walk_scan(
     bytes: &[u8],
     start: usize,
@@ -191,17 +194,19 @@ fn walk_scan(
     scan: &Scan,
     tables: &BTreeMap<(u8, u8), HuffmanTable>,
     restart_interval: u16,
-) -> Result<usize, String> {
-    if (scan.spectral_start, scan.spectral_end, scan.approximation) != (0, 63, 0) {
-        return Err("a sequential frame with a progressive scan".into());
-    }
+) -> Result<Option<usize>, String> {
+    // A sequential scan's spectral selection and approximation bytes are
+    // meaningless (some encoders write zeros there); decoders read whole
+    // 64-coefficient blocks whatever they say, and so does this walk.
     let mut coders = Vec::with_capacity(scan.components.len());
     for sc in &scan.components {
         let dc = tables.get(&(0, sc.dc_table));
         let ac = tables.get(&(1, sc.ac_table));
         match (dc, ac) {
             (Some(dc), Some(ac)) => coders.push((dc, ac)),
-            _ => return Err("a scan uses a Huffman table that was never defined".into()),
+            // Motion-JPEG frames leave out their tables (the standard ones
+            // of T.81 Annex K are implied): not walked.
+            _ => return Ok(None),
         }
     }
     // Largest magnitude categories (T.81 F.1.2): 11 / 10 at 8 bits, 15 / 14 at 12.
@@ -226,6 +231,10 @@ fn walk_scan(
         if restart_interval > 0 && done > 0 && done.is_multiple_of(u64::from(restart_interval)) {
             bits.align();
             let expected = 0xD0 + restarts;
+            // 0xFF fill bytes may precede any marker (T.81 B.1.1.2).
+            while bytes.get(bits.at..bits.at + 2) == Some(&[0xFF, 0xFF][..]) {
+                bits.at += 1;
+            }
             if bytes.get(bits.at..bits.at + 2) != Some(&[0xFF, expected][..]) {
                 return Err(format!(
                     "restart marker RST{restarts} missing after {done} MCUs: its codes are out of step"
@@ -298,7 +307,7 @@ fn walk_scan(
             "{leftover} bytes of entropy data after the last of {mcus} MCUs: its codes are out of step"
         ));
     }
-    Ok(end)
+    Ok(Some(end))
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ fn hand_built_streams() {
     assert!(walk(&rst(1))
         .unwrap_err()
         .contains("RST0 missing after 1 MCUs"));
+    // Fill bytes before a restart marker (T.81 B.1.1.2).
+    assert_eq!(
+        walk(&hand_built(16, 1, &[0x3F, 0xFF, 0xFF, 0xFF, 0xD0, 0x3F])),
+        Ok(Walk::Consistent)
+    );
     // A restart marker after the last interval is tolerated, as libjpeg does.
     assert_eq!(
         walk(&hand_built(16, 1, &[0x3F, 0xFF, 0xD0, 0x3F, 0xFF, 0xD1])),
@@ -61,6 +66,23 @@ fn hand_built_streams() {
     cut.truncate(cut.len() - 2);
     assert!(walk(&cut).is_err());
     assert!(walk(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]).is_err());
+}
+
+#[test]
+fn what_decoders_tolerate_is_not_called_damage() {
+    // A baseline scan header with zeros where Ss, Se and Ah/Al belong.
+    let mut zeros = hand_built(8, 0, &[0x3F]);
+    let sos = zeros.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    zeros[sos + 7..sos + 10].copy_from_slice(&[0, 0, 0]);
+    assert_eq!(walk(&zeros), Ok(Walk::Consistent));
+    // No DHT segment (Motion-JPEG): the standard tables are implied.
+    let mut mjpeg = hand_built(8, 0, &[0x3F]);
+    let dht = mjpeg.windows(2).position(|w| w == [0xFF, 0xC4]).unwrap();
+    mjpeg.drain(dht..dht + 2 * 22);
+    assert_eq!(
+        walk(&mjpeg),
+        Ok(Walk::NotChecked("Huffman tables left out (Motion-JPEG)"))
+    );
 }
 
 #[test]
