@@ -38,15 +38,14 @@ pub(crate) fn walk(bytes: &[u8]) -> Result<Walk, String> {
     let mut scans = 0usize;
     loop {
         // A marker: 0xFF, any number of 0xFF fill bytes, then the code.
-        if bytes.get(at) != Some(&0xFF) {
-            return Err(if at >= bytes.len() {
-                "the file ends without an end-of-image marker".into()
-            } else {
-                format!(
-                    "stray byte 0x{:02X} where a marker belongs (offset {at})",
-                    bytes[at]
-                )
-            });
+        match bytes.get(at) {
+            Some(0xFF) => {}
+            Some(byte) => {
+                return Err(format!(
+                    "stray byte 0x{byte:02X} where a marker belongs (offset {at})"
+                ))
+            }
+            None => return Err("the file ends without an end-of-image marker".into()),
         }
         while bytes.get(at + 1) == Some(&0xFF) {
             at += 1;
@@ -160,27 +159,24 @@ impl Bits<'_> {
     }
 }
 
-/// Blocks of one component in one MCU, and the MCU grid of a scan.
-fn layout(frame: &Frame, scan: &Scan) -> (u64, Vec<(usize, u64)>) {
+/// The number of MCUs of a scan, and the blocks each scan component has in
+/// one MCU (in scan order).
+fn layout(frame: &Frame, scan: &Scan) -> (u64, Vec<u64>) {
     let h_max = frame.components.iter().map(|c| c.h).max().unwrap_or(1);
     let v_max = frame.components.iter().map(|c| c.v).max().unwrap_or(1);
     let (w, h) = (u64::from(frame.width), u64::from(frame.height));
     if let [only] = scan.components.as_slice() {
         // Non-interleaved: one block per MCU over the component's own size.
-        let c = frame.components[only.frame_index];
+        let c = only.component;
         let cw = (w * u64::from(c.h)).div_ceil(u64::from(h_max));
         let ch = (h * u64::from(c.v)).div_ceil(u64::from(v_max));
-        return (cw.div_ceil(8) * ch.div_ceil(8), vec![(0, 1)]);
+        return (cw.div_ceil(8) * ch.div_ceil(8), vec![1]);
     }
     let mcus = w.div_ceil(8 * u64::from(h_max)) * h.div_ceil(8 * u64::from(v_max));
     let blocks = scan
         .components
         .iter()
-        .enumerate()
-        .map(|(i, sc)| {
-            let c = frame.components[sc.frame_index];
-            (i, u64::from(c.h) * u64::from(c.v))
-        })
+        .map(|sc| u64::from(sc.component.h) * u64::from(sc.component.v))
         .collect();
     (mcus, blocks)
 }
@@ -215,7 +211,8 @@ fn walk_scan(
     } else {
         (11, 10)
     };
-    let (mcus, per_mcu) = layout(frame, scan);
+    let (mcus, blocks) = layout(frame, scan);
+    let per_mcu: Vec<_> = coders.into_iter().zip(blocks).collect();
     let mut bits = Bits {
         bytes,
         at: start,
@@ -243,8 +240,7 @@ fn walk_scan(
             bits.at += 2;
             restarts = (restarts + 1) % 8;
         }
-        for &(index, count) in &per_mcu {
-            let (dc, ac) = coders[index];
+        for &((dc, ac), count) in &per_mcu {
             for _ in 0..count {
                 let category = bits.decode(dc).map_err(|_| out_of_step(done))?;
                 match category {

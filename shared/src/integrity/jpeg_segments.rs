@@ -20,11 +20,11 @@ pub(crate) struct Frame {
     pub components: Vec<FrameComponent>,
 }
 
-/// One component of a scan: where it sits in the frame, and its DC and AC
-/// Huffman table slots.
+/// One component of a scan: the frame's entry for it (sampling factors),
+/// and its DC and AC Huffman table slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ScanComponent {
-    pub frame_index: usize,
+    pub component: FrameComponent,
     pub dc_table: u8,
     pub ac_table: u8,
 }
@@ -134,8 +134,7 @@ pub(crate) fn parse_frame(body: &[u8]) -> Result<Frame, String> {
 pub(crate) fn parse_huffman_tables(body: &[u8]) -> Result<Vec<(u8, u8, HuffmanTable)>, String> {
     let mut tables = Vec::new();
     let mut at = 0usize;
-    while at < body.len() {
-        let class_slot = body[at];
+    while let Some(&class_slot) = body.get(at) {
         let (class, slot) = (class_slot >> 4, class_slot & 0x0F);
         if class > 1 || slot > 3 {
             return Err(format!("Huffman table of class {class}, slot {slot}"));
@@ -165,13 +164,13 @@ pub(crate) fn parse_scan(body: &[u8], frame: &Frame) -> Result<Scan, String> {
     }
     let mut components = Vec::with_capacity(count);
     for spec in specs.chunks_exact(2) {
-        let frame_index = frame
+        let component = *frame
             .components
             .iter()
-            .position(|c| c.id == spec[0])
+            .find(|c| c.id == spec[0])
             .ok_or_else(|| format!("scan names component {} that the frame lacks", spec[0]))?;
         components.push(ScanComponent {
-            frame_index,
+            component,
             dc_table: spec[1] >> 4,
             ac_table: spec[1] & 0x0F,
         });
@@ -229,7 +228,10 @@ mod tests {
         assert_eq!((frame.width, frame.height), (24, 16));
         assert_eq!(frame.components[0], FrameComponent { id: 1, h: 2, v: 2 });
         let scan = parse_scan(&[2, 2, 0x11, 1, 0x00, 0, 63, 0], &frame).unwrap();
-        assert_eq!(scan.components[0].frame_index, 1);
+        assert_eq!(
+            scan.components[0].component,
+            FrameComponent { id: 2, h: 1, v: 1 }
+        );
         assert_eq!(
             (scan.components[0].dc_table, scan.components[0].ac_table),
             (1, 1)
