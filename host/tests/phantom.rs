@@ -131,3 +131,44 @@ fn enhancing_tumours_are_brighter_relative_to_white_matter_on_t1c() {
         );
     }
 }
+
+#[test]
+fn vessel_enhancement_changes_contrast_slices_only_and_the_default_is_unchanged() {
+    let atlas = Atlas::embedded().unwrap();
+    // The default still makes the committed samples byte for byte
+    // (models/samples: `synth --per-class 1 --seed 2026 --size 256`, the
+    // first image of each class, made by an earlier build).
+    let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/samples");
+    for (class, file) in [
+        (1, "01-glioma-t1c.jpg"),
+        (6, "06-normal-t1.jpg"),
+        (15, "15-schwannoma-t1c.jpg"),
+    ] {
+        let made = synth::generate(atlas, 2026, class, 0, 256).unwrap();
+        assert_eq!(
+            made.jpeg,
+            std::fs::read(samples.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let with =
+        |class, factor: [f32; 2]| synth::generate_with(atlas, 5, class, 1, SIZE, factor).unwrap();
+    for (class, name) in CLASS_NAMES.iter().enumerate() {
+        let typical = with(class, [1.0, 1.0]);
+        let none = with(class, [0.0, 0.0]);
+        let drawn = with(class, [0.0, 1.0]);
+        assert_eq!(typical.phantom.lesion_mask, none.phantom.lesion_mask);
+        let contrast = ClassInfo::parse(name).unwrap().sequence == Sequence::T1C;
+        // Only a contrast scan shows the vessels' enhancement.
+        assert_eq!(
+            typical.phantom.pixels != none.phantom.pixels,
+            contrast,
+            "{name}"
+        );
+        assert_eq!(
+            typical.phantom.pixels != drawn.phantom.pixels,
+            contrast,
+            "{name}"
+        );
+    }
+}

@@ -24,6 +24,7 @@ pub fn phantom_set(dir: &Path, per_class: usize, seed: u64) {
         imbalance: false,
         masks: false,
         overwrite: false,
+        vessel_enhancement: [1.0, 1.0],
     };
     synth::write_dataset(&options, || {}).unwrap();
     let dataset = ImageFolder::scan(&dir.join("data")).unwrap();

@@ -39,6 +39,28 @@ pub struct SynthArgs {
     /// Allow writing into a non-empty output folder.
     #[arg(long)]
     overwrite: bool,
+    /// Factor on the T1C+ enhancement of the normal vessels (sinuses, cortical
+    /// veins, falx, choroid plexus): one value (1 = typical, 0 = none), or
+    /// LOW..HIGH drawn per image — contrast scans differ in how conspicuous
+    /// their vessels are, so a model should not tell T1C+ by them alone.
+    #[arg(long, default_value = "1", value_parser = parse_factor_range)]
+    vessel_enhancement: [f32; 2],
+}
+
+/// "F" or "LOW..HIGH" → [low, high].
+fn parse_factor_range(text: &str) -> Result<[f32; 2], String> {
+    let number = |t: &str| {
+        t.trim()
+            .parse::<f32>()
+            .map_err(|e| format!("{t:?} is not a number: {e}"))
+    };
+    match text.split_once("..") {
+        Some((low, high)) => Ok([number(low)?, number(high)?]),
+        None => {
+            let value = number(text)?;
+            Ok([value, value])
+        }
+    }
 }
 
 pub fn synth(args: SynthArgs) -> Result<ExitCode> {
@@ -53,6 +75,7 @@ pub fn synth(args: SynthArgs) -> Result<ExitCode> {
         imbalance: args.imbalance,
         masks: args.masks,
         overwrite: args.overwrite,
+        vessel_enhancement: args.vessel_enhancement,
     };
     let started = std::time::Instant::now();
     let record = synth::write_dataset(&options, || bar.inc(1))?;

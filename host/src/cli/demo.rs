@@ -43,6 +43,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         imbalance: false,
         masks: true,
         overwrite: false,
+        vessel_enhancement: [1.0, 1.0],
     };
     let total = 17 * args.per_class;
     let bar = progress_bar(total, "synth");

@@ -68,7 +68,8 @@ pub struct Generated {
     pub jpeg: Vec<u8>,
 }
 
-/// Renders and JPEG-encodes image `index` of class `class_index`.
+/// Renders and JPEG-encodes image `index` of class `class_index`, with
+/// typical vessel enhancement.
 pub fn generate(
     atlas: &Atlas,
     seed: u64,
@@ -76,12 +77,35 @@ pub fn generate(
     index: usize,
     size: u32,
 ) -> Result<Generated> {
+    generate_with(atlas, seed, class_index, index, size, [1.0, 1.0])
+}
+
+/// [`generate`] with the T1C+ vessel enhancement scaled by a factor drawn
+/// per image, uniformly from `vessel_enhancement` = [low, high] (from its own
+/// random stream, so everything else about the image stays as `generate`
+/// makes it; low = high draws nothing).
+pub fn generate_with(
+    atlas: &Atlas,
+    seed: u64,
+    class_index: usize,
+    index: usize,
+    size: u32,
+    vessel_enhancement: [f32; 2],
+) -> Result<Generated> {
     let name = CLASS_NAMES
         .get(class_index)
         .with_context(|| format!("class index {class_index} out of range"))?;
     let class = ClassInfo::parse(name).with_context(|| format!("unknown class {name}"))?;
     let mut rng = ChaCha8Rng::seed_from_u64(image_seed(seed, class_index, index));
-    let phantom = render::render(atlas, class, size, &mut rng);
+    let [low, high] = vessel_enhancement;
+    let vessel_scale = if high > low {
+        let mut own =
+            ChaCha8Rng::seed_from_u64(image_seed(seed, class_index, index) ^ 0x7E55_E15E_5CA1_E000);
+        own.random_range(low..high)
+    } else {
+        low
+    };
+    let phantom = render::render(atlas, class, size, vessel_scale, &mut rng);
     let quality = rng.random_range(70..=95);
     let mut jpeg = Cursor::new(Vec::new());
     JpegEncoder::new_with_quality(&mut jpeg, quality)
@@ -103,6 +127,8 @@ pub struct SynthOptions {
     pub imbalance: bool,
     pub masks: bool,
     pub overwrite: bool,
+    /// Range of the per-image factor on the T1C+ vessels' enhancement.
+    pub vessel_enhancement: [f32; 2],
 }
 
 /// Written as `synth.json` at the dataset root: how to regenerate it.
@@ -112,6 +138,7 @@ pub struct SynthRecord {
     pub seed: u64,
     pub size: u32,
     pub imbalance: bool,
+    pub vessel_enhancement: [f32; 2],
     pub counts: Vec<(String, usize)>,
     pub masks_dir: Option<String>,
 }
@@ -134,6 +161,10 @@ pub fn file_name(index: usize) -> String {
 pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Result<SynthRecord> {
     if options.size < 32 || options.size > 2048 {
         bail!("--size {} must be between 32 and 2048 pixels", options.size);
+    }
+    let [low, high] = options.vessel_enhancement;
+    if !(low.is_finite() && high.is_finite() && 0.0 <= low && low <= high && high <= 2.0) {
+        bail!("--vessel-enhancement {low}..{high}: need 0 ≤ low ≤ high ≤ 2");
     }
     if options.out.exists() && fs::read_dir(&options.out)?.next().is_some() && !options.overwrite {
         bail!(
@@ -159,7 +190,14 @@ pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Resu
         .flat_map(|(c, &n)| (0..n).map(move |i| (c, i)))
         .collect();
     jobs.par_iter().try_for_each(|&(c, i)| -> Result<()> {
-        let generated = generate(atlas, options.seed, c, i, options.size)?;
+        let generated = generate_with(
+            atlas,
+            options.seed,
+            c,
+            i,
+            options.size,
+            options.vessel_enhancement,
+        )?;
         let path = options.out.join(CLASS_NAMES[c]).join(file_name(i));
         write_atomic(&path, &generated.jpeg)?;
         if let Some(m) = &masks {
@@ -180,6 +218,7 @@ pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Resu
         seed: options.seed,
         size: options.size,
         imbalance: options.imbalance,
+        vessel_enhancement: options.vessel_enhancement,
         counts: CLASS_NAMES
             .iter()
             .map(|n| n.to_string())

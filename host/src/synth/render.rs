@@ -184,8 +184,15 @@ fn remap_t1(atlas: &Atlas, t: f32) -> f32 {
     0.95
 }
 
-/// Renders one slice of a class.
-pub fn render(atlas: &Atlas, class: ClassInfo, size: u32, rng: &mut ChaCha8Rng) -> Phantom {
+/// Renders one slice of a class; `vessel_enhancement` scales the T1C+
+/// enhancement of the normal vessels (1: typical).
+pub fn render(
+    atlas: &Atlas,
+    class: ClassInfo,
+    size: u32,
+    vessel_enhancement: f32,
+    rng: &mut ChaCha8Rng,
+) -> Phantom {
     let (lo, hi) = lesions::level_range(class.family);
     let z_mm = rng.random_range(lo..hi);
     let level: AxialLevel = atlas.level(z_mm);
@@ -193,7 +200,7 @@ pub fn render(atlas: &Atlas, class: ClassInfo, size: u32, rng: &mut ChaCha8Rng) 
     let view = View::random(rng, size);
     let texture = SmoothNoise::new(rng, 24);
     let fine = SmoothNoise::new(rng, 64);
-    let vessels = Vessels::random(rng, z_mm);
+    let vessels = Vessels::random(rng, z_mm).with_enhancement_scale(vessel_enhancement);
 
     let n = (size * size) as usize;
     let mut signal = vec![
@@ -386,10 +393,10 @@ fn skull_and_scalp(
             let sinus = if d < c + 4.5 {
                 vessels.sinus(view.to_template(x as f32, y as f32))
             } else {
-                0.0
+                None
             };
-            let layer = if sinus > 0.0 {
-                extra_enhancement[i] += sinus;
+            let layer = if let Some(enhancement) = sinus {
+                extra_enhancement[i] += enhancement;
                 SINUS_BLOOD
             } else if d < c {
                 if d > c * 0.4 {

@@ -43,6 +43,10 @@ pub struct Vessels {
     veins: SmoothNoise,
     vein_threshold: f32,
     plexus: SmoothNoise,
+    /// Multiplies every vessel's T1C+ enhancement (1: as in a typical
+    /// contrast scan; lower: vessels as inconspicuous as at low resolution,
+    /// late timing or a thick slice).
+    scale: f32,
 }
 
 impl Vessels {
@@ -54,29 +58,35 @@ impl Vessels {
             veins: SmoothNoise::new(rng, 48),
             vein_threshold: rng.random_range(0.45..0.65),
             plexus: SmoothNoise::new(rng, 20),
+            scale: 1.0,
         }
     }
 
-    /// T1C+ enhancement of the dural venous sinuses at template point `p`
-    /// (mm; x = 0 is the midline, y grows anteriorly) just outside the brain.
-    pub fn sinus(&self, p: [f32; 2]) -> f32 {
+    /// The same layout with its T1C+ enhancement scaled by `scale` (≥ 0).
+    pub fn with_enhancement_scale(self, scale: f32) -> Vessels {
+        Vessels {
+            scale: scale.max(0.0),
+            ..self
+        }
+    }
+
+    /// Whether template point `p` (mm; x = 0 is the midline, y grows
+    /// anteriorly) just outside the brain lies in a dural venous sinus, and
+    /// if so its T1C+ enhancement. The blood is there whatever the contrast.
+    pub fn sinus(&self, p: [f32; 2]) -> Option<f32> {
         // Superior sagittal sinus: where the midline meets the inner table,
         // in front of and behind the brain.
         let sagittal = p[0].abs() < self.sinus_half_width_mm;
         // Transverse sinuses: along the back of the head at tentorium level.
         let transverse = self.z_mm < -4.0 && p[1] < -72.0;
-        if sagittal || transverse {
-            SINUS_ENHANCEMENT
-        } else {
-            0.0
-        }
+        (sagittal || transverse).then_some(SINUS_ENHANCEMENT * self.scale)
     }
 
     /// T1C+ enhancement of cortical veins in the CSF over the brain surface,
     /// at image position (u, v) ∈ [0, 1]².
     pub fn cortical_vein(&self, u: f32, v: f32) -> f32 {
         if self.veins.at(u, v) > self.vein_threshold {
-            VEIN_ENHANCEMENT
+            VEIN_ENHANCEMENT * self.scale
         } else {
             0.0
         }
@@ -86,7 +96,7 @@ impl Vessels {
     /// for a brain point `q` (template mm) of CSF fraction `csf`.
     pub fn falx(&self, q: [f32; 2], csf: f32) -> f32 {
         if csf > 0.5 && q[0].abs() < 1.2 {
-            FALX_ENHANCEMENT
+            FALX_ENHANCEMENT * self.scale
         } else {
             0.0
         }
@@ -99,11 +109,15 @@ impl Vessels {
         let in_atrium = (2.0..30.0).contains(&self.z_mm)
             && (12.0..34.0).contains(&q[0].abs())
             && (-56.0..-18.0).contains(&q[1]);
+        let plexus = Signal {
+            enhancement: CHOROID_PLEXUS.enhancement * self.scale,
+            ..CHOROID_PLEXUS
+        };
         if !in_atrium || csf < 0.5 {
-            return (0.0, CHOROID_PLEXUS);
+            return (0.0, plexus);
         }
         let lump = (2.0 * self.plexus.at(u, v) + 0.6).clamp(0.0, 1.0);
-        ((csf - 0.5) * 2.0 * lump, CHOROID_PLEXUS)
+        ((csf - 0.5) * 2.0 * lump, plexus)
     }
 }
 
@@ -118,13 +132,55 @@ mod tests {
     }
 
     #[test]
+    fn the_enhancement_scale_reaches_every_vessel() {
+        // At z = 20 mm: sagittal sinus at the midline, falx in midline CSF,
+        // choroid plexus in the atrium at (20, -40) with CSF 1.
+        let full = vessels(20.0);
+        let half = vessels(20.0).with_enhancement_scale(0.5);
+        let none = vessels(20.0).with_enhancement_scale(0.0);
+        assert_eq!(full.sinus([0.5, 70.0]), Some(0.55));
+        assert_eq!(half.sinus([0.5, 70.0]), Some(0.275));
+        assert_eq!(none.sinus([0.5, 70.0]), Some(0.0));
+        assert_eq!(half.falx([0.5, 0.0], 0.9), FALX_ENHANCEMENT * 0.5);
+        assert_eq!(none.falx([0.5, 0.0], 0.9), 0.0);
+        assert_eq!(
+            full.choroid_plexus([20.0, -40.0], 1.0, 0.5, 0.5)
+                .1
+                .enhancement,
+            0.5
+        );
+        assert_eq!(
+            half.choroid_plexus([20.0, -40.0], 1.0, 0.5, 0.5)
+                .1
+                .enhancement,
+            0.25
+        );
+        // Its T1 and T2 are tissue, not contrast: unchanged.
+        assert_eq!(
+            none.choroid_plexus([20.0, -40.0], 1.0, 0.5, 0.5).1.t1,
+            CHOROID_PLEXUS.t1
+        );
+        // Veins: wherever a full-scale vein enhances, a zero-scale one does not.
+        let mut found = 0;
+        for k in 0..400 {
+            let (u, v) = ((k % 20) as f32 / 20.0, (k / 20) as f32 / 20.0);
+            if full.cortical_vein(u, v) > 0.0 {
+                found += 1;
+                assert_eq!(none.cortical_vein(u, v), 0.0);
+                assert_eq!(half.cortical_vein(u, v), 0.3);
+            }
+        }
+        assert!(found > 0);
+    }
+
+    #[test]
     fn sinuses_enhance_at_the_midline_and_posteriorly_low_down() {
         let high = vessels(30.0);
-        assert_eq!(high.sinus([0.5, 70.0]), SINUS_ENHANCEMENT);
-        assert_eq!(high.sinus([40.0, 10.0]), 0.0);
+        assert_eq!(high.sinus([0.5, 70.0]), Some(SINUS_ENHANCEMENT));
+        assert_eq!(high.sinus([40.0, 10.0]), None);
         // The transverse sinuses only appear below the tentorium's top.
-        assert_eq!(high.sinus([40.0, -90.0]), 0.0);
-        assert_eq!(vessels(-20.0).sinus([40.0, -90.0]), SINUS_ENHANCEMENT);
+        assert_eq!(high.sinus([40.0, -90.0]), None);
+        assert_eq!(vessels(-20.0).sinus([40.0, -90.0]), Some(SINUS_ENHANCEMENT));
     }
 
     #[test]
