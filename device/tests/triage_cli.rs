@@ -107,11 +107,11 @@ fn with_no_arguments_the_demo_bundle_triages_the_sample_scans() {
     );
     assert_eq!(stdout.lines().count(), 17, "{stdout}");
     // The truth is in each sample's name (NN-family-sequence.jpg). REVIEW
-    // abstains and asserts nothing. The demo (2.1.0: 95.5 % test accuracy on
+    // abstains and asserts nothing. The demo (2.2.0: 95.9 % test accuracy on
     // its phantom split) must name the true family (NORMAL: no tumour
     // flagged) on most samples, and where it is wrong it must not be sure:
     // a wrong flag above 0.7 calibrated probability fails. Measured: 17 of
-    // 17 right at 2.1.0 and at 2.0.0 (an 83.7 % candidate: 15 right, 1
+    // 17 right at 2.2.0, 2.1.0 and 2.0.0 (an 83.7 % candidate: 15 right, 1
     // REVIEW, 1 wrong at 54 %).
     let (mut right, mut wrong) = (0, Vec::new());
     for line in stdout.lines() {
