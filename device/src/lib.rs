@@ -10,6 +10,7 @@ pub mod failpoint;
 pub mod forms;
 pub mod input;
 pub mod loader;
+pub mod ordered;
 pub mod overlay;
 pub mod pipeline;
 pub mod runtime;

@@ -93,6 +93,9 @@ impl LoadedModel {
     ) -> Result<LoadedModel, LoadError> {
         let bundle = read_bundle(bytes)?;
         bundle.verify_trusted(trust)?;
+        // Signed is not enough: names are shown by logit index, so a list in
+        // another order would name the wrong tumour with a valid signature.
+        bundle.manifest.validate_class_contract()?;
         let manifest = bundle.manifest.clone();
         let spec = manifest.preprocess_spec.clone();
         if spec.version != SPEC_FORMAT_VERSION {

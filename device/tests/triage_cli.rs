@@ -236,6 +236,52 @@ fn a_bundle_from_an_untrusted_signer_is_refused() {
     assert!(stderr.contains("not in the trust store"), "{stderr}");
 }
 
+/// The tiny fixture bundle with its class list passed through `edit`,
+/// re-signed with the demo key (trusted by default) into `dir`.
+fn resigned_with_classes(dir: &Path, edit: impl Fn(&mut Vec<String>)) -> std::path::PathBuf {
+    use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
+    let bytes = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
+    let bundle = read_bundle(&bytes).unwrap();
+    let mut manifest = bundle.manifest.clone();
+    edit(&mut manifest.classes);
+    let contents = BundleContents {
+        manifest,
+        model: bundle.model.to_vec(),
+        golden: bundle.golden.clone(),
+        golden_images: bundle.golden_images.iter().map(|g| g.to_vec()).collect(),
+        ood_statistics: bundle.ood_statistics.map(<[u8]>::to_vec),
+    };
+    let path = dir.join("resigned.bundle");
+    std::fs::write(&path, write_bundle(&contents, &crate::common::demo_key()).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn a_signed_bundle_with_its_class_list_permuted_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = "models/samples/00-glioma-t1.jpg";
+    // Control: re-signed unchanged, the same bundle triages.
+    let same = resigned_with_classes(tmp.path(), |_| {});
+    let run = device(&["triage", "--bundle", same.to_str().unwrap(), sample]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // Glioma T1 and Meningioma T1 swapped: every name still parses into a
+    // family, the signature is valid, the self-test (by index) would pass.
+    let swapped = resigned_with_classes(tmp.path(), |classes| classes.swap(0, 3));
+    let run = device(&["triage", "--bundle", swapped.to_str().unwrap(), sample]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("class list is not the contract's")
+            && stderr.contains("logit 0 is \"Meningioma"),
+        "{stderr}"
+    );
+    assert!(run.stdout.is_empty(), "nothing triaged");
+}
+
 #[test]
 fn more_threads_give_the_same_logits() {
     let tmp = tempfile::tempdir().unwrap();

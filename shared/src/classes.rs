@@ -133,6 +133,30 @@ pub fn class_index(name: &str) -> Option<usize> {
     CLASS_NAMES.iter().position(|c| *c == name)
 }
 
+/// The first place where `names` departs from [`CLASS_NAMES`] (logit index
+/// order is part of the contract: a model whose class list is permuted names
+/// the wrong tumour), or `None` when it is exactly the contract's list.
+pub fn class_list_mismatch(names: &[String]) -> Option<String> {
+    if names.len() != CLASS_NAMES.len() {
+        return Some(format!(
+            "{} classes where the contract has {}",
+            names.len(),
+            CLASS_NAMES.len()
+        ));
+    }
+    names
+        .iter()
+        .zip(CLASS_NAMES)
+        .position(|(name, contract)| name != contract)
+        .and_then(|i| {
+            let name = names.get(i)?;
+            Some(format!(
+                "logit {i} is {name:?} where the contract has {:?}",
+                CLASS_NAMES.get(i)?
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +188,27 @@ mod tests {
             let n = infos.iter().filter(|i| i.family == family).count();
             assert_eq!(n, if family == Family::Normal { 2 } else { 3 });
         }
+    }
+
+    #[test]
+    fn only_the_contract_list_in_its_order_matches() {
+        let exact: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+        assert_eq!(class_list_mismatch(&exact), None);
+        let mut swapped = exact.clone();
+        swapped.swap(0, 3);
+        let why = class_list_mismatch(&swapped).unwrap();
+        assert!(why.starts_with("logit 0 is \"Meningioma"), "{why}");
+        let mut short = exact.clone();
+        short.pop();
+        assert_eq!(
+            class_list_mismatch(&short).unwrap(),
+            "16 classes where the contract has 17"
+        );
+        // A decomposed (NFD) name is not byte-identical: refused too, since
+        // the manifest is written by our own host in NFC.
+        let mut nfd = exact;
+        nfd[3] = CLASS_NAMES[3].nfd().collect();
+        assert!(class_list_mismatch(&nfd).unwrap().starts_with("logit 3"));
     }
 
     #[test]

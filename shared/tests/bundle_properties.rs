@@ -61,6 +61,7 @@ fn signed_bundle() -> Vec<u8> {
             logits: vec![0.0, 1.0, -1.0],
             top1: 1,
             logit_tolerance: 1e-3,
+            expected_class: None,
         }],
         golden_images: vec![image],
         ood_statistics: None,

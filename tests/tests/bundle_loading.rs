@@ -104,6 +104,7 @@ fn contents() -> BundleContents {
             top1: argmax(&logits).unwrap(),
             logits,
             logit_tolerance: 1e-4,
+            expected_class: None,
         }],
         golden_images: vec![image],
         ood_statistics: None,
@@ -313,4 +314,26 @@ fn a_self_test_with_the_wrong_top1_is_refused() {
     c.golden[0].top1 = other;
     let err = load(&c, 1, 1).err().expect("must refuse");
     assert!(matches!(err, LoadError::SelfTest { .. }), "{err}");
+}
+
+#[test]
+fn a_golden_label_must_match_the_name_at_its_top1() {
+    let mut c = contents();
+    let top = c.golden[0].top1;
+    c.golden[0].expected_class = Some(CLASS_NAMES[top].to_string());
+    load(&c, 1, 1).expect("the label names the top-1");
+    c.golden[0].expected_class = Some(CLASS_NAMES[(top + 1) % 17].to_string());
+    let err = write_bundle(&c, &key(1)).expect_err("refused where it is made");
+    assert!(err.to_string().contains("but the class list names its top-1"), "{err}");
+}
+
+#[test]
+fn a_permuted_class_list_is_refused_even_when_signed() {
+    let mut c = contents();
+    c.manifest.classes.swap(1, 4);
+    let err = load(&c, 1, 1).err().expect("must refuse");
+    assert!(
+        err.to_string().contains("class list is not the contract's"),
+        "{err}"
+    );
 }

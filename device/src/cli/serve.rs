@@ -21,6 +21,7 @@ use tumorxai_device::state::StateDir;
 use tumorxai_device::triage::Thresholds;
 use tumorxai_device::upgrade::Reloaded;
 
+mod answer;
 mod upgrade;
 
 use super::triage::{answer_json, png_bytes, result_screen};
@@ -83,10 +84,23 @@ pub struct ServeArgs {
     /// seconds (besides the revert at its next reload).
     #[arg(long)]
     trial_seconds: Option<u64>,
+    /// Slices of a series triaged at once, each by its own worker sharing
+    /// the one loaded model; answers, audit entries and the panel keep the
+    /// order of arrival. Default: the CPUs available. With --threads > 1
+    /// each worker's matrix products use that many threads as well.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: Option<u16>,
+}
+
+/// One worker per CPU available to this process.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 struct Service {
-    model: LoadedModel,
+    /// Shared with the workers of a series (read-only); replaced whole on a
+    /// model reload.
+    model: Arc<LoadedModel>,
     folders: Folders,
     audit: AuditLog,
     display: Display,
@@ -108,146 +122,6 @@ impl Service {
         if let Err(e) = self.display.show(&frame(screen, &self.model), &png) {
             eprintln!("warning: display: {e:#}");
         }
-    }
-
-    /// Steps 2–5 for one claimed file. A failure here (the file renamed
-    /// away mid-scan, a full disk, an unwritable archive) is this file's
-    /// alone: it gets an error answer and an audit entry where those can
-    /// still be written, and the service goes on with the next file.
-    ///
-    /// Privacy: file names from gateways often carry patient names or IDs.
-    /// The panel, the audit log and the service's own output name a scan by
-    /// its content hash ([`short_id`]); only the outbox answer, beside the
-    /// file it answers, carries the name.
-    fn handle(&mut self, claimed: &Path, recovered: bool) {
-        let bytes = read_bounded(claimed);
-        let sha = sha256_hex(bytes.as_deref().unwrap_or_default());
-        let result = match bytes {
-            Ok(bytes) => self.try_handle(claimed, &bytes, &sha, recovered),
-            Err(e) => Err(e),
-        };
-        if let Err(err) = result {
-            let id = short_id(&sha);
-            let message = format!("{err:#}");
-            eprintln!("{id}: error: {message}");
-            self.show(Screen::Error {
-                message: format!("{id}: {message}"),
-            });
-            if let Err(e) = self.record_failure(claimed, &sha, &message, recovered) {
-                eprintln!("{id}: could not record the failure: {e:#}");
-            }
-        }
-    }
-
-    /// Best effort after a failure: audit entry, an error answer under a
-    /// name no other answer has, and the archive.
-    fn record_failure(
-        &mut self,
-        claimed: &Path,
-        sha: &str,
-        message: &str,
-        recovered: bool,
-    ) -> Result<()> {
-        let size = std::fs::metadata(claimed).map_or(0, |m| m.len());
-        self.audit.append(&AuditEntry {
-            time: now_rfc3339(),
-            input_sha256: sha.to_string(),
-            input_bytes: size,
-            model: self.model_record(),
-            outcome: Outcome::Error {
-                message: message.to_string(),
-            },
-            recovered,
-        })?;
-        let stem = self.folders.record_answer(claimed, sha)?;
-        let json = serde_json::json!({
-            "file": file_name(claimed),
-            "error": message,
-            "not_for_diagnostic_use": true,
-        });
-        write_atomic(
-            &self.folders.outbox.join(format!("{stem}.json")),
-            serde_json::to_string_pretty(&json)?.as_bytes(),
-        )?;
-        if claimed.exists() {
-            self.folders.archive(claimed, sha)?;
-        }
-        Ok(())
-    }
-
-    fn try_handle(
-        &mut self,
-        claimed: &Path,
-        bytes: &[u8],
-        sha: &str,
-        recovered: bool,
-    ) -> Result<()> {
-        let name = file_name(claimed);
-        let id = short_id(sha);
-        if recovered {
-            if let Some(stem) = Folders::recorded_answer(claimed) {
-                if self.folders.outbox.join(format!("{stem}.json")).exists() {
-                    // Answered before a crash: only the archiving was left.
-                    self.folders.archive(claimed, sha)?;
-                    return Ok(());
-                }
-            }
-        }
-        let stem = match Folders::recorded_answer(claimed) {
-            Some(stem) if recovered => stem,
-            _ => self
-                .folders
-                .record_answer(claimed, sha)
-                .context("recording the answer name")?,
-        };
-        let answer_path = self.folders.outbox.join(format!("{stem}.json"));
-        self.show(Screen::Processing { file: id.clone() });
-        let (json, outcome) = match run_slice(&self.model, bytes, self.thresholds) {
-            Ok(r) => {
-                let overlay = self.folders.outbox.join(format!("{stem}-overlay.png"));
-                write_atomic(&overlay, &png_bytes(&r.overlay)?).context("writing the overlay")?;
-                println!("{id}: {}", r.triage.flag.banner());
-                self.show(result_screen(&id, &r));
-                (
-                    answer_json(&name, &self.model, &r),
-                    Outcome::Triaged {
-                        triage: Box::new(r.triage),
-                        logits: r.logits,
-                        timings_ms: r.timings,
-                    },
-                )
-            }
-            Err(e) => {
-                let message = format!("{e}");
-                eprintln!("{id}: error: {message}");
-                self.show(Screen::Error {
-                    message: format!("{id}: {message}"),
-                });
-                (
-                    serde_json::json!({ "file": name, "error": message, "not_for_diagnostic_use": true }),
-                    Outcome::Error { message },
-                )
-            }
-        };
-        self.audit
-            .append(&AuditEntry {
-                time: now_rfc3339(),
-                input_sha256: sha.to_string(),
-                input_bytes: bytes.len() as u64,
-                model: self.model_record(),
-                outcome,
-                recovered,
-            })
-            .context("appending to the audit log")?;
-        write_atomic(
-            &answer_path,
-            serde_json::to_string_pretty(&json)?.as_bytes(),
-        )
-        .context("writing the answer")?;
-        self.folders
-            .archive(claimed, sha)
-            .context("archiving the input")?;
-        Ok(())
     }
 }
 
@@ -290,7 +164,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     };
     let audit_dir = args.audit.clone().unwrap_or_else(|| parent.join("audit"));
     let mut service = Service {
-        model,
+        model: Arc::new(model),
         audit: AuditLog::open(&audit_dir, args.audit_max_bytes, args.audit_keep)
             .with_context(|| format!("opening audit log in {}", audit_dir.display()))?,
         display: Display::open(&args.policy)?,
@@ -328,10 +202,17 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(path) => Some(start_smp(path, args.baud, &args.model, stop.clone())?),
         None => None,
     };
-    for claimed in service.folders.unfinished()? {
-        eprintln!("recovering {}", claimed.display());
-        service.handle(&claimed, true);
-    }
+    let workers = args.workers.map_or_else(default_workers, usize::from);
+    eprintln!("triaging with {workers} worker(s)");
+    let unfinished = service.folders.unfinished()?;
+    let folders = service.folders.clone();
+    service.process(
+        workers,
+        unfinished.into_iter().map(|claimed| {
+            eprintln!("recovering {}", claimed.display());
+            answer::prepare(&folders, claimed, true)
+        }),
+    );
     service.show(Screen::Idle);
     let settle = if args.once {
         Duration::ZERO
@@ -349,16 +230,20 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             }
         };
         let ready = watcher.ready(&entries, Instant::now());
-        for path in &ready {
-            if stop.load(Ordering::SeqCst) {
-                break;
-            }
-            match service.folders.claim(path) {
-                Ok(Some(claimed)) => service.handle(&claimed, false),
-                Ok(None) => {}
-                Err(e) => eprintln!("warning: claiming {}: {e}", path.display()),
-            }
-        }
+        // Claimed lazily, in name order, while earlier slices are triaged;
+        // a stop request ends the claiming, the claimed ones are answered.
+        let claims = ready
+            .iter()
+            .take_while(|_| !stop.load(Ordering::SeqCst))
+            .filter_map(|path| match folders.claim(path) {
+                Ok(Some(claimed)) => Some(answer::prepare(&folders, claimed, false)),
+                Ok(None) => None,
+                Err(e) => {
+                    eprintln!("warning: claiming {}: {e}", path.display());
+                    None
+                }
+            });
+        service.process(workers, claims);
         if !ready.is_empty() {
             service.show(Screen::Idle);
         }

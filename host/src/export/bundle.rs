@@ -156,17 +156,18 @@ fn preprocess_file(path: &Path, spec: &PreprocessSpec) -> Result<(Vec<u8>, Prepr
 /// Golden vectors a bundle gets by default.
 const DEFAULT_GOLDEN_VECTORS: usize = 3;
 
-/// Candidate self-test images: test images of distinct classes, spread over
-/// the split. More than needed, because an image the model is undecided
-/// about (top-1 margin within twice the tolerance) cannot certify anything.
-fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
+/// Candidate self-test images with their labels: test images of distinct
+/// classes, spread over the split. More than needed, because an image the
+/// model is undecided about (top-1 margin within twice the tolerance) cannot
+/// certify anything.
+fn default_golden_images(state: &TrainState) -> Result<Vec<(PathBuf, Option<usize>)>> {
     let (_, items) = split_paths(state, Side::Test)?;
-    let mut picked: Vec<PathBuf> = Vec::new();
+    let mut picked = Vec::new();
     let mut classes = Vec::new();
     for (path, class) in spread(&items, items.len().min(64)) {
         if !classes.contains(&class) {
             classes.push(class);
-            picked.push(path);
+            picked.push((path, Some(class)));
         }
     }
     ensure!(
@@ -174,6 +175,14 @@ fn default_golden_images(state: &TrainState) -> Result<Vec<PathBuf>> {
         "the split has no test images for self-tests"
     );
     Ok(picked)
+}
+
+/// The label of a self-test image the user chose: its folder's class, when
+/// it lies in a class folder of the dataset layout.
+fn folder_label(path: &Path, classes: &[String]) -> Option<usize> {
+    let folder = path.parent()?.file_name()?.to_str()?;
+    let name = tumorxai_shared::classes::nfc(folder);
+    classes.iter().position(|c| *c == name)
 }
 
 fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
@@ -194,6 +203,12 @@ pub fn build_bundle(
     mut progress: impl FnMut(&str),
 ) -> Result<(Vec<u8>, BundleSummary)> {
     let state = &run.state;
+    if let Some(why) = tumorxai_shared::classes::class_list_mismatch(&state.classes) {
+        bail!(
+            "the run's class list is not the contract's ({why}): the device names tumours by logit \
+             index, so a bundle carries exactly the 17 classes in their order"
+        );
+    }
     let spec = state.spec.clone();
     let s = spec.input_size;
     let fp32 = run.export_fp32()?;
@@ -221,7 +236,11 @@ pub fn build_bundle(
 
     let chosen_by_user = !options.golden_images.is_empty();
     let golden_paths = if chosen_by_user {
-        options.golden_images.clone()
+        options
+            .golden_images
+            .iter()
+            .map(|p| (p.clone(), folder_label(p, &state.classes)))
+            .collect()
     } else {
         default_golden_images(state)?
     };
@@ -240,7 +259,7 @@ pub fn build_bundle(
     let mut golden = Vec::new();
     let mut golden_images = Vec::new();
     let mut max_delta = 0f32;
-    for path in &golden_paths {
+    for (path, label) in &golden_paths {
         if !chosen_by_user && golden.len() == DEFAULT_GOLDEN_VECTORS {
             break;
         }
@@ -307,6 +326,29 @@ pub fn build_bundle(
             ));
             continue;
         }
+        // The image's own truth must be what the class list names at its
+        // top-1: a self-test the model passes by a wrong answer proves
+        // nothing about the names the device will show.
+        let expected_class = match label.and_then(|l| state.classes.get(l)) {
+            Some(name) => {
+                if state.classes.get(top1) != Some(name) {
+                    if chosen_by_user {
+                        bail!(
+                            "the model calls golden image {} {:?}, not its label {name:?}: choose another",
+                            path.display(),
+                            state.classes.get(top1).map_or("?", String::as_str)
+                        );
+                    }
+                    progress(&format!(
+                        "skipping {} as a self-test image: the model does not name its label",
+                        path.display()
+                    ));
+                    continue;
+                }
+                Some(name.clone())
+            }
+            None => None,
+        };
         max_delta = max_delta.max(delta);
         golden.push(GoldenVector {
             name: path
@@ -318,6 +360,7 @@ pub fn build_bundle(
             logits: expected,
             top1,
             logit_tolerance: tolerance,
+            expected_class,
         });
         golden_images.push(bytes);
     }

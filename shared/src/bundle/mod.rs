@@ -283,6 +283,7 @@ mod tests {
                 logits: vec![1.0, 2.0],
                 top1: 1,
                 logit_tolerance: 1e-4,
+                expected_class: None,
             }],
             golden_images: vec![image],
             ood_statistics: None,

@@ -2,7 +2,8 @@
 //! [`DICOM_FRONT_END`]): a Part 10 file's bytes → one luminance plane in
 //! [0, 1] plus what the file says about itself ([`DicomInfo`]). Parsing and
 //! pixel decoding are dicom-rs (`dicom-object`, `dicom-pixeldata`: native,
-//! deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS through CharLS),
+//! deflated, RLE, JPEG baseline/extended/lossless, and JPEG-LS through CharLS
+//! when built with the `jpeg-ls` feature),
 //! after our structural pre-scan ([`prescan`]); the grey-scale chain
 //! (stored values, rescale, window, MONOCHROME1) is ours in [`window`], so
 //! that host and device compute the same plane bit for bit.
@@ -28,6 +29,34 @@ use window::{stored_values, to_unit_plane, SampleLayout, Voi, VoiFunction};
 /// Answers for DICOM input carry it beside the preprocessing spec's hash: a
 /// change of this chain changes what the model sees only for DICOM input.
 pub const DICOM_FRONT_END: &str = "dicom-v1";
+
+/// Whether this build decodes JPEG-LS (the `jpeg-ls` feature: CharLS, which
+/// needs cmake and a C++ compiler at build time).
+pub const JPEG_LS_COMPILED_IN: bool = cfg!(feature = "jpeg-ls");
+
+/// The JPEG-LS transfer syntaxes: lossless and near-lossless.
+const JPEG_LS_TRANSFER_SYNTAXES: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
+
+/// The refusal for a JPEG-LS file in a build without JPEG-LS, `None` when the
+/// file is not JPEG-LS or the build can read it. A clear "rebuild with" instead
+/// of the codec registry's generic "no decoder for this transfer syntax".
+fn jpeg_ls_refusal(transfer_syntax: &str, compiled_in: bool) -> Option<PreprocessError> {
+    let uid = transfer_syntax.trim_end_matches(['\0', ' ']);
+    (!compiled_in && JPEG_LS_TRANSFER_SYNTAXES.contains(&uid)).then(|| {
+        PreprocessError::UnsupportedDicom(format!(
+            "JPEG-LS support not compiled in (transfer syntax {uid}): build with --features jpeg-ls"
+        ))
+    })
+}
+
+/// What the refusal of an unreadable transfer syntax lists as readable.
+fn readable_syntaxes() -> &'static str {
+    if JPEG_LS_COMPILED_IN {
+        "implicit/explicit VR little endian, explicit VR big endian, deflated, RLE, JPEG baseline, extended and lossless, JPEG-LS"
+    } else {
+        "implicit/explicit VR little endian, explicit VR big endian, deflated, RLE, JPEG baseline, extended and lossless; JPEG-LS with --features jpeg-ls"
+    }
+}
 
 /// A decoded DICOM slice.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,9 +92,7 @@ fn corrupt(error: &dyn std::error::Error) -> PreprocessError {
     if lower.contains("transfersyntax") || lower.contains("transfer syntax") {
         // E.g. JPEG 2000, which needs a C library (OpenJPEG) this build
         // does not link: a clear refusal, not "corrupt".
-        PreprocessError::UnsupportedDicom(format!(
-            "{text} (readable: implicit/explicit VR little endian, explicit VR big endian, deflated, RLE, JPEG baseline, extended and lossless, JPEG-LS)"
-        ))
+        PreprocessError::UnsupportedDicom(format!("{text} (readable: {})", readable_syntaxes()))
     } else if lower.contains("eof")
         || lower.contains("end of file")
         || lower.contains("unexpected end")
@@ -186,6 +213,9 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
             "DICOM: no Pixel Data element".into(),
         ));
     }
+    if let Some(refusal) = jpeg_ls_refusal(&info.transfer_syntax, JPEG_LS_COMPILED_IN) {
+        return Err(refusal);
+    }
     let pixels = object.decode_pixel_data().map_err(|e| {
         let text = chain(&e);
         if text.to_lowercase().contains("transfer syntax") {
@@ -249,4 +279,32 @@ pub fn decode_dicom(bytes: &[u8], limits: DecodeLimits) -> Result<DicomSlice, Pr
         luminance: Luminance::new(width, height, plane),
         info,
     })
+}
+
+#[cfg(test)]
+mod jpeg_ls_tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_ls_is_refused_by_name_only_when_not_compiled_in() {
+        for uid in ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81\0"] {
+            match jpeg_ls_refusal(uid, false) {
+                Some(PreprocessError::UnsupportedDicom(text)) => {
+                    assert!(text.contains("JPEG-LS support not compiled in"), "{text}");
+                    assert!(text.contains("--features jpeg-ls"), "{text}");
+                }
+                other => panic!("{uid}: {other:?}"),
+            }
+            assert!(jpeg_ls_refusal(uid, true).is_none());
+        }
+        // JPEG lossless (.57, .70) and explicit little endian are not JPEG-LS.
+        for uid in [
+            "1.2.840.10008.1.2.4.57",
+            "1.2.840.10008.1.2.4.70",
+            "1.2.840.10008.1.2.1",
+            "1.2.840.10008.1.2.4.8",
+        ] {
+            assert!(jpeg_ls_refusal(uid, false).is_none(), "{uid}");
+        }
+    }
 }

@@ -79,7 +79,7 @@ impl Service {
     fn reload(&mut self, args: &ModelArgs, audit: impl Fn(&mut Service, String, &str)) {
         match load_active(args, Some(&mut self.audit)) {
             Ok(model) => {
-                self.model = model;
+                self.model = Arc::new(model);
                 audit(
                     self,
                     format!(

@@ -152,6 +152,12 @@ pub struct GoldenVector {
     pub top1: usize,
     /// Largest allowed |Δ| per logit on the device.
     pub logit_tolerance: f32,
+    /// The class the image truly shows (its dataset label), which
+    /// `classes[top1]` must name: a class list reordered after training is
+    /// caught by the image's own truth, not only by the list. Absent in
+    /// bundles made before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_class: Option<String>,
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -205,6 +211,19 @@ fn invalid(msg: impl Into<String>) -> BundleError {
 }
 
 impl Manifest {
+    /// The class list must be the shared contract's, in its order: the
+    /// device names tumours by logit index. Checked where a bundle is made
+    /// and where one is loaded (not in [`Manifest::validate`], which also
+    /// serves the format's own tests with short lists).
+    pub fn validate_class_contract(&self) -> Result<(), BundleError> {
+        match crate::classes::class_list_mismatch(&self.classes) {
+            None => Ok(()),
+            Some(why) => Err(invalid(format!(
+                "the class list is not the contract's ({why})"
+            ))),
+        }
+    }
+
     pub fn image_version(&self) -> Result<ImageVersion, BundleError> {
         self.version.parse()
     }
@@ -353,6 +372,16 @@ impl Manifest {
                     "golden vector {:?} is malformed (logits per class, finite, top1 = their argmax, tolerance > 0)",
                     g.name
                 )));
+            }
+            if let Some(expected) = &g.expected_class {
+                let named = self.classes.get(g.top1).map(String::as_str);
+                if named != Some(expected.as_str()) {
+                    return Err(invalid(format!(
+                        "golden vector {:?} shows {expected:?} but the class list names its top-1 {:?}",
+                        g.name,
+                        named.unwrap_or("nothing")
+                    )));
+                }
             }
             let ceiling = max_logit_tolerance(&g.logits);
             if g.logit_tolerance > ceiling {

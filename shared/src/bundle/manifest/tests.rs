@@ -107,6 +107,7 @@ fn golden_vectors_must_fit_the_class_list() {
         logits: vec![0.5, -1.0],
         top1: 0,
         logit_tolerance: 1e-4,
+        expected_class: None,
     };
     m.validate_golden(std::slice::from_ref(&good)).unwrap();
     let mut short = good.clone();
@@ -130,6 +131,39 @@ fn golden_vectors_must_fit_the_class_list() {
 }
 
 #[test]
+fn a_golden_vector_s_label_must_be_what_its_top1_is_called() {
+    let m = sample_manifest();
+    let mut g = GoldenVector {
+        name: "g".into(),
+        image_sha256: "a".repeat(64),
+        input_sha256: "b".repeat(64),
+        logits: vec![0.5, -1.0],
+        top1: 0,
+        logit_tolerance: 1e-4,
+        expected_class: Some("Glioma T1".into()),
+    };
+    m.validate_golden(std::slice::from_ref(&g)).unwrap();
+    g.expected_class = Some("NORMAL T2".into());
+    let err = m.validate_golden(&[g]).unwrap_err().to_string();
+    assert!(
+        err.contains("shows \"NORMAL T2\"") && err.contains("\"Glioma T1\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn only_the_contract_class_list_passes_the_contract_check() {
+    // The sample's two-class list is a valid manifest but not the contract.
+    let mut m = sample_manifest();
+    assert!(m.validate_class_contract().is_err());
+    m.classes = crate::CLASS_NAMES.iter().map(|c| c.to_string()).collect();
+    m.validate_class_contract().unwrap();
+    m.classes.swap(6, 7);
+    let err = m.validate_class_contract().unwrap_err().to_string();
+    assert!(err.contains("logit 6 is \"NORMAL T2\""), "{err}");
+}
+
+#[test]
 fn a_bundle_without_golden_vectors_is_refused() {
     let err = sample_manifest().validate_golden(&[]).unwrap_err();
     assert!(err.to_string().contains("0 golden vectors"), "{err}");
@@ -146,6 +180,7 @@ fn the_tolerance_has_a_ceiling_from_the_logit_scale() {
         logits: vec![8.0, -3.0],
         top1: 0,
         logit_tolerance: 0.4,
+        expected_class: None,
     };
     assert_eq!(max_logit_tolerance(&g.logits), 0.4);
     m.validate_golden(std::slice::from_ref(&g)).unwrap();
@@ -166,6 +201,7 @@ fn an_undecided_golden_image_is_refused() {
         logits: vec![1.0, 0.92],
         top1: 0,
         logit_tolerance: 0.05,
+        expected_class: None,
     };
     let err = sample_manifest().validate_golden(&[g]).unwrap_err();
     assert!(err.to_string().contains("margin"), "{err}");
