@@ -13,6 +13,7 @@ pub mod loader;
 pub mod ordered;
 pub mod overlay;
 pub mod pipeline;
+pub mod profile;
 pub mod runtime;
 pub mod service;
 pub mod smp_server;

@@ -61,12 +61,13 @@ where
         }
         return;
     }
+    // The window: the producer sends a token before each input (blocking
+    // while the window is full); the consumer takes one back per result.
+    let (token_tx, token_rx) = mpsc::sync_channel::<()>(in_flight_bound(workers));
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, I)>(workers);
+    let job_rx = Mutex::new(job_rx);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, I, Result<O, WorkerPanic>)>();
     std::thread::scope(|scope| {
-        // The window: the producer sends a token before each input (blocking
-        // while the window is full); the consumer takes one back per result.
-        let (token_tx, token_rx) = mpsc::sync_channel::<()>(in_flight_bound(workers));
-        let (job_tx, job_rx) = mpsc::sync_channel::<(usize, I)>(workers);
-        let (done_tx, done_rx) = mpsc::channel::<(usize, I, Result<O, WorkerPanic>)>();
         scope.spawn(move || {
             for (seq, input) in inputs.enumerate() {
                 if token_tx.send(()).is_err() || job_tx.send((seq, input)).is_err() {
@@ -74,7 +75,6 @@ where
                 }
             }
         });
-        let job_rx = Mutex::new(job_rx);
         for _ in 0..workers {
             let done_tx = done_tx.clone();
             let (job_rx, guarded) = (&job_rx, &guarded);
@@ -138,9 +138,8 @@ mod tests {
         let taken = AtomicUsize::new(0);
         let mut most = 0;
         let workers = 3;
-        let inputs = (0..50).map(|i| {
+        let inputs = (0..50).inspect(|_| {
             taken.fetch_add(1, Ordering::SeqCst);
-            i
         });
         let mut consumed = 0;
         map_in_order(

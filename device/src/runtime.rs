@@ -138,7 +138,13 @@ impl Model {
         self.input_size
     }
 
-    pub fn run(&self, input: &Preprocessed) -> Result<Outputs, RuntimeError> {
+    /// The optimised plan (for profiling; every run spawns its own state).
+    pub(crate) fn plan(&self) -> &std::sync::Arc<TypedRunnableModel> {
+        &self.plan
+    }
+
+    /// The `1×3×S×S` input tensor of a preprocessed slice.
+    pub(crate) fn input_tensor(&self, input: &Preprocessed) -> Result<Tensor, RuntimeError> {
         if input.size != self.input_size {
             return Err(RuntimeError::InputSize {
                 got: input.size,
@@ -146,9 +152,15 @@ impl Model {
             });
         }
         let s = input.size as usize;
-        let tensor = tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input.data.clone())
-            .map_err(inference_error)?
-            .into_tensor();
+        Ok(
+            tract_ndarray::Array4::from_shape_vec((1, 3, s, s), input.data.clone())
+                .map_err(inference_error)?
+                .into_tensor(),
+        )
+    }
+
+    pub fn run(&self, input: &Preprocessed) -> Result<Outputs, RuntimeError> {
+        let tensor = self.input_tensor(input)?;
         let outputs = self
             .plan
             .run(tvec!(tensor.into()))

@@ -2,8 +2,10 @@
 //! (by `.ci/test`) runs under `qemu-aarch64-static -cpu cortex-a72` on a few
 //! sample scans and must give the x86 run's logits (≤ 1e-5) and flags — for
 //! the fp32 bundle, and for the int8 bundle in the int8 form (the default on
-//! aarch64). Emulation is ~200× slower than native, so this stays at three
-//! scans of the small demo model.
+//! aarch64 CPUs with the dot-product extension). Emulation is ~200× slower
+//! than native, so this stays at three scans of the demo model. The same
+//! binary under `-cpu cortex-a72` and `-cpu cortex-a76` shows which form
+//! `auto` picks with and without the dot-product extension.
 //!
 //! Without the cross-built binary the test says so and passes, unless
 //! `TUMORXAI_REQUIRE_ARM` is set (as `.ci/test` does), where it fails.
@@ -97,4 +99,48 @@ fn aarch64_under_qemu_matches_x86() {
             assert_eq!(fa, fb, "{bundle}: flags differ");
         }
     }
+}
+
+/// The execution form `auto` picks for an int8 bundle on an emulated CPU.
+fn auto_form(cpu: &str, arm: &Path, out: &Path, disable_dotprod: bool) -> String {
+    let mut qemu = Command::new("qemu-aarch64-static");
+    qemu.args(["-cpu", cpu, "-L", "/usr/aarch64-linux-gnu"])
+        .arg(arm)
+        .current_dir(repo())
+        .args(["triage", "--bundle", "tests/fixtures/tiny-model/int8.bundle"])
+        .arg("--out")
+        .arg(out)
+        .arg(SCANS[0]);
+    if disable_dotprod {
+        qemu.env("TRACT_DOTPROD_DISABLE", "1");
+    } else {
+        qemu.env_remove("TRACT_DOTPROD_DISABLE");
+    }
+    let run = qemu.output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("int8 bundle in the"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("01-glioma-t1c.json")).unwrap()).unwrap();
+    json["model"]["execution_form"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn auto_picks_int8_kernels_only_where_the_cpu_has_the_dot_product_extension() {
+    let Some(arm) = arm_binary() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // Cortex-A72 (Armv8.0): no SDOT; Cortex-A76 (Armv8.2): SDOT.
+    assert_eq!(
+        auto_form("cortex-a72", &arm, &tmp.path().join("a72"), false),
+        "dequantized"
+    );
+    assert_eq!(
+        auto_form("cortex-a76", &arm, &tmp.path().join("a76"), false),
+        "int8"
+    );
+    assert_eq!(
+        auto_form("cortex-a76", &arm, &tmp.path().join("a76-off"), true),
+        "dequantized",
+        "TRACT_DOTPROD_DISABLE forces the path without dot products"
+    );
 }

@@ -103,7 +103,13 @@ fn keygen_bundle_inspect_verify_parity() {
         read_bundle(&fp32_bytes).unwrap(),
         read_bundle(&int8_bytes).unwrap(),
     );
-    assert_eq!(a.golden.len(), 3);
+    // Three by default, of the test images this barely trained model names
+    // right (it gets few): each one's label is what its top-1 is called.
+    assert!((1..=3).contains(&a.golden.len()), "{}", a.golden.len());
+    for g in a.golden.iter().chain(&b.golden) {
+        let label = g.expected_class.as_deref().expect("default self-tests carry their label");
+        assert_eq!(a.manifest.classes[g.top1], label, "{}", g.name);
+    }
     assert_eq!(b.manifest.quantization.calibration_images, Some(20));
     let ratio = b.model.len() as f64 / a.model.len() as f64;
     assert!(ratio <= 0.30, "int8 model is {ratio:.3} of fp32");

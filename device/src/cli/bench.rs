@@ -27,6 +27,11 @@ pub struct BenchArgs {
     /// Slices in the series of --workers (a scanner sends 20–40 at once).
     #[arg(long, default_value_t = 30, requires = "workers")]
     series: usize,
+    /// Also write the ONNX model exactly as tract runs it (the bundle's
+    /// model in the chosen execution form), for running the same graph in
+    /// another runtime (device/bench/ort_compare.sh).
+    #[arg(long, requires = "bundle")]
+    export_onnx: Option<PathBuf>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -138,6 +143,23 @@ fn series_bench(args: &BenchArgs, inputs: &[Vec<u8>]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the bundle's model rewritten into `form`, the graph tract runs.
+fn export_executed_onnx(
+    bundle: &std::path::Path,
+    form: tumorxai_device::forms::ExecutionForm,
+    out: &std::path::Path,
+) -> Result<()> {
+    use prost::Message;
+    let bytes =
+        std::fs::read(bundle).with_context(|| format!("reading bundle {}", bundle.display()))?;
+    let read = tumorxai_shared::bundle::read_bundle(&bytes)?;
+    let mut proto = tract_onnx::pb::ModelProto::decode(read.model)
+        .context("the bundle's model is not valid ONNX protobuf")?;
+    tumorxai_device::forms::apply(&mut proto, form)?;
+    std::fs::write(out, proto.encode_to_vec())
+        .with_context(|| format!("writing {}", out.display()))
+}
+
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {
     let inputs: Vec<Vec<u8>> = args
         .files
@@ -148,6 +170,9 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         return series_bench(&args, &inputs);
     }
     let loaded = load_model(&args.model)?;
+    if let (Some(out), Some(bundle)) = (&args.export_onnx, &args.model.bundle) {
+        export_executed_onnx(bundle, loaded.form, out)?;
+    }
     let mut stages: Vec<Vec<f64>> = vec![Vec::new(); 5];
     for _ in 0..args.repeat.max(1) {
         for input in &inputs {

@@ -2,6 +2,7 @@
 
 mod bench;
 mod install;
+mod profile;
 mod serve;
 mod triage;
 
@@ -57,8 +58,20 @@ enum Command {
     )]
     Install(install::InstallArgs),
     /// Per-stage latency (decode, preprocess, inference, EigenCAM, render)
-    /// over repeated runs of the sample scans, and peak memory, as JSON.
+    /// over repeated runs of the sample scans, and peak memory, as JSON;
+    /// with --workers, the throughput of a whole series.
+    #[command(
+        after_help = "Examples:\n  tumorxai-device bench --repeat 10 models/samples/01-glioma-t1c.jpg\n  tumorxai-device bench --workers 1,2,4 --series 30 models/samples/*.jpg"
+    )]
     Bench(bench::BenchArgs),
+    /// Where inference time goes: every node of tract's optimised plan
+    /// timed over repeated runs of one slice (tract's per-node evaluation
+    /// hook), with its op, multiply-adds and whether it only recomputes
+    /// constants, the slowest first, as JSON.
+    #[command(
+        after_help = "Example:\n  tumorxai-device profile --bundle models/demo-int8.bundle --form int8 --top 10 models/samples/01-glioma-t1c.jpg"
+    )]
+    Profile(profile::ProfileArgs),
     /// Run slice files through the shared preprocessing contract and print
     /// the model input's shape and statistics (one JSON line per file).
     Preprocess {
@@ -91,8 +104,9 @@ struct ModelArgs {
     /// state directory's.
     #[arg(long)]
     trust: Option<PathBuf>,
-    /// Execution form of int8 bundles: auto (int8 kernels on aarch64,
-    /// dequantized f32 elsewhere), dequantized, int8, as-shipped (QDQ).
+    /// Execution form of int8 bundles: auto (int8 kernels on aarch64 CPUs
+    /// with the dot-product extension, e.g. Cortex-A76; dequantized f32 on
+    /// the Cortex-A72 and elsewhere), dequantized, int8, as-shipped (QDQ).
     #[arg(long, default_value = "auto")]
     form: ExecutionForm,
     /// Threads for tract's matrix products (multithreaded matmul).
@@ -310,6 +324,13 @@ fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     };
     let mut model = LoadedModel::from_bundle(&bytes, &trust, args.form)
         .with_context(|| format!("refusing {source}"))?;
+    if model.manifest.quantization.form == tumorxai_shared::bundle::QuantizationForm::Int8Qdq {
+        eprintln!(
+            "int8 bundle in the {} form ({})",
+            model.form.name(),
+            ExecutionForm::auto_reason()
+        );
+    }
     model.demo = signed_by_demo_key(&bytes);
     Ok(model)
 }
@@ -354,6 +375,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(args),
         Command::Install(args) => install::install(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Profile(args) => profile::profile(args),
         Command::Preprocess { files, size } => {
             let spec = PreprocessSpec::with_input_size(size);
             spec.validate()?;

@@ -31,13 +31,50 @@ pub enum ExecutionForm {
     Int8,
 }
 
+/// Whether this CPU has the Armv8.2 dot-product extension (SDOT/UDOT,
+/// Cortex-A76 and later; not the Cortex-A72), read at run time from the
+/// kernel's hardware capabilities, and tract is allowed to use it
+/// (`TRACT_DOTPROD_DISABLE` unset: the variable tract-linalg reads to fall
+/// back to its older int8 kernel). Always false off aarch64.
+pub fn cpu_has_dot_product() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+            && std::env::var_os("TRACT_DOTPROD_DISABLE").is_none()
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
 impl ExecutionForm {
-    /// Int8 where tract has int8 dot-product kernels (aarch64), f32 elsewhere.
+    /// The form for this CPU: int8 kernels only on aarch64 with the
+    /// dot-product extension. Without it (Cortex-A72) tract's int8 kernel
+    /// does about as many multiply-adds per cycle as its f32 one and adds
+    /// the quantization steps, and on x86 its int8 matrix products are far
+    /// slower than f32 (see the module docs): the dequantized f32 form.
     pub fn auto() -> ExecutionForm {
-        if cfg!(target_arch = "aarch64") {
+        ExecutionForm::auto_for(cfg!(target_arch = "aarch64"), cpu_has_dot_product())
+    }
+
+    /// The rule of [`ExecutionForm::auto`], apart from the CPU it runs on.
+    pub fn auto_for(aarch64: bool, dot_product: bool) -> ExecutionForm {
+        if aarch64 && dot_product {
             ExecutionForm::Int8
         } else {
             ExecutionForm::Dequantized
+        }
+    }
+
+    /// Why `auto` picks what it picks on this CPU, for the log.
+    pub fn auto_reason() -> &'static str {
+        if !cfg!(target_arch = "aarch64") {
+            "auto on this architecture: dequantized f32 (tract's int8 kernels are slower here)"
+        } else if cpu_has_dot_product() {
+            "auto on this CPU: int8 (aarch64 with the dot-product extension)"
+        } else {
+            "auto on this CPU: dequantized f32 (aarch64 without the dot-product extension, or TRACT_DOTPROD_DISABLE set)"
         }
     }
 

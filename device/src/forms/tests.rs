@@ -121,3 +121,16 @@ fn forms_parse_by_name() {
     assert_eq!("auto".parse(), Ok(ExecutionForm::auto()));
     assert!("fast".parse::<ExecutionForm>().is_err());
 }
+
+#[test]
+fn auto_runs_int8_kernels_only_on_aarch64_with_the_dot_product_extension() {
+    use ExecutionForm::{Dequantized, Int8};
+    assert_eq!(ExecutionForm::auto_for(true, true), Int8); // Cortex-A76
+    assert_eq!(ExecutionForm::auto_for(true, false), Dequantized); // Cortex-A72
+    assert_eq!(ExecutionForm::auto_for(false, false), Dequantized); // x86
+    assert_eq!(ExecutionForm::auto_for(false, true), Dequantized);
+    if !cfg!(target_arch = "aarch64") {
+        assert!(!cpu_has_dot_product());
+        assert_eq!(ExecutionForm::auto(), Dequantized);
+    }
+}

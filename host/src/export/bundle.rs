@@ -156,25 +156,29 @@ fn preprocess_file(path: &Path, spec: &PreprocessSpec) -> Result<(Vec<u8>, Prepr
 /// Golden vectors a bundle gets by default.
 const DEFAULT_GOLDEN_VECTORS: usize = 3;
 
-/// Candidate self-test images with their labels: test images of distinct
-/// classes, spread over the split. More than needed, because an image the
-/// model is undecided about (top-1 margin within twice the tolerance) cannot
-/// certify anything.
+/// Candidate self-test images with their labels: the test images spread
+/// over the split, one of each class first, then the others. More than needed,
+/// because an image the model is undecided about (top-1 margin within twice
+/// the tolerance) or gets wrong cannot certify anything.
 fn default_golden_images(state: &TrainState) -> Result<Vec<(PathBuf, Option<usize>)>> {
     let (_, items) = split_paths(state, Side::Test)?;
-    let mut picked = Vec::new();
+    let mut firsts = Vec::new();
+    let mut others = Vec::new();
     let mut classes = Vec::new();
-    for (path, class) in spread(&items, items.len().min(64)) {
-        if !classes.contains(&class) {
+    for (path, class) in spread(&items, items.len()) {
+        if classes.contains(&class) {
+            others.push((path, Some(class)));
+        } else {
             classes.push(class);
-            picked.push((path, Some(class)));
+            firsts.push((path, Some(class)));
         }
     }
+    firsts.extend(others);
     ensure!(
-        !picked.is_empty(),
+        !firsts.is_empty(),
         "the split has no test images for self-tests"
     );
-    Ok(picked)
+    Ok(firsts)
 }
 
 /// The label of a self-test image the user chose: its folder's class, when
@@ -259,6 +263,7 @@ pub fn build_bundle(
     let mut golden = Vec::new();
     let mut golden_images = Vec::new();
     let mut max_delta = 0f32;
+    let mut misnamed = 0usize;
     for (path, label) in &golden_paths {
         if !chosen_by_user && golden.len() == DEFAULT_GOLDEN_VECTORS {
             break;
@@ -270,6 +275,26 @@ pub fn build_bundle(
                 "the trained model gives non-finite logits for {}: refusing to bundle it",
                 path.display()
             );
+        };
+        // The image's own truth must be what the class list names at its
+        // top-1: a self-test the model passes by a wrong answer proves
+        // nothing about the names the device will show.
+        let expected_class = match label.and_then(|l| state.classes.get(l)) {
+            Some(name) => {
+                if state.classes.get(top1) != Some(name) {
+                    if chosen_by_user {
+                        bail!(
+                            "the model calls golden image {} {:?}, not its label {name:?}: choose another",
+                            path.display(),
+                            state.classes.get(top1).map_or("?", String::as_str)
+                        );
+                    }
+                    misnamed += 1;
+                    continue;
+                }
+                Some(name.clone())
+            }
+            None => None,
         };
         let scale = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
         let mut delta = 0f32;
@@ -326,29 +351,6 @@ pub fn build_bundle(
             ));
             continue;
         }
-        // The image's own truth must be what the class list names at its
-        // top-1: a self-test the model passes by a wrong answer proves
-        // nothing about the names the device will show.
-        let expected_class = match label.and_then(|l| state.classes.get(l)) {
-            Some(name) => {
-                if state.classes.get(top1) != Some(name) {
-                    if chosen_by_user {
-                        bail!(
-                            "the model calls golden image {} {:?}, not its label {name:?}: choose another",
-                            path.display(),
-                            state.classes.get(top1).map_or("?", String::as_str)
-                        );
-                    }
-                    progress(&format!(
-                        "skipping {} as a self-test image: the model does not name its label",
-                        path.display()
-                    ));
-                    continue;
-                }
-                Some(name.clone())
-            }
-            None => None,
-        };
         max_delta = max_delta.max(delta);
         golden.push(GoldenVector {
             name: path
@@ -364,9 +366,14 @@ pub fn build_bundle(
         });
         golden_images.push(bytes);
     }
+    if misnamed > 0 {
+        progress(&format!(
+            "passed over {misnamed} candidate self-test images the model does not name by their label"
+        ));
+    }
     ensure!(
         !golden.is_empty(),
-        "none of {} candidate self-test images is decided enough to certify the model",
+        "none of {} candidate self-test images is decided and named right enough to certify the model",
         golden_paths.len()
     );
 
