@@ -6,6 +6,7 @@ pub mod audit;
 pub mod dicom_scp;
 pub mod display;
 pub mod eigencam;
+pub mod fold;
 pub mod failpoint;
 pub mod forms;
 pub mod input;

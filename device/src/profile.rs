@@ -24,7 +24,8 @@ pub struct NodeProfile {
     pub median_ms: f64,
     /// Multiply-adds of one run by tract's cost model (0 where it has none).
     pub fma: i64,
-    /// Every input is a constant of the model: the same work each run.
+    /// Every input is a constant of the model or derived from constants
+    /// only: the same work on every slice.
     pub constant_inputs_only: bool,
 }
 
@@ -39,6 +40,8 @@ pub struct Profile {
     pub run_median_ms: f64,
     /// Milliseconds per run spent in nodes with constant inputs only.
     pub constant_work_ms: f64,
+    /// Nodes computed once at load instead (see the `fold` module).
+    pub folded_at_load: usize,
 }
 
 fn median_ms(samples: &mut [Duration]) -> f64 {
@@ -99,6 +102,24 @@ pub fn profile(model: &Model, input: &Preprocessed, runs: usize) -> Result<Profi
             *slot = fmas;
         }
     }
+    // Constant-derived: every input a constant or itself constant-derived
+    // (in evaluation order), i.e. the same work on every slice.
+    let mut constant_derived = vec![false; node_count];
+    for id in graph.eval_order().map_err(inference)? {
+        let Some(node) = graph.nodes().get(id) else {
+            continue;
+        };
+        let derived = !node.inputs.is_empty()
+            && node.inputs.iter().all(|outlet| {
+                constant_derived.get(outlet.node).copied().unwrap_or(false)
+                    || graph
+                        .outlet_fact(*outlet)
+                        .is_ok_and(|fact| fact.konst.is_some())
+            });
+        if let Some(slot) = constant_derived.get_mut(id) {
+            *slot = derived;
+        }
+    }
     let mut nodes: Vec<NodeProfile> = graph
         .nodes()
         .iter()
@@ -108,19 +129,13 @@ pub fn profile(model: &Model, input: &Preprocessed, runs: usize) -> Result<Profi
                 // Constants are set once, not evaluated per run.
                 return None;
             }
-            let constant_inputs_only = !node.inputs.is_empty()
-                && node.inputs.iter().all(|outlet| {
-                    graph
-                        .outlet_fact(*outlet)
-                        .is_ok_and(|fact| fact.konst.is_some())
-                });
             Some(NodeProfile {
                 id: node.id,
                 name: node.name.clone(),
                 op: node.op.name().to_string(),
                 median_ms: median_ms(samples),
                 fma: fma.get(node.id).copied().unwrap_or(0),
-                constant_inputs_only,
+                constant_inputs_only: constant_derived.get(node.id).copied().unwrap_or(false),
             })
         })
         .collect();
@@ -137,5 +152,6 @@ pub fn profile(model: &Model, input: &Preprocessed, runs: usize) -> Result<Profi
         nodes_total_ms,
         run_median_ms: median_ms(&mut whole),
         constant_work_ms,
+        folded_at_load: model.folded_at_load(),
     })
 }

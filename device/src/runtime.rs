@@ -72,6 +72,8 @@ pub struct Model {
     /// Positions of the logits and features among the model's outputs.
     logits_index: usize,
     features_index: usize,
+    /// Nodes computed once at load rather than per slice (see `fold`).
+    folded_at_load: usize,
 }
 
 impl Model {
@@ -112,6 +114,8 @@ impl Model {
             .map_err(load_error)?
             .into_optimized()
             .map_err(load_error)?;
+        let mut model = model;
+        let folded_at_load = crate::fold::fold_constant_work(&mut model).map_err(load_error)?;
         let outputs = model.output_outlets().map_err(load_error)?.len();
         if outputs != 2 {
             return Err(RuntimeError::Outputs(outputs));
@@ -131,7 +135,13 @@ impl Model {
             input_size,
             logits_index,
             features_index,
+            folded_at_load,
         })
+    }
+
+    /// Nodes of tract's optimised plan that were computed once at load.
+    pub fn folded_at_load(&self) -> usize {
+        self.folded_at_load
     }
 
     pub fn input_size(&self) -> u32 {
