@@ -132,6 +132,30 @@ fn eval_outputs_match_torchvision_with_the_same_weights() {
 }
 
 #[test]
+fn fresh_normalisation_layers_start_as_torchvisions() {
+    // torchvision's own freshly built ResNet-18 (fixture): every BN weight
+    // 1, bias 0, running mean 0, running variance 1. tch's default draws
+    // the weights from U(0, 1), which this test caught.
+    let fx = fixture();
+    let expected = fx["resnet18_initial_norm_state"].as_object().unwrap();
+    assert_eq!(expected.len(), 80, "20 BN layers × 4 tensors");
+    let (vs, _) = build(Depth::ResNet18, 1.0);
+    let ours = vs.variables();
+    for (name, stats) in expected {
+        let tensor = ours
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from the tch ResNet-18"));
+        for (what, value) in [
+            ("min", tensor.min().double_value(&[])),
+            ("max", tensor.max().double_value(&[])),
+            ("mean", tensor.mean(tch::Kind::Double).double_value(&[])),
+        ] {
+            assert_eq!(value, stats[what].as_f64().unwrap(), "{name} {what}");
+        }
+    }
+}
+
+#[test]
 fn width_multiplier_scales_channels_and_embedding() {
     let (_, net) = build(Depth::ResNet18, 0.25);
     let x = Tensor::zeros([1, 3, 64, 64], (Kind::Float, Device::Cpu));

@@ -3,4 +3,4 @@
 pub mod resnet;
 pub mod weights;
 
-pub use resnet::{resnet, Depth, LayerPoint, ResNet, ResNetConfig};
+pub use resnet::{resnet, torch_batch_norm, Depth, LayerPoint, ResNet, ResNetConfig};

@@ -71,8 +71,20 @@ fn conv(vs: nn::Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: 
     nn::conv2d(vs, c_in, c_out, kernel, config)
 }
 
+/// PyTorch's initial state of a batch norm: weight 1, bias 0 (what every
+/// torchvision model starts from). tch's `BatchNormConfig::default()` draws
+/// the weights from U(0, 1) instead, which scales every residual branch by a
+/// random factor at the start of training.
+pub fn torch_batch_norm() -> nn::BatchNormConfig {
+    nn::BatchNormConfig {
+        ws_init: nn::Init::Const(1.0),
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    }
+}
+
 fn batch_norm(vs: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(vs, c, Default::default())
+    nn::batch_norm2d(vs, c, torch_batch_norm())
 }
 
 /// Shortcut projection `downsample.0` (1×1 conv) + `downsample.1` (BN).

@@ -5,6 +5,8 @@
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
 
+use crate::model::torch_batch_norm;
+
 pub use crate::tensor::l2_normalize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +59,13 @@ pub fn mlp(
                         pair[1],
                         nn::BatchNormConfig {
                             affine: false,
-                            ..Default::default()
+                            ..torch_batch_norm()
                         },
                     )
                 })
             } else {
                 hidden_norm
-                    .then(|| nn::batch_norm1d(vs / format!("bn{i}"), pair[1], Default::default()))
+                    .then(|| nn::batch_norm1d(vs / format!("bn{i}"), pair[1], torch_batch_norm()))
             };
             let linear = nn::linear(
                 vs / format!("linear{i}"),
