@@ -3,8 +3,10 @@
 runtime beside tract for device/bench/ort_compare.sh. Median of --runs
 single-slice runs after a warm-up, with intra-op threads as given.
 
-Also reports the model's f32 weight bytes (float initializers), the yardstick
-of the device's memory goal (peak RSS <= 2 x f32 weights + 64 MB).
+Also reports the model's weights as f32 bytes (4 bytes per element of every
+float or 8-bit initializer: an int8 model's weights counted as the f32 model
+they stand for), the yardstick of the device's memory goal (peak RSS <= 2 x
+f32 weights + 64 MB).
 """
 import argparse
 import json
@@ -19,8 +21,9 @@ import onnxruntime as ort
 def f32_weight_bytes(path):
     model = onnx.load(path)
     total = 0
+    weights = (onnx.TensorProto.FLOAT, onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
     for init in model.graph.initializer:
-        if init.data_type == onnx.TensorProto.FLOAT:
+        if init.data_type in weights:
             count = 1
             for d in init.dims:
                 count *= d

@@ -331,3 +331,55 @@ fn one_instance_per_inbox_and_sigterm_stops_gracefully() {
     assert_eq!(exit.code(), Some(0), "SIGTERM must end in a clean exit");
     assert_eq!(audit_lines(&d).len(), 1);
 }
+
+#[test]
+fn a_series_triaged_by_several_workers_is_answered_in_arrival_order() {
+    let d = dirs();
+    // Ten distinct slices, some damaged (fast errors) between heavy ones, so
+    // that workers finish out of order.
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(repo().join("models/samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    samples.sort();
+    let mut expected = Vec::new();
+    for i in 0..10usize {
+        let bytes = if i % 3 == 2 {
+            format!("not an image {i}").into_bytes()
+        } else {
+            std::fs::read(&samples[i]).unwrap()
+        };
+        expected.push(sha256_hex(&bytes));
+        std::fs::write(d.inbox.join(format!("s{i:02}.jpg")), bytes).unwrap();
+    }
+    let run = serve_command(&d, true)
+        .args(["--workers", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("triaging with 3 worker(s)"), "{stderr}");
+    let order: Vec<String> = audit_lines(&d)
+        .iter()
+        .map(|e| e["input_sha256"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, expected, "audit entries in the inbox's name order");
+    // Stdout names each triaged slice by its hash, also in that order.
+    let printed: Vec<String> = String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| l.split(':').next().unwrap().trim_start_matches("scan ").to_string())
+        .collect();
+    let triaged: Vec<&String> = expected
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 2)
+        .map(|(_, sha)| sha)
+        .collect();
+    assert_eq!(printed.len(), triaged.len());
+    for (id, sha) in printed.iter().zip(&triaged) {
+        assert!(sha.starts_with(id.as_str()), "{id} vs {sha}");
+    }
+    assert_eq!(names(&d.inbox), Vec::<String>::new());
+    assert_eq!(names(&d.archive).len(), 10);
+}

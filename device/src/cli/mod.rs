@@ -105,8 +105,9 @@ struct ModelArgs {
     #[arg(long)]
     trust: Option<PathBuf>,
     /// Execution form of int8 bundles: auto (int8 kernels on aarch64 CPUs
-    /// with the dot-product extension, e.g. Cortex-A76; dequantized f32 on
-    /// the Cortex-A72 and elsewhere), dequantized, int8, as-shipped (QDQ).
+    /// with the dot-product extension, e.g. Cortex-A76, and on x86-64 with
+    /// AVX2; dequantized f32 on the Cortex-A72 and elsewhere), dequantized,
+    /// int8, as-shipped (QDQ).
     #[arg(long, default_value = "auto")]
     form: ExecutionForm,
     /// Threads for tract's matrix products (multithreaded matmul).

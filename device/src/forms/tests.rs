@@ -123,14 +123,17 @@ fn forms_parse_by_name() {
 }
 
 #[test]
-fn auto_runs_int8_kernels_only_on_aarch64_with_the_dot_product_extension() {
+fn auto_runs_int8_kernels_only_where_the_cpu_has_good_ones() {
     use ExecutionForm::{Dequantized, Int8};
-    assert_eq!(ExecutionForm::auto_for(true, true), Int8); // Cortex-A76
-    assert_eq!(ExecutionForm::auto_for(true, false), Dequantized); // Cortex-A72
-    assert_eq!(ExecutionForm::auto_for(false, false), Dequantized); // x86
-    assert_eq!(ExecutionForm::auto_for(false, true), Dequantized);
-    if !cfg!(target_arch = "aarch64") {
-        assert!(!cpu_has_dot_product());
-        assert_eq!(ExecutionForm::auto(), Dequantized);
+    assert_eq!(Int8Kernels::ArmDotProduct.auto_form(), Int8); // Cortex-A76
+    assert_eq!(Int8Kernels::ArmWithoutDotProduct.auto_form(), Dequantized); // Cortex-A72
+    assert_eq!(Int8Kernels::X86Avx2.auto_form(), Int8);
+    assert_eq!(Int8Kernels::Other.auto_form(), Dequantized);
+    if cfg!(target_arch = "x86_64") {
+        assert!(matches!(
+            Int8Kernels::detect(),
+            Int8Kernels::X86Avx2 | Int8Kernels::Other
+        ));
     }
+    assert_eq!(ExecutionForm::auto(), Int8Kernels::detect().auto_form());
 }
