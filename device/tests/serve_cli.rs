@@ -344,11 +344,11 @@ fn a_series_triaged_by_several_workers_is_answered_in_arrival_order() {
         .collect();
     samples.sort();
     let mut expected = Vec::new();
-    for i in 0..10usize {
+    for (i, sample) in samples.iter().enumerate().take(10) {
         let bytes = if i % 3 == 2 {
             format!("not an image {i}").into_bytes()
         } else {
-            std::fs::read(&samples[i]).unwrap()
+            std::fs::read(sample).unwrap()
         };
         expected.push(sha256_hex(&bytes));
         std::fs::write(d.inbox.join(format!("s{i:02}.jpg")), bytes).unwrap();
