@@ -140,12 +140,12 @@ pub fn profile(model: &Model, input: &Preprocessed, runs: usize) -> Result<Profi
         })
         .collect();
     nodes.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
-    let nodes_total_ms = nodes.iter().map(|n| n.median_ms).sum();
+    // Folded from +0.0 (`Sum` of floats starts at −0.0).
+    let nodes_total_ms = nodes.iter().fold(0.0, |sum, n| sum + n.median_ms);
     let constant_work_ms = nodes
         .iter()
         .filter(|n| n.constant_inputs_only)
-        .map(|n| n.median_ms)
-        .sum();
+        .fold(0.0, |sum, n| sum + n.median_ms);
     Ok(Profile {
         runs,
         nodes,
