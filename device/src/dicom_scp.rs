@@ -11,6 +11,7 @@
 //! accepted MR context ends the association. Received files
 //! are named by the hash of their SOP Instance UID, never by patient data.
 
+use crate::dicom_access::CallerPolicy;
 use crate::service::write_atomic;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ pub enum ScpError {
 #[derive(Debug, Clone)]
 pub struct ScpConfig {
     pub ae_title: String,
+    /// Calling AE titles allowed to associate; empty: any caller.
+    pub allowed_callers: Vec<String>,
     pub inbox: PathBuf,
     /// Read/write timeout of one association.
     pub timeout: Duration,
@@ -145,8 +148,9 @@ pub fn handle_association(
     socket.set_nonblocking(false)?;
     // The timeouts go through the association options: establish() applies
     // its own socket options and would reset timeouts set on the socket.
+    let policy = CallerPolicy::new(&config.allowed_callers);
     let mut options = ServerAssociationOptions::new()
-        .accept_called_ae_title()
+        .ae_access_control(policy.clone())
         .ae_title(config.ae_title.clone())
         .read_timeout(config.timeout)
         .write_timeout(config.timeout)
@@ -157,9 +161,14 @@ pub fn handle_association(
     }
     // The negotiation error's text can quote the offending PDU, data set
     // bytes included: log only that negotiation failed.
-    let mut association = options
-        .establish(socket)
-        .map_err(|_| ScpError::Association("negotiation failed or refused".into()))?;
+    let mut association = options.establish(socket).map_err(|_| {
+        ScpError::Association(match policy.refused_caller() {
+            Some(caller) => format!(
+                "rejected: calling AE title {caller:?} is not on the allow-list (--allow-calling-ae)"
+            ),
+            None => "negotiation failed or refused".into(),
+        })
+    })?;
     let mut report = AssociationReport {
         calling_ae_title: association.peer_ae_title().to_string(),
         ..AssociationReport::default()

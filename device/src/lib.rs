@@ -3,11 +3,12 @@
 //! the overlay, the inbox service and the DICOM storage receiver.
 
 pub mod audit;
+pub mod dicom_access;
 pub mod dicom_scp;
 pub mod display;
 pub mod eigencam;
-pub mod fold;
 pub mod failpoint;
+pub mod fold;
 pub mod forms;
 pub mod input;
 pub mod loader;

@@ -107,7 +107,11 @@ fn auto_form(cpu: &str, arm: &Path, out: &Path, disable_dotprod: bool) -> String
     qemu.args(["-cpu", cpu, "-L", "/usr/aarch64-linux-gnu"])
         .arg(arm)
         .current_dir(repo())
-        .args(["triage", "--bundle", "tests/fixtures/tiny-model/int8.bundle"])
+        .args([
+            "triage",
+            "--bundle",
+            "tests/fixtures/tiny-model/int8.bundle",
+        ])
         .arg("--out")
         .arg(out)
         .arg(SCANS[0]);
@@ -122,7 +126,10 @@ fn auto_form(cpu: &str, arm: &Path, out: &Path, disable_dotprod: bool) -> String
     assert!(stderr.contains("int8 bundle in the"), "{stderr}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("01-glioma-t1c.json")).unwrap()).unwrap();
-    json["model"]["execution_form"].as_str().unwrap().to_string()
+    json["model"]["execution_form"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]

@@ -245,26 +245,26 @@ fn a_scanner_push_over_dicom_is_triaged_and_audited() {
             &port.to_string(),
         ])
         .args(["--ae-title", "TUMORXAI"])
+        .args([
+            "--allow-calling-ae",
+            "SCANNER",
+            "--allow-calling-ae",
+            "PACS1",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let port_text = port.to_string();
-    let dcmtk = |tool: &str, extra: &[&Path]| {
+    let dcmtk_as = |caller: &str, tool: &str, extra: &[&Path]| {
         let mut command = Command::new(tool);
-        command.args([
-            "-aec",
-            "TUMORXAI",
-            "-aet",
-            "SCANNER",
-            "127.0.0.1",
-            &port_text,
-        ]);
+        command.args(["-aec", "TUMORXAI", "-aet", caller, "127.0.0.1", &port_text]);
         for path in extra {
             command.arg(path);
         }
         command.output().unwrap()
     };
+    let dcmtk = |tool: &str, extra: &[&Path]| dcmtk_as("SCANNER", tool, extra);
     wait_until("the receiver answers C-ECHO", || {
         dcmtk("echoscu", &[]).status.success()
     });
@@ -325,6 +325,18 @@ ds.save_as(sys.argv[2], enforce_file_format=True)
         half.write_all(&[0x01, 0x00, 0x00, 0x00, 0x10]).unwrap();
     }
     assert!(dcmtk("echoscu", &[]).status.success());
+    // A caller not on the allow-list: rejected in the association, for an
+    // echo and for a store alike; nothing of it is stored.
+    let rogue = dcmtk_as(
+        "ROGUE",
+        "storescu",
+        &[&set_dir.join("mono2-u16-12bit-window.dcm")],
+    );
+    assert!(!rogue.status.success(), "a rogue AE title must be refused");
+    let rogue_text = String::from_utf8_lossy(&rogue.stderr).to_lowercase();
+    assert!(rogue_text.contains("reject"), "{rogue_text}");
+    assert!(!dcmtk_as("ROGUE", "echoscu", &[]).status.success());
+    assert!(dcmtk_as("PACS1", "echoscu", &[]).status.success());
 
     assert!(Command::new("kill")
         .args(["-TERM", &service.id().to_string()])
@@ -341,6 +353,10 @@ ds.save_as(sys.argv[2], enforce_file_format=True)
         .read_to_string(&mut stderr)
         .unwrap();
     assert_eq!(exit.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("calling AE title \"ROGUE\" is not on the allow-list"),
+        "{stderr}"
+    );
     let everything = all_text(&outbox) + &all_text(&audit) + &stderr;
     assert!(!everything.contains("DOE^JANE") && !everything.contains("PID-4711"));
     let answers = std::fs::read_dir(&outbox)

@@ -368,7 +368,13 @@ fn a_series_triaged_by_several_workers_is_answered_in_arrival_order() {
     // Stdout names each triaged slice by its hash, also in that order.
     let printed: Vec<String> = String::from_utf8_lossy(&run.stdout)
         .lines()
-        .map(|l| l.split(':').next().unwrap().trim_start_matches("scan ").to_string())
+        .map(|l| {
+            l.split(':')
+                .next()
+                .unwrap()
+                .trim_start_matches("scan ")
+                .to_string()
+        })
         .collect();
     let triaged: Vec<&String> = expected
         .iter()

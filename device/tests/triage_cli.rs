@@ -161,7 +161,6 @@ fn with_no_arguments_the_demo_bundle_triages_the_sample_scans() {
     assert_eq!((frame.width(), frame.height()), (320, 240));
 }
 
-
 /// A 256×256 grey PNG from a pixel function.
 fn png(path: &Path, f: impl Fn(u32, u32) -> u8) {
     image::GrayImage::from_fn(256, 256, |x, y| image::Luma([f(x, y)]))
@@ -234,20 +233,16 @@ fn a_bundle_from_an_untrusted_signer_is_refused() {
 /// The tiny fixture bundle with its class list passed through `edit`,
 /// re-signed with the demo key (trusted by default) into `dir`.
 fn resigned_with_classes(dir: &Path, edit: impl Fn(&mut Vec<String>)) -> std::path::PathBuf {
-    use tumorxai_shared::bundle::{read_bundle, write_bundle, BundleContents};
+    use tumorxai_shared::bundle::{read_bundle, write_bundle};
     let bytes = std::fs::read(repo().join("tests/fixtures/tiny-model/int8.bundle")).unwrap();
-    let bundle = read_bundle(&bytes).unwrap();
-    let mut manifest = bundle.manifest.clone();
-    edit(&mut manifest.classes);
-    let contents = BundleContents {
-        manifest,
-        model: bundle.model.to_vec(),
-        golden: bundle.golden.clone(),
-        golden_images: bundle.golden_images.iter().map(|g| g.to_vec()).collect(),
-        ood_statistics: bundle.ood_statistics.map(<[u8]>::to_vec),
-    };
+    let mut contents = read_bundle(&bytes).unwrap().contents();
+    edit(&mut contents.manifest.classes);
     let path = dir.join("resigned.bundle");
-    std::fs::write(&path, write_bundle(&contents, &crate::common::demo_key()).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        write_bundle(&contents, &crate::common::demo_key()).unwrap(),
+    )
+    .unwrap();
     path
 }
 

@@ -107,7 +107,10 @@ fn keygen_bundle_inspect_verify_parity() {
     // right (it gets few): each one's label is what its top-1 is called.
     assert!((1..=3).contains(&a.golden.len()), "{}", a.golden.len());
     for g in a.golden.iter().chain(&b.golden) {
-        let label = g.expected_class.as_deref().expect("default self-tests carry their label");
+        let label = g
+            .expected_class
+            .as_deref()
+            .expect("default self-tests carry their label");
         assert_eq!(a.manifest.classes[g.top1], label, "{}", g.name);
     }
     assert_eq!(b.manifest.quantization.calibration_images, Some(20));

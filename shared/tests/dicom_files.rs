@@ -198,7 +198,11 @@ fn dicom_files_decode_to_the_standards_plane_or_fail_clearly() {
     if std::env::var_os("TUMORXAI_REQUIRE_TOOLS").is_some() {
         // Five dcmtk copies: one JPEG lossless, four JPEG-LS (decoded with
         // the `jpeg-ls` feature, refused by name without it).
-        let expected = if JPEG_LS_COMPILED_IN { (19, 14) } else { (15, 18) };
+        let expected = if JPEG_LS_COMPILED_IN {
+            (19, 14)
+        } else {
+            (15, 18)
+        };
         assert_eq!((planes, errors), expected, "the dcmtk cases must run in CI");
     }
 }

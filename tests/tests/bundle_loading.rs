@@ -324,7 +324,11 @@ fn a_golden_label_must_match_the_name_at_its_top1() {
     load(&c, 1, 1).expect("the label names the top-1");
     c.golden[0].expected_class = Some(CLASS_NAMES[(top + 1) % 17].to_string());
     let err = write_bundle(&c, &key(1)).expect_err("refused where it is made");
-    assert!(err.to_string().contains("but the class list names its top-1"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("but the class list names its top-1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -156,8 +156,7 @@ fn export_executed_onnx(
     let mut proto = tract_onnx::pb::ModelProto::decode(read.model)
         .context("the bundle's model is not valid ONNX protobuf")?;
     tumorxai_device::forms::apply(&mut proto, form)?;
-    std::fs::write(out, proto.encode_to_vec())
-        .with_context(|| format!("writing {}", out.display()))
+    std::fs::write(out, proto.encode_to_vec()).with_context(|| format!("writing {}", out.display()))
 }
 
 pub fn bench(args: BenchArgs) -> Result<ExitCode> {

@@ -47,7 +47,7 @@ enum Command {
     #[command(
         after_help = "Example:\n  tumorxai-device serve --inbox /srv/scans/in --outbox /srv/scans/out --fb /dev/fb0"
     )]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Install a signed model bundle into the state directory's inactive
     /// slot and make it the running model, after checking everything: the
     /// signature against the state's trust store, the manifest, no
@@ -373,7 +373,7 @@ fn each_file<T>(files: &[T], mut f: impl FnMut(&T) -> Result<()>) -> ExitCode {
 pub fn run() -> Result<ExitCode> {
     match Cli::parse().command {
         Command::Triage(args) => triage::triage(args),
-        Command::Serve(args) => serve::serve(args),
+        Command::Serve(args) => serve::serve(*args),
         Command::Install(args) => install::install(args),
         Command::Bench(args) => bench::bench(args),
         Command::Profile(args) => profile::profile(args),

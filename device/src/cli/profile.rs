@@ -26,8 +26,8 @@ pub struct ProfileArgs {
 
 pub fn profile(args: ProfileArgs) -> Result<ExitCode> {
     let loaded = load_model(&args.model)?;
-    let bytes = read_bounded(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes =
+        read_bounded(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let input = preprocess_bytes(&bytes, &loaded.spec, DecodeLimits::slice())
         .with_context(|| format!("preprocessing {}", args.file.display()))?;
     let mut profile = tumorxai_device::profile::profile(&loaded.model, &input, args.runs as usize)?;

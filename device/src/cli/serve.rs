@@ -69,6 +69,12 @@ pub struct ServeArgs {
     /// Application entity title of the receiver (what the scanner calls).
     #[arg(long, default_value = "TUMORXAI", requires = "dicom_port")]
     ae_title: String,
+    /// Accept associations only from this calling AE title (repeatable:
+    /// the scanners and PACS nodes allowed to push). Others are rejected in
+    /// the association (A-ASSOCIATE-RJ) and logged; nothing of theirs is
+    /// stored. Without it, any caller that calls --ae-title.
+    #[arg(long = "allow-calling-ae", value_name = "AET", requires = "dicom_port", value_parser = parse_ae_title)]
+    allow_calling_ae: Vec<String>,
     /// Address the receiver listens on.
     #[arg(long, default_value = "0.0.0.0", requires = "dicom_port")]
     dicom_bind: String,
@@ -90,6 +96,24 @@ pub struct ServeArgs {
     /// each worker's matrix products use that many threads as well.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
+}
+
+/// An AE title as DICOM defines it: 1–16 characters of printable ASCII
+/// without backslash (PS3.5 6.2, VR AE), not only spaces.
+fn parse_ae_title(text: &str) -> Result<String, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() || text.len() > 16 {
+        return Err(format!("{text:?}: an AE title has 1 to 16 characters"));
+    }
+    if !text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        return Err(format!(
+            "{text:?}: an AE title is printable ASCII without backslash"
+        ));
+    }
+    Ok(trimmed.to_string())
 }
 
 /// One worker per CPU available to this process.
@@ -182,6 +206,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("listening for DICOM on {}:{port}", args.dicom_bind))?;
         let config = tumorxai_device::dicom_scp::ScpConfig {
             ae_title: args.ae_title.clone(),
+            allowed_callers: args.allow_calling_ae.clone(),
             inbox: args.inbox.clone(),
             timeout: Duration::from_secs(30),
         };

@@ -109,7 +109,11 @@ impl ExecutionForm {
     /// Why `auto` picks what it picks on this CPU, for the log.
     pub fn auto_reason() -> String {
         let cpu = Int8Kernels::detect();
-        format!("auto on this CPU: {}, {}", cpu.auto_form().name(), cpu.describe())
+        format!(
+            "auto on this CPU: {}, {}",
+            cpu.auto_form().name(),
+            cpu.describe()
+        )
     }
 
     pub fn name(self) -> &'static str {

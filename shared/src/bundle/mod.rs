@@ -202,17 +202,21 @@ impl ReadBundle<'_> {
         version: &str,
         key: &SigningKey,
     ) -> Result<Vec<u8>, BundleError> {
-        let mut manifest = self.manifest.clone();
-        manifest.model_id = model_id.to_string();
-        manifest.version = version.to_string();
-        let contents = BundleContents {
-            manifest,
+        let mut contents = self.contents();
+        contents.manifest.model_id = model_id.to_string();
+        contents.manifest.version = version.to_string();
+        write_bundle(&contents, key)
+    }
+
+    /// An owned copy of what the bundle holds, to write again (re-signing).
+    pub fn contents(&self) -> BundleContents {
+        BundleContents {
+            manifest: self.manifest.clone(),
             model: self.model.to_vec(),
             golden: self.golden.clone(),
             golden_images: self.golden_images.iter().map(|g| g.to_vec()).collect(),
             ood_statistics: self.ood_statistics.map(<[u8]>::to_vec),
-        };
-        write_bundle(&contents, key)
+        }
     }
 
     /// Checks the signature against `key`.

@@ -22,12 +22,18 @@ pub(super) struct Claim {
 enum Prepared {
     /// Answered before a crash: only the archiving is left.
     Answered,
-    Triage { bytes: Vec<u8>, stem: String },
+    Triage {
+        bytes: Vec<u8>,
+        stem: String,
+    },
 }
 
 /// What a worker made of a claim.
 enum Computed {
-    Triaged { result: Box<SliceResult>, overlay_png: Vec<u8> },
+    Triaged {
+        result: Box<SliceResult>,
+        overlay_png: Vec<u8>,
+    },
     /// The slice's own failure (undecodable, refused): an error answer.
     Refused(String),
     /// The service's failure (the overlay not encodable): recorded as such.
@@ -116,9 +122,14 @@ impl Service {
                 .archive(&claimed, &sha)
                 .map(drop)
                 .context("archiving the input"),
-            (Ok(Prepared::Triage { bytes, stem }), Ok(Some(computed))) => {
-                self.commit(&claimed, &sha, bytes.len() as u64, &stem, computed, recovered)
-            }
+            (Ok(Prepared::Triage { bytes, stem }), Ok(Some(computed))) => self.commit(
+                &claimed,
+                &sha,
+                bytes.len() as u64,
+                &stem,
+                computed,
+                recovered,
+            ),
             (Ok(Prepared::Triage { .. }), Ok(None)) => {
                 Err(anyhow::anyhow!("internal error: the slice was not triaged"))
             }

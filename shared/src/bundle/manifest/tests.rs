@@ -34,6 +34,19 @@ pub(crate) fn sample_manifest() -> Manifest {
     }
 }
 
+/// A golden vector with placeholder hashes and no label.
+fn golden(logits: Vec<f32>, top1: usize, logit_tolerance: f32) -> GoldenVector {
+    GoldenVector {
+        name: "g".into(),
+        image_sha256: "a".repeat(64),
+        input_sha256: "b".repeat(64),
+        logits,
+        top1,
+        logit_tolerance,
+        expected_class: None,
+    }
+}
+
 #[test]
 fn rfc3339_matches_python_datetime() {
     // Expected values printed by Python's datetime.fromtimestamp(t, UTC).
@@ -100,15 +113,7 @@ fn each_broken_field_is_named() {
 #[test]
 fn golden_vectors_must_fit_the_class_list() {
     let m = sample_manifest();
-    let good = GoldenVector {
-        name: "g".into(),
-        image_sha256: "a".repeat(64),
-        input_sha256: "b".repeat(64),
-        logits: vec![0.5, -1.0],
-        top1: 0,
-        logit_tolerance: 1e-4,
-        expected_class: None,
-    };
+    let good = golden(vec![0.5, -1.0], 0, 1e-4);
     m.validate_golden(std::slice::from_ref(&good)).unwrap();
     let mut short = good.clone();
     short.logits.pop();
@@ -133,15 +138,8 @@ fn golden_vectors_must_fit_the_class_list() {
 #[test]
 fn a_golden_vector_s_label_must_be_what_its_top1_is_called() {
     let m = sample_manifest();
-    let mut g = GoldenVector {
-        name: "g".into(),
-        image_sha256: "a".repeat(64),
-        input_sha256: "b".repeat(64),
-        logits: vec![0.5, -1.0],
-        top1: 0,
-        logit_tolerance: 1e-4,
-        expected_class: Some("Glioma T1".into()),
-    };
+    let mut g = golden(vec![0.5, -1.0], 0, 1e-4);
+    g.expected_class = Some("Glioma T1".into());
     m.validate_golden(std::slice::from_ref(&g)).unwrap();
     g.expected_class = Some("NORMAL T2".into());
     let err = m.validate_golden(&[g]).unwrap_err().to_string();
@@ -173,15 +171,7 @@ fn a_bundle_without_golden_vectors_is_refused() {
 fn the_tolerance_has_a_ceiling_from_the_logit_scale() {
     let m = sample_manifest();
     // Scale max(1, 8) = 8 → ceiling 0.05 × 8 = 0.4 (hand-computed).
-    let mut g = GoldenVector {
-        name: "g".into(),
-        image_sha256: "a".repeat(64),
-        input_sha256: "b".repeat(64),
-        logits: vec![8.0, -3.0],
-        top1: 0,
-        logit_tolerance: 0.4,
-        expected_class: None,
-    };
+    let mut g = golden(vec![8.0, -3.0], 0, 0.4);
     assert_eq!(max_logit_tolerance(&g.logits), 0.4);
     m.validate_golden(std::slice::from_ref(&g)).unwrap();
     g.logit_tolerance = 0.41;
@@ -194,15 +184,7 @@ fn the_tolerance_has_a_ceiling_from_the_logit_scale() {
 #[test]
 fn an_undecided_golden_image_is_refused() {
     // Margin 0.08 ≤ 2 × 0.05: a tolerated drift could flip the top-1.
-    let g = GoldenVector {
-        name: "g".into(),
-        image_sha256: "a".repeat(64),
-        input_sha256: "b".repeat(64),
-        logits: vec![1.0, 0.92],
-        top1: 0,
-        logit_tolerance: 0.05,
-        expected_class: None,
-    };
+    let g = golden(vec![1.0, 0.92], 0, 0.05);
     let err = sample_manifest().validate_golden(&[g]).unwrap_err();
     assert!(err.to_string().contains("margin"), "{err}");
 }
