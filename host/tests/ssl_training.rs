@@ -293,3 +293,61 @@ fn cli_pretrains_on_a_plain_folder_and_feeds_linear_eval() {
     let refused = tumorxai(&args);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--resume"));
 }
+
+#[test]
+fn the_monitor_says_not_learning_when_the_teacher_stays_uniform() {
+    // A deliberately broken DINO: teacher temperature 1 throughout, so the
+    // centred teacher never sharpens and stays at ln K.
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        phantom_set(tmp.path(), 2, 13);
+    }
+    let data = tmp.path().join("data");
+    let out = tmp.path().join("dino");
+    let run = tumorxai(&[
+        "pretrain",
+        "--method",
+        "dino",
+        "--data",
+        s(&data),
+        "--out",
+        s(&out),
+        "--epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--set",
+        "model.width=0.25",
+        "--set",
+        "model.input_size=32",
+        "--set",
+        "optim.batch_size=8",
+        "--set",
+        "ssl.hidden_dim=64",
+        "--set",
+        "ssl.out_dim=64",
+        "--set",
+        "ssl.teacher_temp=1.0",
+        "--set",
+        "ssl.warmup_teacher_temp=1.0",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    // ln 64 = 4.159 (hand-computed): each epoch reports the teacher.
+    assert!(stderr.contains("(ln K 4.159)"), "{stderr}");
+    assert!(stderr.contains("warning: NOT LEARNING"), "{stderr}");
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    let entropies: Vec<f64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["teacher_entropy"].as_f64().unwrap())
+        .collect();
+    assert_eq!(entropies.len(), 3);
+    assert!(
+        entropies.iter().all(|&h| h > 0.98 * 64f64.ln()),
+        "{entropies:?}"
+    );
+}

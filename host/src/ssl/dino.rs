@@ -15,6 +15,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::ema::Target;
 use super::heads::{at_least_f32, dino_head, DinoHead};
+use super::monitor::TeacherDistribution;
 use super::views::{multi_crop, ViewRecipe};
 use super::{Objective, Progress, SslSection};
 use crate::model::ResNet;
@@ -26,6 +27,9 @@ pub struct Dino {
     target: Target<DinoHead>,
     center: Tensor,
     ssl: SslSection,
+    /// Sums of the teacher's entropy and KL(teacher‖student) since the
+    /// monitor last took them, and the number of terms.
+    distribution: (f64, f64, usize),
 }
 
 fn head(vs: &nn::Path, embedding: i64, ssl: &SslSection) -> DinoHead {
@@ -53,6 +57,7 @@ impl Dino {
             target,
             center: Tensor::zeros([1, ssl.out_dim], (Kind::Float, device)),
             ssl,
+            distribution: (0.0, 0.0, 0),
         })
     }
 
@@ -116,6 +121,35 @@ pub fn dino_loss(
     })
 }
 
+/// The teacher's mean entropy H(p) and mean KL(p‖q) to the student on the
+/// *other* global view, p = softmax((t − centre)/τ_t), q = softmax(s/τ_s),
+/// summed over the global views (DINO §5.3's diagnostics).
+pub fn teacher_diagnostics(
+    teacher: &[Tensor],
+    student_globals: &[Tensor],
+    center: &Tensor,
+    teacher_temp: f64,
+    student_temp: f64,
+) -> (f64, f64, usize) {
+    tch::no_grad(|| {
+        let mut sums = (0.0, 0.0, 0);
+        for (ti, t) in teacher.iter().enumerate() {
+            let Some(s) = student_globals.get(1 - ti.min(1)) else {
+                continue;
+            };
+            let log_p = ((at_least_f32(t) - center) / teacher_temp).log_softmax(-1, Kind::Float);
+            let p = log_p.exp();
+            let log_q = (at_least_f32(&s.detach()) / student_temp).log_softmax(-1, Kind::Float);
+            let entropy = -(&p * &log_p).sum_dim_intlist(&[-1i64][..], false, Kind::Double);
+            let kl = (&p * (&log_p - log_q)).sum_dim_intlist(&[-1i64][..], false, Kind::Double);
+            sums.0 += entropy.mean(Kind::Double).double_value(&[]);
+            sums.1 += kl.mean(Kind::Double).double_value(&[]);
+            sums.2 += 1;
+        }
+        sums
+    })
+}
+
 /// centre ← m·centre + (1 − m)·mean of the teacher outputs (all views).
 pub fn update_center(center: &Tensor, teacher: &[Tensor], momentum: f64) -> Tensor {
     tch::no_grad(|| {
@@ -143,19 +177,43 @@ impl Objective for Dino {
             .map(|v| self.head.forward_t(&backbone.embed(v, true), true))
             .collect();
         let teacher: Vec<Tensor> = globals.iter().map(|v| self.target.forward(v)).collect();
+        let teacher_temp = self.teacher_temperature(at);
         let loss = dino_loss(
             &teacher,
             &student,
             &self.center,
-            self.teacher_temperature(at),
+            teacher_temp,
             self.ssl.student_temp,
         );
+        let (entropy, kl, terms) = teacher_diagnostics(
+            &teacher,
+            student.get(..2).unwrap_or_default(),
+            &self.center,
+            teacher_temp,
+            self.ssl.student_temp,
+        );
+        self.distribution.0 += entropy;
+        self.distribution.1 += kl;
+        self.distribution.2 += terms;
         self.center = update_center(&self.center, &teacher, self.ssl.center_momentum);
         loss
     }
 
     fn after_step(&mut self, at: Progress) {
         self.target.follow(at);
+    }
+
+    fn monitor_backbone(&self) -> Option<&ResNet> {
+        Some(self.target.backbone_module())
+    }
+
+    fn take_distribution(&mut self) -> Option<TeacherDistribution> {
+        let (entropy, kl, terms) = std::mem::replace(&mut self.distribution, (0.0, 0.0, 0));
+        (terms > 0).then(|| TeacherDistribution {
+            entropy: entropy / terms as f64,
+            kl_teacher_student: kl / terms as f64,
+            prototypes: usize::try_from(self.ssl.out_dim).unwrap_or(0),
+        })
     }
 
     /// DINO's evaluations use the teacher (`--checkpoint_key teacher`).

@@ -71,6 +71,12 @@ impl<H: ModuleT> Target<H> {
     }
 
     /// The target's backbone alone, torchvision names.
+    /// The target's backbone itself (what the collapse monitor embeds when
+    /// the target is what is handed on).
+    pub fn backbone_module(&self) -> &ResNet {
+        &self.backbone
+    }
+
     pub fn backbone(&self) -> Vec<(String, Tensor)> {
         super::pretrain::backbone_tensors(&self.store)
     }

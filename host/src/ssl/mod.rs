@@ -61,6 +61,16 @@ pub trait Objective {
     fn evaluation_backbone(&self) -> Option<Vec<(String, Tensor)>> {
         None
     }
+    /// The backbone the collapse monitor embeds, when it is not the online
+    /// one: the one handed on (DINO's teacher).
+    fn monitor_backbone(&self) -> Option<&ResNet> {
+        None
+    }
+    /// The teacher's output distribution since the last call (DINO), for
+    /// the monitor: averaged over the steps, then reset.
+    fn take_distribution(&mut self) -> Option<monitor::TeacherDistribution> {
+        None
+    }
     /// Restores what [`Objective::state`] saved.
     fn restore(&mut self, _state: &HashMap<String, Tensor>) -> Result<()> {
         Ok(())

@@ -111,6 +111,38 @@ pub fn verdict(health: &Health, best_knn: Option<f64>, classes: usize) -> Option
     }
 }
 
+/// The teacher's output distribution over an epoch (DINO §5.3): its mean
+/// entropy and the mean KL divergence from the teacher's to the student's
+/// distribution on the other global view, over `prototypes` outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TeacherDistribution {
+    pub entropy: f64,
+    pub kl_teacher_student: f64,
+    pub prototypes: usize,
+}
+
+/// A teacher whose entropy stays within this fraction of ln K is uniform:
+/// it teaches nothing (DINO's uniform collapse; at initialisation the
+/// centred teacher is close to uniform).
+pub const UNIFORM_TEACHER_FRACTION: f64 = 0.98;
+
+/// `NOT LEARNING` when, after the first epoch, the teacher's entropy is
+/// still at least [`UNIFORM_TEACHER_FRACTION`] × ln K: the loss then sits at
+/// ln K and the features are as good as random, whatever the embedding
+/// spread says.
+pub fn learning_verdict(distribution: &TeacherDistribution, epoch: usize) -> Option<String> {
+    let uniform = (distribution.prototypes.max(1) as f64).ln();
+    let stuck = !distribution.entropy.is_finite()
+        || distribution.entropy >= UNIFORM_TEACHER_FRACTION * uniform;
+    (epoch >= 2 && stuck).then(|| {
+        format!(
+            "NOT LEARNING: the teacher's entropy {:.3} is still at ln K = {uniform:.3} \
+             (K = {} prototypes; KL(teacher‖student) {:.4}): a uniform teacher teaches nothing",
+            distribution.entropy, distribution.prototypes, distribution.kl_teacher_student
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +158,23 @@ mod tests {
         assert!((embedding_spread(&rows) - 1.0).abs() < 1e-9);
         // A scaled copy spreads the same (normalised first).
         assert!((embedding_spread(&(rows * 5.0)) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_teacher_at_ln_k_after_the_first_epoch_is_not_learning() {
+        // ln 256 = 5.545 (hand-computed); 0.98 × 5.545 = 5.434.
+        let d = |entropy| TeacherDistribution {
+            entropy,
+            kl_teacher_student: 0.01,
+            prototypes: 256,
+        };
+        assert!(learning_verdict(&d(5.5), 2).is_some());
+        assert!(learning_verdict(&d(f64::NAN), 3).is_some());
+        // Epoch 1 may still start uniform; 4.49 (lightly's first epoch on
+        // the phantoms) is learning.
+        assert_eq!(learning_verdict(&d(5.5), 1), None);
+        assert_eq!(learning_verdict(&d(4.49), 5), None);
+        assert_eq!(learning_verdict(&d(5.40), 5), None);
     }
 
     #[test]

@@ -201,7 +201,11 @@ pub fn pretrain(
             }
         }
         bar.finish_and_clear();
-        let health = monitor::measure(&backbone, &data.monitor, &data.spec, config.ssl.knn_k)?;
+        // The backbone that is handed on is the one monitored (DINO: the
+        // teacher, not the student).
+        let monitored = method.monitor_backbone().unwrap_or(&backbone);
+        let health = monitor::measure(monitored, &data.monitor, &data.spec, config.ssl.knn_k)?;
+        let distribution = method.take_distribution();
         let log = EpochLog {
             epoch: state.epoch + 1,
             train_loss: state.epoch_loss_sum / steps as f64,
@@ -210,14 +214,26 @@ pub fn pretrain(
             learning_rate: lr,
             images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
             embedding_spread: Some(health.embedding_spread),
+            teacher_entropy: distribution.map(|d| d.entropy),
+            teacher_student_kl: distribution.map(|d| d.kl_teacher_student),
         };
         if !quiet {
             let knn = health
                 .knn_accuracy
                 .map(|a| format!(", kNN accuracy {a:.3}"))
                 .unwrap_or_default();
+            let teacher = distribution
+                .map(|d| {
+                    format!(
+                        ", teacher entropy {:.3} (ln K {:.3}), KL(teacher‖student) {:.4}",
+                        d.entropy,
+                        (d.prototypes.max(1) as f64).ln(),
+                        d.kl_teacher_student
+                    )
+                })
+                .unwrap_or_default();
             eprintln!(
-                "epoch {}/{}: loss {:.4}, embedding spread {:.3}{knn}, {:.0} img/s",
+                "epoch {}/{}: loss {:.4}, embedding spread {:.3}{knn}{teacher}, {:.0} img/s",
                 log.epoch,
                 config.optim.epochs,
                 log.train_loss,
@@ -233,6 +249,9 @@ pub fn pretrain(
             .chain(health.knn_accuracy)
             .reduce(f64::max);
         if let Some(warning) = monitor::verdict(&health, best_knn, classes) {
+            eprintln!("warning: {warning}");
+        }
+        if let Some(warning) = distribution.and_then(|d| monitor::learning_verdict(&d, log.epoch)) {
             eprintln!("warning: {warning}");
         }
         state.history.push(log);

@@ -26,6 +26,12 @@ pub struct EpochLog {
     /// monitor; `val_accuracy` / `val_macro_f1` are then the kNN scores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_spread: Option<f64>,
+    /// DINO: the teacher's mean entropy over the epoch (monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_entropy: Option<f64>,
+    /// DINO: mean KL(teacher‖student) over the epoch (monitor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_student_kl: Option<f64>,
 }
 
 /// Where training stands.

@@ -247,6 +247,8 @@ pub fn fit(
             learning_rate: lr,
             images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
             embedding_spread: None,
+            teacher_entropy: None,
+            teacher_student_kl: None,
         };
         if !quiet {
             eprintln!(

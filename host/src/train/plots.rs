@@ -189,6 +189,8 @@ mod tests {
                 learning_rate: 0.1,
                 images_per_second: 100.0,
                 embedding_spread: None,
+                teacher_entropy: None,
+                teacher_student_kl: None,
             })
             .collect();
         let curves = dir.path().join("curves.png");
