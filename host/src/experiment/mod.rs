@@ -393,6 +393,11 @@ epochs = 5
             file.validate().unwrap();
             assert_eq!(file.experiment.name, name);
             assert_eq!(file.cells().len() % 40, 0, "{name}: the full table");
+            // MRI sequences are classes: no shipped recipe solarises.
+            for method in [Method::Simclr, Method::Byol, Method::Dino, Method::Mocov3] {
+                let config = file.pretrain_config(method, 0).unwrap();
+                assert!(!config.ssl.solarize, "{name}: {method:?} solarises");
+            }
         }
     }
 

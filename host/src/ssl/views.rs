@@ -37,6 +37,42 @@ impl ViewRecipe {
     }
 }
 
+/// The references' blur at 224²: σ from 0.1 to 2.0 px (SimCLR, Chen et al.
+/// 2020, Appendix A: a kernel of 10 % of the image side, σ ∈ [0.1, 2.0];
+/// BYOL and DINO use the same). The blur is scaled with the view's side, and
+/// off at 32² and below, where SimCLR's own CIFAR-10 recipe has none
+/// (Appendix B.9): blur at a fixed pixel size removes proportionally more of
+/// a small image, the small-lesion texture few labels must separate.
+const REFERENCE_BLUR_SIGMA: (f64, f64) = (0.1, 2.0);
+const REFERENCE_SIDE: f64 = 224.0;
+const NO_BLUR_AT_OR_BELOW: i64 = 32;
+
+/// `augment` with its blur scaled to a view of `size`² (see above).
+pub fn blur_for_size(mut augment: AugmentConfig, size: i64) -> AugmentConfig {
+    if size <= NO_BLUR_AT_OR_BELOW {
+        augment.blur_p = 0.0;
+        augment.blur_sigma = (0.0, 0.0);
+    } else {
+        let scale = size as f64 / REFERENCE_SIDE;
+        augment.blur_sigma = (
+            REFERENCE_BLUR_SIGMA.0 * scale,
+            REFERENCE_BLUR_SIGMA.1 * scale,
+        );
+    }
+    augment
+}
+
+impl ViewRecipe {
+    /// Every view's blur scaled to its size; the first view is `size`².
+    fn blur_scaled(mut self, size: i64) -> ViewRecipe {
+        self.first = blur_for_size(self.first, size);
+        for view in &mut self.extra {
+            view.augment = blur_for_size(view.augment, view.size);
+        }
+        self
+    }
+}
+
 /// A global view with the given blur and solarisation probabilities (BYOL's
 /// asymmetric pair: blur always on the first view, solarisation only on the
 /// second; Grill et al. 2020, Table 6).
@@ -48,9 +84,14 @@ pub fn global(blur_p: f64, solarize_p: f64) -> AugmentConfig {
     }
 }
 
-/// Two views with the same augmentation (SimCLR).
+/// Two views with the same augmentation (SimCLR). No solarisation: the
+/// original SimCLR never solarises (Chen et al. 2020, Appendix A: crop,
+/// flip, colour distortion, blur).
 pub fn symmetric_pair(size: i64) -> ViewRecipe {
-    let view = AugmentConfig::ssl();
+    let view = AugmentConfig {
+        solarize_p: 0.0,
+        ..AugmentConfig::ssl()
+    };
     ViewRecipe {
         first: view,
         extra: vec![ViewSpec {
@@ -58,6 +99,7 @@ pub fn symmetric_pair(size: i64) -> ViewRecipe {
             size,
         }],
     }
+    .blur_scaled(size)
 }
 
 /// BYOL's asymmetric pair (also MoCo v3's).
@@ -69,6 +111,7 @@ pub fn asymmetric_pair(size: i64) -> ViewRecipe {
             size,
         }],
     }
+    .blur_scaled(size)
 }
 
 /// DINO's multi-crop: two global crops of 40–100 % of the area at full
@@ -95,11 +138,34 @@ pub fn multi_crop(size: i64, locals: usize, fraction: f64) -> ViewRecipe {
         first: global_crop(1.0, 0.0),
         extra,
     }
+    .blur_scaled(size)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simclr_never_solarises() {
+        let simclr = symmetric_pair(224);
+        assert_eq!(simclr.first.solarize_p, 0.0);
+        assert_eq!(simclr.extra[0].augment.solarize_p, 0.0);
+    }
+
+    #[test]
+    fn blur_follows_the_view_size() {
+        // 224²: the references' σ ∈ [0.1, 2.0] px; 64²: × 64/224, i.e.
+        // [0.0286, 0.571] (hand-computed); 32²: none.
+        let at = |size: i64| asymmetric_pair(size).first;
+        assert_eq!(at(224).blur_sigma, (0.1, 2.0));
+        let (lo, hi) = at(64).blur_sigma;
+        assert!((lo - 0.028_571).abs() < 1e-5 && (hi - 0.571_43).abs() < 1e-4);
+        assert_eq!((at(32).blur_p, at(32).blur_sigma), (0.0, (0.0, 0.0)));
+        // DINO's local crops blur at their own (smaller) size: 96² → × 96/224.
+        let dino = multi_crop(224, 2, 96.0 / 224.0);
+        let (_, local_hi) = dino.extra[1].augment.blur_sigma;
+        assert!((local_hi - 2.0 * 96.0 / 224.0).abs() < 1e-9);
+    }
 
     #[test]
     fn recipes_and_their_adjustment() {
