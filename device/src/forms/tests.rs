@@ -135,5 +135,4 @@ fn auto_runs_int8_kernels_only_where_the_cpu_has_good_ones() {
             Int8Kernels::X86Avx2 | Int8Kernels::Other
         ));
     }
-    assert_eq!(ExecutionForm::auto(), Int8Kernels::detect().auto_form());
 }
