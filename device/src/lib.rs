@@ -16,6 +16,7 @@ pub mod ordered;
 pub mod overlay;
 pub mod pipeline;
 pub mod profile;
+pub mod results;
 pub mod runtime;
 pub mod service;
 pub mod smp_server;

@@ -10,6 +10,9 @@ use tumorxai_device::audit::short_id;
 use tumorxai_device::display::{short_class_label, Bar, ResultView, Screen};
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::{run_slice, SliceResult};
+use tumorxai_device::results::{
+    self, Algorithm, Created, ResultContent, ResultError, ResultObject, SourceStudy,
+};
 use tumorxai_device::service::{sha256_hex, write_atomic};
 use tumorxai_device::triage::Thresholds;
 
@@ -24,8 +27,49 @@ pub struct TriageArgs {
     /// Where to write results: <name>.json, <name>-overlay.png, <name>-display.png.
     #[arg(long, default_value = "triage-output")]
     out: PathBuf,
+    /// Also write the DICOM results of every DICOM slice into this folder:
+    /// <name>-sc.dcm (Secondary Capture preview) and <name>-sr.dcm
+    /// (Comprehensive 3D SR, TID 1500), as `serve --send-to` sends them.
+    /// They carry the source's patient and study: treat the folder as PHI.
+    #[arg(long, value_name = "DIR")]
+    dicom_results: Option<PathBuf>,
+    /// Device Serial Number written into the DICOM results.
+    #[arg(long, default_value_t = default_device_serial())]
+    device_serial: String,
     /// Slice files (JPEG, PNG, BMP, TIFF, DICOM Part 10 with or without an extension); none: the sample scans in models/samples.
     files: Vec<PathBuf>,
+}
+
+/// The DICOM results of one slice: SC and SR when it was triaged, the SR
+/// alone (saying why) when it was not. An error when the input is not a
+/// DICOM object a PACS could file them with.
+pub fn dicom_results(
+    bytes: &[u8],
+    outcome: std::result::Result<&SliceResult, &str>,
+    classes: &[String],
+    algorithm: Algorithm,
+) -> std::result::Result<Vec<ResultObject>, ResultError> {
+    let source = SourceStudy::from_part10(bytes)?;
+    let created = Created::now();
+    match outcome {
+        Ok(r) => {
+            let content = ResultContent::triaged(r, classes, algorithm);
+            results::build(&source, &content, Some(&r.overlay), &created)
+        }
+        Err(reason) => {
+            let content = ResultContent::not_triaged(reason, algorithm);
+            results::build(&source, &content, None, &created)
+        }
+    }
+}
+
+/// The Device Serial Number of results: this machine's host name.
+pub fn default_device_serial() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The JSON answer for one triaged slice.
@@ -153,6 +197,9 @@ pub fn triage(args: TriageArgs) -> Result<ExitCode> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
+    if let Some(dir) = &args.dicom_results {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let stems = answer_stems(&files);
     let named: Vec<(PathBuf, String)> = files.into_iter().zip(stems).collect();
     Ok(each_file(&named, |(file, stem)| {
@@ -180,6 +227,18 @@ pub fn triage(args: TriageArgs) -> Result<ExitCode> {
         };
         println!("{name}: {} — {detail}", r.triage.flag.banner());
         let json = answer_json(&name, &loaded, &r);
+        if let Some(dir) = &args.dicom_results {
+            let algorithm = Algorithm::of(&loaded, &args.device_serial);
+            match dicom_results(&bytes, Ok(&r), &loaded.classes, algorithm) {
+                Ok(objects) => {
+                    for object in objects {
+                        let kind = object.kind.name().to_ascii_lowercase();
+                        write_atomic(&dir.join(format!("{stem}-{kind}.dcm")), &object.bytes)?;
+                    }
+                }
+                Err(e) => eprintln!("{name}: {e}"),
+            }
+        }
         write_atomic(
             &args.out.join(format!("{stem}.json")),
             serde_json::to_string_pretty(&json)?.as_bytes(),
