@@ -12,6 +12,10 @@
 //! are named by the hash of their SOP Instance UID, never by patient data.
 
 use crate::dicom_access::CallerPolicy;
+use crate::dimse::{
+    command_text, command_u16, encode_command, read_command, uid_value, C_ECHO_RQ, C_ECHO_RSP,
+    C_STORE_RQ, C_STORE_RSP,
+};
 use crate::service::write_atomic;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -23,9 +27,8 @@ use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
-use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use dicom_ul::association::server::ServerAssociationOptions;
-use dicom_ul::association::Association;
+use dicom_ul::association::{Association, CloseSocket};
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use dicom_ul::ServerAssociation;
 use thiserror::Error;
@@ -45,10 +48,6 @@ pub const TRANSFER_SYNTAXES: [&str; 6] = [
     "1.2.840.10008.1.2.4.70", // JPEG Lossless SV1
 ];
 
-const C_STORE_RQ: u16 = 0x0001;
-const C_STORE_RSP: u16 = 0x8001;
-const C_ECHO_RQ: u16 = 0x0030;
-const C_ECHO_RSP: u16 = 0x8030;
 /// Largest object accepted (an MR slice is well under 10 MB).
 pub const MAX_OBJECT_BYTES: usize = 64 << 20;
 /// Largest command set accepted (a C-STORE-RQ is a few hundred bytes).
@@ -77,6 +76,8 @@ pub struct ScpConfig {
     pub inbox: PathBuf,
     /// Read/write timeout of one association.
     pub timeout: Duration,
+    /// DICOM TLS (PS3.15 B.9): the receiver speaks TLS only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What one association did, for the log.
@@ -161,14 +162,34 @@ pub fn handle_association(
     }
     // The negotiation error's text can quote the offending PDU, data set
     // bytes included: log only that negotiation failed.
-    let mut association = options.establish(socket).map_err(|_| {
+    let refused = |tls: bool| {
         ScpError::Association(match policy.refused_caller() {
             Some(caller) => format!(
                 "rejected: calling AE title {caller:?} is not on the allow-list (--allow-calling-ae)"
             ),
+            None if tls => "TLS handshake or negotiation failed or refused".into(),
             None => "negotiation failed or refused".into(),
         })
-    })?;
+    };
+    match &config.tls {
+        Some(tls) => {
+            let options = options.tls_config(Arc::clone(tls));
+            let association = options.establish_tls(socket).map_err(|_| refused(true))?;
+            serve_association(association, config)
+        }
+        None => {
+            let association = options.establish(socket).map_err(|_| refused(false))?;
+            serve_association(association, config)
+        }
+    }
+}
+
+/// C-ECHO and C-STORE requests on an established association until
+/// release or abort.
+fn serve_association<S: std::io::Read + std::io::Write + CloseSocket>(
+    mut association: ServerAssociation<S>,
+    config: &ScpConfig,
+) -> Result<AssociationReport, ScpError> {
     let mut report = AssociationReport {
         calling_ae_title: association.peer_ae_title().to_string(),
         ..AssociationReport::default()
@@ -211,9 +232,10 @@ pub fn handle_association(
                             if !value.is_last {
                                 continue;
                             }
-                            let object = read_command(&command)?;
+                            let object = read_command(&command).map_err(ScpError::Command)?;
                             command.clear();
-                            let field = command_u16(&object, tags::COMMAND_FIELD)?;
+                            let field = command_u16(&object, tags::COMMAND_FIELD)
+                                .map_err(ScpError::Command)?;
                             match field {
                                 C_ECHO_RQ => {
                                     let rsp = response(&object, C_ECHO_RSP, VERIFICATION)?;
@@ -270,7 +292,8 @@ pub fn handle_association(
                                 .ok_or_else(|| {
                                     ScpError::Command("no accepted presentation context".into())
                                 })?;
-                            let sop_class = command_text(&request, tags::AFFECTED_SOP_CLASS_UID)?;
+                            let sop_class = command_text(&request, tags::AFFECTED_SOP_CLASS_UID)
+                                .map_err(ScpError::Command)?;
                             if abstract_syntax != MR_IMAGE_STORAGE || sop_class != MR_IMAGE_STORAGE
                             {
                                 return Err(ScpError::Command(format!(
@@ -278,7 +301,8 @@ pub fn handle_association(
                                 )));
                             }
                             let sop_instance =
-                                command_text(&request, tags::AFFECTED_SOP_INSTANCE_UID)?;
+                                command_text(&request, tags::AFFECTED_SOP_INSTANCE_UID)
+                                    .map_err(ScpError::Command)?;
                             let name = store(
                                 &config.inbox,
                                 &sop_class,
@@ -320,36 +344,13 @@ fn pdu_name(pdu: &Pdu) -> &'static str {
     }
 }
 
-fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, ScpError> {
-    InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| ScpError::Command(e.to_string()))
-}
-
-fn command_u16(object: &InMemDicomObject, tag: dicom_core::Tag) -> Result<u16, ScpError> {
-    object
-        .element(tag)
-        .ok()
-        .and_then(|e| e.to_int::<u16>().ok())
-        .ok_or_else(|| ScpError::Command(format!("{tag} missing")))
-}
-
-fn command_text(object: &InMemDicomObject, tag: dicom_core::Tag) -> Result<String, ScpError> {
-    object
-        .element(tag)
-        .ok()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ScpError::Command(format!("{tag} missing")))
-}
-
 /// A response command: same message, status Success, no data set.
 fn response(
     request: &InMemDicomObject,
     field: u16,
     sop_class: &str,
 ) -> Result<InMemDicomObject, ScpError> {
-    let message_id = command_u16(request, tags::MESSAGE_ID)?;
+    let message_id = command_u16(request, tags::MESSAGE_ID).map_err(ScpError::Command)?;
     Ok(InMemDicomObject::from_element_iter([
         DataElement::new(
             tags::AFFECTED_SOP_CLASS_UID,
@@ -381,35 +382,12 @@ fn with_instance(mut rsp: InMemDicomObject, sop_instance: &str) -> InMemDicomObj
     rsp
 }
 
-/// UIDs are padded to even length with a NUL.
-fn uid_value(uid: &str) -> String {
-    let mut value = uid.to_string();
-    if value.len() % 2 == 1 {
-        value.push('\0');
-    }
-    value
-}
-
-fn send_command(
-    association: &mut ServerAssociation<TcpStream>,
+fn send_command<S: std::io::Read + std::io::Write + CloseSocket>(
+    association: &mut ServerAssociation<S>,
     context: u8,
     command: &InMemDicomObject,
 ) -> Result<(), ScpError> {
-    // Command group length (0000,0000) first: the encoded size of the rest.
-    let mut body = Vec::new();
-    command
-        .write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| ScpError::Command(e.to_string()))?;
-    let length = u32::try_from(body.len()).map_err(|_| ScpError::TooLarge)?;
-    let mut full = command.clone();
-    full.put(DataElement::new(
-        tags::COMMAND_GROUP_LENGTH,
-        VR::UL,
-        PrimitiveValue::from(length),
-    ));
-    let mut bytes = Vec::new();
-    full.write_dataset_with_ts(&mut bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-        .map_err(|e| ScpError::Command(e.to_string()))?;
+    let bytes = encode_command(command).map_err(ScpError::Command)?;
     association
         .send(&Pdu::PData {
             data: vec![PDataValue {

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod dicom_access;
 pub mod dicom_scp;
+pub mod dimse;
 pub mod display;
 pub mod eigencam;
 pub mod failpoint;

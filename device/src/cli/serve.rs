@@ -209,6 +209,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             allowed_callers: args.allow_calling_ae.clone(),
             inbox: args.inbox.clone(),
             timeout: Duration::from_secs(30),
+            tls: None,
         };
         eprintln!(
             "DICOM storage receiver {} on {}",
