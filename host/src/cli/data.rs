@@ -45,6 +45,13 @@ pub struct SynthArgs {
     /// their vessels are, so a model should not tell T1C+ by them alone.
     #[arg(long, default_value = "1", value_parser = parse_factor_range)]
     vessel_enhancement: [f32; 2],
+    /// Phantom engine: `painted` (tissue levels painted over the template)
+    /// or `physics` (relaxation times, signal equations, gadolinium
+    /// kinetics, k-space acquisition; an independent second source). With
+    /// `physics`, --vessel-enhancement multiplies each study's own vessel
+    /// conspicuity.
+    #[arg(long, default_value = "painted")]
+    engine: synth::Engine,
 }
 
 /// "F" or "LOW..HIGH" → [low, high].
@@ -78,14 +85,18 @@ pub fn synth(args: SynthArgs) -> Result<ExitCode> {
         vessel_enhancement: args.vessel_enhancement,
     };
     let started = std::time::Instant::now();
-    let record = synth::write_dataset(&options, || bar.inc(1))?;
+    let record = synth::write_dataset_with(&options, args.engine, || bar.inc(1))?;
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "wrote {total} phantom slices ({}×{} px, 17 classes, seed {}) to {} in {seconds:.1} s ({:.0} images/s)",
+        "wrote {total} phantom slices ({}×{} px, 17 classes, seed {}{}) to {} in {seconds:.1} s ({:.0} images/s)",
         args.size,
         args.size,
         args.seed,
+        match args.engine {
+            synth::Engine::Painted => "",
+            synth::Engine::Physics => ", physics engine",
+        },
         args.out.display(),
         total as f64 / seconds.max(1e-9)
     );

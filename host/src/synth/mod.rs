@@ -1,12 +1,16 @@
 //! The phantom MRI generator: realistic 17-class brain slices in the real
 //! dataset's ImageFolder layout, built from real template anatomy. Every
 //! image is a pure function of (seed, class, index), so output is identical
-//! whatever the thread count.
+//! whatever the thread count. Two engines share the anatomy and the layout:
+//! `painted` (the default: `render.rs`, `lesions.rs`, `vessels.rs`,
+//! `artefacts.rs`) and `physics` (`physics/`: relaxation times, signal
+//! equations, gadolinium kinetics, k-space acquisition).
 
 pub mod artefacts;
 pub mod atlas;
 pub mod canvas;
 pub mod lesions;
+pub mod physics;
 pub mod render;
 pub mod sheet;
 pub mod vessels;
@@ -117,6 +121,62 @@ pub fn generate_with(
     })
 }
 
+/// Which phantom engine renders the slices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Painted tissue levels over the template (`render.rs`, `lesions.rs`).
+    #[default]
+    Painted,
+    /// Tissue relaxation, signal equations and k-space acquisition (`physics/`).
+    Physics,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Painted => "painted",
+            Engine::Physics => "physics",
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Engine, String> {
+        match text {
+            "painted" => Ok(Engine::Painted),
+            "physics" => Ok(Engine::Physics),
+            other => Err(format!(
+                "unknown engine {other:?}: choose painted or physics"
+            )),
+        }
+    }
+}
+
+/// Renders and encodes one image with `engine`.
+pub fn generate_engine(
+    engine: Engine,
+    atlas: &Atlas,
+    seed: u64,
+    class_index: usize,
+    index: usize,
+    size: u32,
+    vessel_enhancement: [f32; 2],
+) -> Result<Generated> {
+    match engine {
+        Engine::Painted => generate_with(atlas, seed, class_index, index, size, vessel_enhancement),
+        Engine::Physics => Ok(physics::generate(
+            atlas,
+            seed,
+            class_index,
+            index,
+            size,
+            vessel_enhancement,
+        )?),
+    }
+}
+
 /// What `tumorxai synth` was asked to do.
 #[derive(Debug, Clone)]
 pub struct SynthOptions {
@@ -135,6 +195,8 @@ pub struct SynthOptions {
 #[derive(Debug, Serialize)]
 pub struct SynthRecord {
     pub generator: String,
+    /// The engine that rendered the slices (`painted` or `physics`).
+    pub engine: String,
     pub seed: u64,
     pub size: u32,
     pub imbalance: bool,
@@ -157,8 +219,18 @@ pub fn file_name(index: usize) -> String {
     format!("phantom_{index:05}.jpg")
 }
 
-/// Writes a dataset; `progress` is called once per finished image.
+/// Writes a dataset with the painted engine; `progress` is called once per
+/// finished image.
 pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Result<SynthRecord> {
+    write_dataset_with(options, Engine::Painted, progress)
+}
+
+/// Writes a dataset with `engine`; `progress` is called once per finished image.
+pub fn write_dataset_with(
+    options: &SynthOptions,
+    engine: Engine,
+    progress: impl Fn() + Sync,
+) -> Result<SynthRecord> {
     if options.size < 32 || options.size > 2048 {
         bail!("--size {} must be between 32 and 2048 pixels", options.size);
     }
@@ -190,7 +262,8 @@ pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Resu
         .flat_map(|(c, &n)| (0..n).map(move |i| (c, i)))
         .collect();
     jobs.par_iter().try_for_each(|&(c, i)| -> Result<()> {
-        let generated = generate_with(
+        let generated = generate_engine(
+            engine,
             atlas,
             options.seed,
             c,
@@ -215,6 +288,7 @@ pub fn write_dataset(options: &SynthOptions, progress: impl Fn() + Sync) -> Resu
     })?;
     let record = SynthRecord {
         generator: format!("tumorxai synth {}", env!("CARGO_PKG_VERSION")),
+        engine: engine.name().to_string(),
         seed: options.seed,
         size: options.size,
         imbalance: options.imbalance,

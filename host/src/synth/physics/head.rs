@@ -1,0 +1,213 @@
+//! The head around and inside the template brain, as compartments: the
+//! subarachnoid CSF, dura, skull (inner table, fatty diploë, outer table),
+//! temporalis, galea, scalp fat and skin outside; and the structures with
+//! no blood–brain barrier that every contrast study shows: dural venous
+//! sinuses (superior sagittal, transverse), cortical veins, the falx and the
+//! choroid plexus of the atria. Their brightness after contrast is not set
+//! here: it follows from their gadolinium kinetics (`contrast.rs`).
+//!
+//! Thicknesses (adult, mm): CSF over the convexity 1–3, dura ≈ 0.5–1,
+//! calvarial tables 1.2–2.5 each, diploë 2–5, scalp 5–9 (Standring,
+//! *Gray's Anatomy*, 41st ed., 2016; Lillie et al., "Evaluation of skull
+//! cortical thickness changes with age and sex from computed tomography
+//! scans", J Bone Miner Res 31 (2016) 299–307). Sinus and choroid plexus
+//! positions in MNI space: Mazziotta et al. / the ICBM152 templates.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::anatomy::{BrainSample, Mixture};
+use super::shapes::{coverage, Lobulated};
+use super::tissue::Tissue;
+
+/// Per-subject head build.
+#[derive(Debug, Clone)]
+pub struct Head {
+    csf_mm: f32,
+    dura_mm: f32,
+    inner_mm: f32,
+    diploe_mm: f32,
+    outer_mm: f32,
+    galea_mm: f32,
+    fat_mm: f32,
+    skin_mm: f32,
+    temporalis_mm: f32,
+    /// Thickness modulation around the head: (harmonic, amplitude, phase).
+    modulation: Vec<(f32, f32, f32)>,
+    vein_angles: Vec<f32>,
+    vein_mm: f32,
+    sinus_half_mm: f32,
+    plexus: [Lobulated; 2],
+}
+
+impl Head {
+    pub fn random(rng: &mut ChaCha8Rng) -> Head {
+        let modulation = (1..=4)
+            .map(|k| {
+                (
+                    k as f32,
+                    rng.random_range(0.0..0.12) / k as f32,
+                    rng.random_range(0.0..std::f32::consts::TAU),
+                )
+            })
+            .collect();
+        let veins = rng.random_range(5..13);
+        let plexus = [1.0f32, -1.0].map(|side| {
+            let c = [
+                side * rng.random_range(24.0..31.0),
+                rng.random_range(-44.0..-36.0),
+                rng.random_range(12.0..20.0),
+            ];
+            Lobulated::random(rng, c, [4.0, 8.0, 6.0], 0.2)
+        });
+        Head {
+            csf_mm: rng.random_range(1.0..3.0),
+            dura_mm: rng.random_range(0.5..1.0),
+            inner_mm: rng.random_range(1.2..2.5),
+            diploe_mm: rng.random_range(2.0..5.0),
+            outer_mm: rng.random_range(1.2..2.2),
+            galea_mm: rng.random_range(0.8..1.6),
+            fat_mm: rng.random_range(3.0..6.5),
+            skin_mm: rng.random_range(1.0..1.6),
+            temporalis_mm: rng.random_range(4.0..10.0),
+            modulation,
+            vein_angles: (0..veins)
+                .map(|_| rng.random_range(-std::f32::consts::PI..std::f32::consts::PI))
+                .collect(),
+            vein_mm: rng.random_range(1.2..2.5),
+            sinus_half_mm: rng.random_range(3.0..5.5),
+            plexus,
+        }
+    }
+
+    fn thickness_factor(&self, phi: f32) -> f32 {
+        1.0 + self
+            .modulation
+            .iter()
+            .map(|(k, a, ph)| a * (k * phi + ph).cos())
+            .sum::<f32>()
+    }
+
+    /// Compartments of a voxel `d_mm` outside the brain outline (`voxel_mm`
+    /// wide), at template point `t` (mm) of level `z` (mm).
+    pub fn outside(&self, d_mm: f32, t: [f32; 2], z: f32, voxel_mm: f32, mix: &mut Mixture) {
+        // Angle around the head in the template frame: 0 anterior, ±π posterior.
+        let phi = t[0].atan2(t[1] + 17.0);
+        let k = self.thickness_factor(phi);
+        // Temporalis: lateral, below the vertex.
+        let lateral = phi.sin().abs().powi(4) * ((45.0 - z) / 30.0).clamp(0.0, 1.0);
+        let layers = [
+            (Tissue::Csf, self.csf_mm * k),
+            (Tissue::Dura, self.dura_mm),
+            (Tissue::CorticalBone, self.inner_mm * k),
+            (Tissue::Marrow, self.diploe_mm * k * (1.0 - 0.5 * lateral)),
+            (Tissue::CorticalBone, self.outer_mm * k),
+            (Tissue::Muscle, self.temporalis_mm * lateral + self.galea_mm),
+            (Tissue::Fat, self.fat_mm * k),
+            (Tissue::Skin, self.skin_mm),
+        ];
+        let (lo, hi) = (d_mm - voxel_mm / 2.0, d_mm + voxel_mm / 2.0);
+        let mut start = 0.0;
+        for (tissue, thickness) in layers {
+            let end = start + thickness;
+            let overlap = (hi.min(end) - lo.max(start)).max(0.0) / voxel_mm;
+            if overlap > 0.0 {
+                if tissue == Tissue::Marrow {
+                    // Diploë: fatty marrow between trabeculae.
+                    mix.push(Tissue::Marrow, 0.75 * overlap, 1.0);
+                    mix.push(Tissue::CorticalBone, 0.25 * overlap, 1.0);
+                } else {
+                    mix.push(tissue, overlap, 1.0);
+                }
+            }
+            start = end;
+        }
+        let bone_end = (self.csf_mm + self.inner_mm) * k + self.dura_mm;
+        // Cortical veins cross the subarachnoid space over the convexity.
+        if z > -5.0 && d_mm < self.csf_mm * k {
+            let r = (t[0] * t[0] + (t[1] + 17.0) * (t[1] + 17.0)).sqrt();
+            let gap = self
+                .vein_angles
+                .iter()
+                .map(|a| angle_gap(phi, *a) * r)
+                .fold(f32::INFINITY, f32::min);
+            let vein = coverage(self.vein_mm / 2.0 - gap, voxel_mm);
+            mix.replace(Tissue::Blood, vein * 0.9, 1.0);
+        }
+        // Dural venous sinuses in the dura against the inner table.
+        if d_mm < bone_end + 0.5 {
+            let half = self.sinus_half_mm * (1.0 - 0.5 * d_mm / (bone_end + 0.5));
+            let mut sinus = 0.0f32;
+            let sagittal = (phi.abs() < 1.0 && z > -5.0) || (phi.abs() > 2.0 && z > -15.0);
+            if sagittal {
+                sinus = sinus.max(coverage(half - t[0].abs(), voxel_mm));
+            }
+            if (-30.0..-6.0).contains(&z) && (2.0..2.9).contains(&phi.abs()) {
+                sinus = sinus.max(coverage(2.0 * half - d_mm, voxel_mm));
+            }
+            mix.replace(Tissue::Blood, sinus, 1.0);
+        }
+    }
+
+    /// Normal structures inside the brain outline: the falx in the
+    /// interhemispheric fissure and the choroid plexus in the atria.
+    pub fn inside(&self, p: [f32; 3], brain: &BrainSample, voxel_mm: f32, mix: &mut Mixture) {
+        if brain.csf > 0.3 {
+            let fissure = p[2] > 35.0 || (p[2] > 0.0 && (p[1] > 15.0 || p[1] < -50.0));
+            if fissure {
+                let falx = coverage(0.6 - p[0].abs(), voxel_mm);
+                mix.replace(Tissue::Dura, falx * brain.csf, 1.0);
+            }
+            let plexus = self
+                .plexus
+                .iter()
+                .map(|s| s.cover(p, voxel_mm))
+                .fold(0.0, f32::max);
+            mix.replace(Tissue::ChoroidPlexus, plexus * brain.csf * 0.8, 1.0);
+        }
+    }
+}
+
+/// Smallest absolute difference of two angles (radians).
+fn angle_gap(a: f32, b: f32) -> f32 {
+    let d = (a - b).rem_euclid(std::f32::consts::TAU);
+    d.min(std::f32::consts::TAU - d)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn layers_run_csf_dura_bone_marrow_bone_and_scalp() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut head = Head::random(&mut rng);
+        head.modulation.clear();
+        head.vein_angles.clear();
+        // At the vertex-free anterior midline-off point (x 30, y 40), z 60:
+        // no temporalis, no sinus (|x| > half-width), no veins.
+        let at = |d: f32| {
+            let mut m = Mixture::default();
+            head.outside(d, [30.0, 40.0], 60.0, 0.2, &mut m);
+            m.dominant()
+        };
+        let csf = head.csf_mm;
+        assert_eq!(at(csf * 0.5), Some(Tissue::Csf));
+        assert_eq!(at(csf + head.dura_mm * 0.5), Some(Tissue::Dura));
+        let inner = csf + head.dura_mm;
+        assert_eq!(at(inner + head.inner_mm * 0.5), Some(Tissue::CorticalBone));
+        let diploe = inner + head.inner_mm;
+        assert_eq!(at(diploe + head.diploe_mm * 0.5), Some(Tissue::Marrow));
+        let scalp = diploe + head.diploe_mm + head.outer_mm + head.galea_mm;
+        assert_eq!(at(scalp + head.fat_mm * 0.5), Some(Tissue::Fat));
+        assert_eq!(at(scalp + head.fat_mm + head.skin_mm + 5.0), None);
+    }
+
+    #[test]
+    fn angle_gap_wraps_around() {
+        assert!((angle_gap(3.1, -3.1) - (std::f32::consts::TAU - 6.2)).abs() < 1e-5);
+        assert!((angle_gap(0.5, 0.2) - 0.3).abs() < 1e-6);
+    }
+}
