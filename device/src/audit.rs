@@ -42,6 +42,21 @@ pub enum Outcome {
     Upgrade {
         event: String,
     },
+    /// A DICOM result on its way to a destination (`serve --send-to`):
+    /// `event` is `queued`, `not_queued`, `not_made`, `sent`, `refused` or
+    /// `unreachable`. The result is named by the hash of its SOP Instance
+    /// UID; `input_sha256` is the slice's where known (queuing), empty for
+    /// the sender's later events.
+    Delivery {
+        event: String,
+        destination: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result_uid_hash: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
 }
 
 /// The panel's and the log's name for a scan: the first 8 hex digits of its

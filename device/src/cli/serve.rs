@@ -22,6 +22,7 @@ use tumorxai_device::triage::Thresholds;
 use tumorxai_device::upgrade::Reloaded;
 
 mod answer;
+mod delivery;
 mod upgrade;
 
 use super::triage::{answer_json, png_bytes, result_screen};
@@ -66,8 +67,9 @@ pub struct ServeArgs {
     /// this TCP port; received slices land in the inbox.
     #[arg(long, conflicts_with = "once")]
     dicom_port: Option<u16>,
-    /// Application entity title of the receiver (what the scanner calls).
-    #[arg(long, default_value = "TUMORXAI", requires = "dicom_port")]
+    /// This device's application entity title: what the scanner calls,
+    /// and the calling AE title of the results sent (--send-to).
+    #[arg(long, default_value = "TUMORXAI", value_parser = parse_ae_title)]
     ae_title: String,
     /// Accept associations only from this calling AE title (repeatable:
     /// the scanners and PACS nodes allowed to push). Others are rejected in
@@ -96,24 +98,20 @@ pub struct ServeArgs {
     /// each worker's matrix products use that many threads as well.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     workers: Option<u16>,
+    #[command(flatten)]
+    delivery: delivery::DeliveryArgs,
 }
 
 /// An AE title as DICOM defines it: 1–16 characters of printable ASCII
 /// without backslash (PS3.5 6.2, VR AE), not only spaces.
 fn parse_ae_title(text: &str) -> Result<String, String> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() || text.len() > 16 {
-        return Err(format!("{text:?}: an AE title has 1 to 16 characters"));
+    if tumorxai_device::outgoing::destination::valid_ae_title(text) {
+        Ok(text.trim().to_string())
+    } else {
+        Err(format!(
+            "{text:?}: an AE title has 1 to 16 characters of printable ASCII without backslash"
+        ))
     }
-    if !text
-        .bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
-    {
-        return Err(format!(
-            "{text:?}: an AE title is printable ASCII without backslash"
-        ));
-    }
-    Ok(trimmed.to_string())
 }
 
 /// One worker per CPU available to this process.
@@ -129,6 +127,12 @@ struct Service {
     audit: AuditLog,
     display: Display,
     thresholds: Thresholds,
+    /// The result senders (`--send-to`).
+    outgoing: Option<tumorxai_device::outgoing::Outgoing>,
+    /// Device Serial Number of the results; `None`: no results are made.
+    device_serial: Option<String>,
+    /// Shown instead of the idle screen while results cannot be queued.
+    alarm: Option<String>,
 }
 
 impl Service {
@@ -138,6 +142,16 @@ impl Service {
             version: self.model.manifest.version.clone(),
             bundle_sha256: self.model.bundle_sha256.clone(),
             execution_form: self.model.form.name().to_string(),
+        }
+    }
+
+    /// The idle screen, or the alarm while results cannot be queued.
+    fn show_idle(&self) {
+        match &self.alarm {
+            Some(message) => self.show(Screen::Error {
+                message: message.clone(),
+            }),
+            None => self.show(Screen::Idle),
         }
     }
 
@@ -194,8 +208,15 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         display: Display::open(&args.policy)?,
         thresholds: args.policy.thresholds(),
         folders,
+        outgoing: None,
+        device_serial: (!args.delivery.send_to.is_empty())
+            .then(|| args.delivery.device_serial.clone()),
+        alarm: None,
     };
     let stop = Arc::new(AtomicBool::new(false));
+    service.outgoing =
+        args.delivery
+            .start(&args.ae_title, args.model.state_dir.as_deref(), &stop)?;
     let flag = stop.clone();
     // Ctrl-C, SIGTERM (`systemctl stop`) and SIGHUP: finish the current
     // file, then stop.
@@ -209,12 +230,17 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             allowed_callers: args.allow_calling_ae.clone(),
             inbox: args.inbox.clone(),
             timeout: Duration::from_secs(30),
-            tls: None,
+            tls: args.delivery.receiver_tls()?,
         };
         eprintln!(
-            "DICOM storage receiver {} on {}",
+            "DICOM storage receiver {} on {}{}",
             args.ae_title,
-            listener.local_addr()?
+            listener.local_addr()?,
+            if config.tls.is_some() {
+                " (DICOM TLS)"
+            } else {
+                ""
+            }
         );
         let stop = stop.clone();
         std::thread::spawn(move || {
@@ -239,7 +265,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             answer::prepare(&folders, claimed, true)
         }),
     );
-    service.show(Screen::Idle);
+    service.show_idle();
     let settle = if args.once {
         Duration::ZERO
     } else {
@@ -271,8 +297,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             });
         service.process(workers, claims);
         if !ready.is_empty() {
-            service.show(Screen::Idle);
+            service.show_idle();
         }
+        service.drain_deliveries();
         if let Some(smp) = &smp {
             // Each drawn frame is a PNG written and fsynced: only the
             // newest progress of a poll's batch is drawn.

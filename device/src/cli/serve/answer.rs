@@ -9,6 +9,8 @@ use super::*;
 use tumorxai_device::ordered::{map_in_order, WorkerPanic};
 use tumorxai_device::pipeline::SliceResult;
 
+use super::delivery::{make_results, Results};
+
 /// A claimed file, read and named.
 pub(super) struct Claim {
     claimed: PathBuf,
@@ -33,9 +35,11 @@ enum Computed {
     Triaged {
         result: Box<SliceResult>,
         overlay_png: Vec<u8>,
+        results: Results,
     },
-    /// The slice's own failure (undecodable, refused): an error answer.
-    Refused(String),
+    /// The slice's own failure (undecodable, refused): an error answer,
+    /// and an SR saying it was not triaged.
+    Refused { message: String, results: Results },
     /// The service's failure (the overlay not encodable): recorded as such.
     Failed(String),
 }
@@ -68,19 +72,33 @@ pub(super) fn prepare(folders: &Folders, claimed: PathBuf, recovered: bool) -> C
     }
 }
 
-fn compute(model: &LoadedModel, thresholds: Thresholds, claim: &Claim) -> Option<Computed> {
+/// Step 3 on a worker: the triage, the overlay's PNG and, with
+/// `device_serial` (results wanted), the DICOM results.
+fn compute(
+    model: &LoadedModel,
+    thresholds: Thresholds,
+    device_serial: Option<&str>,
+    claim: &Claim,
+) -> Option<Computed> {
     let Ok(Prepared::Triage { bytes, .. }) = &claim.prepared else {
         return None;
     };
     Some(match run_slice(model, bytes, thresholds) {
         Ok(result) => match png_bytes(&result.overlay) {
             Ok(overlay_png) => Computed::Triaged {
+                results: make_results(model, device_serial, bytes, Ok(&result)),
                 result: Box::new(result),
                 overlay_png,
             },
             Err(e) => Computed::Failed(format!("encoding the overlay: {e:#}")),
         },
-        Err(e) => Computed::Refused(e.to_string()),
+        Err(e) => {
+            let message = e.to_string();
+            Computed::Refused {
+                results: make_results(model, device_serial, bytes, Err(&message)),
+                message,
+            }
+        }
     })
 }
 
@@ -91,10 +109,11 @@ impl Service {
         let thresholds = self.thresholds;
         // One optimised plan, shared read-only by the workers.
         let model = Arc::clone(&self.model);
+        let serial = self.device_serial.clone();
         map_in_order(
             workers,
             claims,
-            |claim| compute(&model, thresholds, claim),
+            |claim| compute(&model, thresholds, serial.as_deref(), claim),
             |claim, computed| self.answer(claim, computed),
         );
     }
@@ -148,8 +167,8 @@ impl Service {
         }
     }
 
-    /// The overlay, the audit entry (fsynced), the answer (the commit
-    /// point), the archive.
+    /// The overlay, the DICOM results queued (fsynced), the audit entry
+    /// (fsynced), the answer (the commit point), the archive.
     fn commit(
         &mut self,
         claimed: &Path,
@@ -165,12 +184,14 @@ impl Service {
             Computed::Triaged {
                 result,
                 overlay_png,
+                results,
             } => {
                 let overlay = self.folders.outbox.join(format!("{stem}-overlay.png"));
                 write_atomic(&overlay, &overlay_png).context("writing the overlay")?;
                 println!("{id}: {}", result.triage.flag.banner());
                 self.show(result_screen(&id, &result));
                 let json = answer_json(&name, &self.model, &result);
+                self.deliver(sha, results);
                 let SliceResult {
                     triage,
                     logits,
@@ -186,8 +207,9 @@ impl Service {
                     },
                 )
             }
-            Computed::Refused(message) => {
+            Computed::Refused { message, results } => {
                 eprintln!("{id}: error: {message}");
+                self.deliver(sha, results);
                 self.show(Screen::Error {
                     message: format!("{id}: {message}"),
                 });

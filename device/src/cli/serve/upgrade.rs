@@ -88,7 +88,7 @@ impl Service {
                     ),
                     &self.model.bundle_sha256.clone(),
                 );
-                self.show(Screen::Idle);
+                self.show_idle();
             }
             // The model in memory was verified when it was loaded: it
             // keeps serving rather than leaving the scanner without one.

@@ -1,0 +1,299 @@
+//! The storage SCU that delivers results: one association per batch,
+//! C-STORE of each queued object (PS3.7 9.1.1), its response status read.
+//! Plain TCP or DICOM TLS (PS3.15 B.9) with the client configuration of
+//! [`crate::tls`].
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+use dicom_ul::association::client::TlsStream;
+use dicom_ul::association::CloseSocket;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use dicom_ul::{ClientAssociation, ClientAssociationOptions};
+use thiserror::Error;
+
+use super::destination::Destination;
+use crate::dimse::{command_u16, encode_command, read_command, store_request, C_STORE_RSP};
+use crate::results::{COMPREHENSIVE_3D_SR, SECONDARY_CAPTURE};
+
+/// Explicit VR Little Endian first (what our files are in), Implicit VR
+/// Little Endian (every node's default) as the fallback.
+const PROPOSED_SYNTAXES: [&str; 2] = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"];
+/// Largest C-STORE response accepted (a few hundred bytes in practice).
+const MAX_RESPONSE_BYTES: usize = 64 << 10;
+
+#[derive(Debug, Error)]
+pub enum ScuError {
+    /// The destination could not be reached or the association failed:
+    /// worth retrying later.
+    #[error("{destination}: {message}")]
+    Unreachable {
+        destination: String,
+        message: String,
+    },
+    /// The destination answered but will not take this object (a failure
+    /// status, or no accepted presentation context for its SOP class).
+    #[error("{destination}: refused: {message}")]
+    Refused {
+        destination: String,
+        message: String,
+    },
+    /// The queued file itself is unreadable: sending it again cannot help.
+    #[error("queued object unreadable: {0}")]
+    Object(String),
+}
+
+impl ScuError {
+    /// Whether sending this object again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ScuError::Unreachable { .. })
+    }
+}
+
+/// How a C-STORE response's status reads (PS3.7 C.4.1.1.4, 9.1.1.1.9).
+pub fn status_is_success(status: u16) -> bool {
+    // 0000 success; B000, B007, B006 warnings: stored.
+    status == 0x0000 || status & 0xF000 == 0xB000
+}
+
+/// The association's settings.
+#[derive(Clone)]
+pub struct Client {
+    pub calling_ae_title: String,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub timeout: Duration,
+}
+
+enum Link {
+    Plain(ClientAssociation<TcpStream>),
+    // Boxed: the TLS state is most of a kilobyte (clippy's large variant).
+    Tls(Box<ClientAssociation<TlsStream>>),
+}
+
+/// An open association with one destination.
+pub struct Session {
+    link: Link,
+    destination: String,
+    next_message_id: u16,
+}
+
+impl Client {
+    /// Opens an association proposing the two result SOP classes.
+    pub fn open(&self, destination: &Destination) -> Result<Session, ScuError> {
+        let name = destination.to_string();
+        let unreachable = |message: String| ScuError::Unreachable {
+            destination: name.clone(),
+            message,
+        };
+        let mut options = ClientAssociationOptions::new()
+            .calling_ae_title(self.calling_ae_title.clone())
+            .called_ae_title(destination.ae_title.clone())
+            .connection_timeout(self.timeout)
+            .read_timeout(self.timeout)
+            .write_timeout(self.timeout);
+        for class in [SECONDARY_CAPTURE, COMPREHENSIVE_3D_SR] {
+            options = options.with_presentation_context(class, PROPOSED_SYNTAXES.to_vec());
+        }
+        let address = destination.socket_address();
+        let link = if destination.tls {
+            let config = self.tls.clone().ok_or_else(|| {
+                unreachable("a tls:// destination needs the TLS settings (--tls-ca)".into())
+            })?;
+            options
+                .tls_config(config)
+                .server_name(&destination.host)
+                .establish_tls(address.as_str())
+                .map(|a| Link::Tls(Box::new(a)))
+        } else {
+            options.establish(address.as_str()).map(Link::Plain)
+        }
+        .map_err(|e| unreachable(format!("association: {e}")))?;
+        Ok(Session {
+            link,
+            destination: name,
+            next_message_id: 1,
+        })
+    }
+}
+
+impl Session {
+    /// C-STORE of one Part 10 file; the response's status, or why not.
+    pub fn store(&mut self, part10: &[u8]) -> Result<u16, ScuError> {
+        let message_id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        let destination = self.destination.clone();
+        match &mut self.link {
+            Link::Plain(a) => store_on(a, &destination, message_id, part10),
+            Link::Tls(a) => store_on(a.as_mut(), &destination, message_id, part10),
+        }
+    }
+
+    /// Releases the association (A-RELEASE); errors only mean the peer
+    /// went first.
+    pub fn release(self) {
+        let _ = match self.link {
+            Link::Plain(a) => a.release(),
+            Link::Tls(a) => (*a).release(),
+        };
+    }
+}
+
+fn store_on<S: std::io::Read + std::io::Write + CloseSocket>(
+    association: &mut ClientAssociation<S>,
+    destination: &str,
+    message_id: u16,
+    part10: &[u8],
+) -> Result<u16, ScuError> {
+    let unreachable = |message: String| ScuError::Unreachable {
+        destination: destination.to_string(),
+        message,
+    };
+    let object = OpenFileOptions::new()
+        .from_reader(part10)
+        .map_err(|e| ScuError::Object(e.to_string()))?;
+    let class = object.meta().media_storage_sop_class_uid().to_string();
+    let instance = object.meta().media_storage_sop_instance_uid().to_string();
+    let context = association
+        .presentation_contexts()
+        .iter()
+        .find(|pc| {
+            pc.reason == PresentationContextResultReason::Acceptance
+                && pc.abstract_syntax.trim_end_matches('\0') == class
+        })
+        .cloned()
+        .ok_or_else(|| ScuError::Refused {
+            destination: destination.to_string(),
+            message: format!("no presentation context accepted for SOP class {class}"),
+        })?;
+    let syntax = TransferSyntaxRegistry
+        .get(context.transfer_syntax.trim_end_matches('\0'))
+        .ok_or_else(|| {
+            unreachable(format!(
+                "unknown transfer syntax {}",
+                context.transfer_syntax
+            ))
+        })?;
+    let mut data = Vec::with_capacity(part10.len());
+    object
+        .write_dataset_with_ts(&mut data, syntax)
+        .map_err(|e| ScuError::Object(e.to_string()))?;
+    let command =
+        encode_command(&store_request(message_id, &class, &instance)).map_err(ScuError::Object)?;
+    association
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: context.id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: command,
+            }],
+        })
+        .map_err(|e| unreachable(format!("sending the command: {e}")))?;
+    {
+        let mut writer = association.send_pdata(context.id);
+        writer
+            .write_all(&data)
+            .and_then(|()| writer.finish())
+            .map_err(|e| unreachable(format!("sending the data set: {e}")))?;
+    }
+    let response = receive_command(association, destination)?;
+    let kind = command_u16(&response, tags::COMMAND_FIELD)
+        .map_err(|e| unreachable(format!("malformed response: {e}")))?;
+    if kind != C_STORE_RSP {
+        return Err(unreachable(format!(
+            "expected C-STORE-RSP, got command {kind:#06x}"
+        )));
+    }
+    let status = command_u16(&response, tags::STATUS)
+        .map_err(|e| unreachable(format!("malformed response: {e}")))?;
+    if status_is_success(status) {
+        Ok(status)
+    } else {
+        Err(ScuError::Refused {
+            destination: destination.to_string(),
+            message: format!("C-STORE status {status:#06x}"),
+        })
+    }
+}
+
+/// The next command set from the peer, its fragments joined.
+fn receive_command<S: std::io::Read + std::io::Write + CloseSocket>(
+    association: &mut ClientAssociation<S>,
+    destination: &str,
+) -> Result<dicom_object::InMemDicomObject, ScuError> {
+    let unreachable = |message: String| ScuError::Unreachable {
+        destination: destination.to_string(),
+        message,
+    };
+    let mut bytes = Vec::new();
+    loop {
+        let pdu = association
+            .receive()
+            .map_err(|e| unreachable(format!("waiting for the response: {e}")))?;
+        match pdu {
+            Pdu::PData { data } => {
+                for value in data {
+                    if value.value_type != PDataValueType::Command {
+                        continue;
+                    }
+                    bytes.extend_from_slice(&value.data);
+                    if bytes.len() > MAX_RESPONSE_BYTES {
+                        return Err(unreachable("response too large".into()));
+                    }
+                    if value.is_last {
+                        return read_command(&bytes)
+                            .map_err(|e| unreachable(format!("malformed response: {e}")));
+                    }
+                }
+            }
+            Pdu::AbortRQ { .. } => {
+                return Err(unreachable("association aborted by the peer".into()))
+            }
+            Pdu::ReleaseRQ => {
+                let _ = association.send(&Pdu::ReleaseRP);
+                return Err(unreachable("association released by the peer".into()));
+            }
+            other => {
+                return Err(unreachable(format!(
+                    "unexpected PDU while waiting for the response: {}",
+                    pdu_name(&other)
+                )))
+            }
+        }
+    }
+}
+
+/// A PDU's kind, without its content (which may quote a data set).
+fn pdu_name(pdu: &Pdu) -> &'static str {
+    match pdu {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+        Pdu::Unknown { .. } => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_is_success;
+
+    #[test]
+    fn success_and_warning_statuses_count_as_stored_failures_do_not() {
+        // PS3.4 Table B.2-1 (Storage Service Class statuses).
+        for stored in [0x0000, 0xB000, 0xB006, 0xB007] {
+            assert!(status_is_success(stored), "{stored:#06x}");
+        }
+        for failed in [0xA700, 0xA900, 0xC000, 0x0110, 0x0122, 0x0211] {
+            assert!(!status_is_success(failed), "{failed:#06x}");
+        }
+    }
+}
