@@ -153,19 +153,26 @@ impl Head {
     /// interhemispheric fissure and the choroid plexus in the atria.
     pub fn inside(&self, p: [f32; 3], brain: &BrainSample, voxel_mm: f32, mix: &mut Mixture) {
         if brain.csf > 0.3 {
-            let fissure = p[2] > 35.0 || (p[2] > 0.0 && (p[1] > 15.0 || p[1] < -50.0));
-            if fissure {
+            if in_fissure(p) {
                 let falx = coverage(0.6 - p[0].abs(), voxel_mm);
                 mix.replace(Tissue::Dura, falx * brain.csf, 1.0);
             }
             let plexus = self
                 .plexus
                 .iter()
+                .filter(|s| s.near(p, voxel_mm))
                 .map(|s| s.cover(p, voxel_mm))
                 .fold(0.0, f32::max);
             mix.replace(Tissue::ChoroidPlexus, plexus * brain.csf * 0.8, 1.0);
         }
     }
+}
+
+/// Whether the midline at template (y, z) of `p` is the interhemispheric
+/// fissure, where the falx is: above the corpus callosum (z > 35 mm), and
+/// in front of the genu and behind the splenium above the tentorium.
+pub fn in_fissure(p: [f32; 3]) -> bool {
+    p[2] > 35.0 || (p[2] > 0.0 && (p[1] > 15.0 || p[1] < -50.0))
 }
 
 /// Smallest absolute difference of two angles (radians).

@@ -2,35 +2,15 @@
 //! `tissue.rs`, each with its own relaxation and gadolinium kinetics) placed
 //! in template space, so that a thick slice cuts them with real partial
 //! volume and the contrast follows from physics, not from painted levels.
-//!
-//! Radiology per family (`shared/notes/dataset-17-classes.md`; Osborn,
-//! *Osborn's Brain*, 2nd ed., Elsevier 2017; Smirniotopoulos et al.,
-//! "Patterns of contrast enhancement in the brain and meninges",
-//! RadioGraphics 27 (2007) 525–551):
-//! - glioma: intra-axial white-matter mass; high grade = thick irregular
-//!   enhancing wall around necrosis, vasogenic oedema spreading along white
-//!   matter; low grade = infiltrative, T2-bright, barely enhancing,
-//!   sometimes calcified (oligodendroglioma);
-//! - meningioma: extra-axial, dural-based dome on the convexity or the falx,
-//!   CSF cleft, strong homogeneous enhancement, dural tail, calcification;
-//! - schwannoma: cerebellopontine angle at the level of the pons, round, with
-//!   an extension into the internal auditory canal ("ice-cream cone"),
-//!   enhancing, cystic when large; small ones included;
-//! - neurocytoma: lateral ventricle near the septum pellucidum, solid with
-//!   many small cysts ("soap bubbles"), calcified, moderately enhancing,
-//!   hydrocephalus;
-//! - other: abscess (thin smooth enhancing capsule, T2-dark, pus, oedema),
-//!   cyst (CSF-like, no enhancement; intra- or extra-axial), encephalopathy
-//!   (roughly symmetric white-matter gliosis, no enhancement, no mass).
+//! Where each family's lesion goes and how big it is: `placement.rs`; how a
+//! lesion fills a voxel (wall and core, oedema along white matter, cysts,
+//! calcification, dural tail, the canal of a schwannoma): here.
 
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use tumorxai_shared::Family;
 
-use super::anatomy::{sample_brain, BrainSample, Mixture};
+use super::anatomy::{BrainSample, Mixture};
 use super::shapes::{add, coverage, dot, norm, pushed_from, scale, sub, Field3, Lobulated, Vec3};
 use super::tissue::Tissue;
-use crate::synth::atlas::Atlas;
 
 /// Kinds of lesion the engine draws.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,111 +28,47 @@ pub enum Kind {
 /// A dural attachment: the point of the dura under the mass, the outward
 /// normal, and the length of the enhancing dural tail (mm).
 #[derive(Debug, Clone, Copy)]
-struct Dural {
-    base: Vec3,
-    normal: Vec3,
-    tail_mm: f32,
+pub struct Dural {
+    pub(super) base: Vec3,
+    pub(super) normal: Vec3,
+    pub(super) tail_mm: f32,
 }
 
 /// A tapering tube (the internal auditory canal part of a schwannoma).
 #[derive(Debug, Clone, Copy)]
-struct Canal {
-    start: Vec3,
-    dir: Vec3,
-    length: f32,
-    radius: [f32; 2],
+pub struct Canal {
+    pub(super) start: Vec3,
+    pub(super) dir: Vec3,
+    pub(super) length: f32,
+    pub(super) radius: [f32; 2],
 }
 
 /// One lesion.
 #[derive(Debug, Clone)]
 pub struct Lesion {
     pub kind: Kind,
-    body: Lobulated,
+    pub(super) body: Lobulated,
     /// Necrotic / purulent core thickness of the wall (mm), where there is one.
-    wall_mm: f32,
-    halo: Option<Lobulated>,
-    bubbles: Vec<Lobulated>,
-    calcifications: Vec<Lobulated>,
-    patches: Vec<Lobulated>,
-    texture: Field3,
+    pub(super) wall_mm: f32,
+    pub(super) halo: Option<Lobulated>,
+    pub(super) bubbles: Vec<Lobulated>,
+    pub(super) calcifications: Vec<Lobulated>,
+    pub(super) patches: Vec<Lobulated>,
+    pub(super) texture: Field3,
     /// Effective radius of the mass effect (mm).
-    push: f32,
+    pub(super) push: f32,
     /// Ventricular enlargement (hydrocephalus) around the body, 0 = none.
-    hydrocephalus: f32,
-    dural: Option<Dural>,
-    canal: Option<Canal>,
+    pub(super) hydrocephalus: f32,
+    pub(super) dural: Option<Dural>,
+    pub(super) canal: Option<Canal>,
     /// Patchy enhancement of a low-grade glioma.
-    patchy: bool,
-}
-
-/// MNI z ranges (mm) the slice of each family is drawn from; they overlap,
-/// and NORMAL spans all of them.
-pub fn level_range(family: Family) -> (f32, f32) {
-    match family {
-        Family::Glioma => (-15.0, 45.0),
-        Family::Meningioma => (-20.0, 52.0),
-        Family::Schwannoma => (-36.0, -22.0),
-        Family::Neurocitoma => (5.0, 22.0),
-        Family::Outros => (-25.0, 45.0),
-        Family::Normal => (-36.0, 52.0),
-    }
-}
-
-fn find_point(
-    atlas: &Atlas,
-    rng: &mut ChaCha8Rng,
-    x: (f32, f32),
-    y: (f32, f32),
-    z: f32,
-    accept: impl Fn(&BrainSample) -> bool,
-) -> Vec3 {
-    let mut fallback = [0.0, -17.0, z];
-    for attempt in 0..300 {
-        let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-        let p = [
-            side * rng.random_range(x.0..x.1),
-            rng.random_range(y.0..y.1),
-            z,
-        ];
-        let s = sample_brain(atlas, p);
-        if accept(&s) {
-            return p;
-        }
-        if attempt == 0 || s.inside {
-            fallback = p;
-        }
-    }
-    fallback
-}
-
-/// The last brain point along a ray in the axial plane from the head's centre.
-fn brain_surface(atlas: &Atlas, z: f32, angle: f32) -> Vec3 {
-    let (c, s) = (angle.cos(), angle.sin());
-    let mut last = [0.0, -17.0, z];
-    for step in 0..110 {
-        let t = step as f32;
-        let p = [c * t, -17.0 + s * t, z];
-        if sample_brain(atlas, p).inside {
-            last = p;
-        }
-    }
-    last
-}
-
-fn calcifications(rng: &mut ChaCha8Rng, centre: Vec3, spread: f32, count: usize) -> Vec<Lobulated> {
-    (0..count)
-        .map(|_| {
-            let off = scale(
-                super::shapes::random_direction(rng),
-                spread * rng.random::<f32>(),
-            );
-            Lobulated::sphere(add(centre, off), rng.random_range(0.8..1.8))
-        })
-        .collect()
+    pub(super) patchy: bool,
+    /// Centre and radius of a sphere holding every part (`sealed`).
+    bound: (Vec3, f32),
 }
 
 impl Lesion {
-    fn new(kind: Kind, body: Lobulated, rng: &mut ChaCha8Rng) -> Lesion {
+    pub(super) fn new(kind: Kind, body: Lobulated, rng: &mut ChaCha8Rng) -> Lesion {
         Lesion {
             kind,
             body,
@@ -167,199 +83,55 @@ impl Lesion {
             dural: None,
             canal: None,
             patchy: false,
+            bound: ([0.0; 3], f32::INFINITY),
         }
     }
-}
 
-/// Plans the lesions of one study of `family` whose slice is at `z` mm.
-pub fn plan(family: Family, atlas: &Atlas, z: f32, rng: &mut ChaCha8Rng) -> Vec<Lesion> {
-    let side: f32 = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-    match family {
-        Family::Normal => Vec::new(),
-        Family::Glioma => {
-            let high = rng.random_bool(0.6);
-            let r = if high {
-                rng.random_range(11.0..26.0)
-            } else {
-                rng.random_range(12.0..28.0)
-            };
-            let zc = z + rng.random_range(-0.3..0.3) * r;
-            let c = find_point(atlas, rng, (12.0, 50.0), (-75.0, 40.0), zc, |s| s.wm > 0.5);
-            let radii = [
-                r,
-                r * rng.random_range(0.8..1.2),
-                r * rng.random_range(0.7..1.0),
-            ];
-            let body = Lobulated::random(rng, c, radii, if high { 0.22 } else { 0.28 });
-            let mut l = Lesion::new(
-                if high {
-                    Kind::GliomaHighGrade
-                } else {
-                    Kind::GliomaLowGrade
-                },
-                body,
-                rng,
-            );
-            let halo_scale = if high {
-                rng.random_range(1.6..2.5)
-            } else {
-                rng.random_range(1.1..1.35)
-            };
-            l.halo = Some(Lobulated::random(rng, c, scale(radii, halo_scale), 0.35));
-            l.wall_mm = rng.random_range(2.5..6.0);
-            l.push = r * if high { 0.6 } else { 0.4 };
-            l.patchy = !high && rng.random_bool(0.3);
-            if !high && rng.random_bool(0.25) {
-                let n = rng.random_range(1..5);
-                l.calcifications = calcifications(rng, c, 0.7 * r, n);
-            }
-            vec![l]
-        }
-        Family::Meningioma => {
-            let r = rng.random_range(9.0..27.0);
-            let zc = z + rng.random_range(-0.3..0.3) * r;
-            let (base, normal) = if rng.random_bool(0.3) {
-                let y = rng.random_range(-60.0..35.0);
-                ([0.0, y, zc], [-side, 0.0, 0.0])
-            } else {
-                let angle = rng.random_range(0.0..std::f32::consts::TAU);
-                let s = brain_surface(atlas, zc, angle);
-                (s, [angle.cos(), angle.sin(), 0.0])
-            };
-            let c = sub(base, scale(normal, 0.55 * r));
-            let radii = [
-                r,
-                r * rng.random_range(0.85..1.1),
-                r * rng.random_range(0.8..1.0),
-            ];
-            let mut l = Lesion::new(
-                Kind::Meningioma,
-                Lobulated::random(rng, c, radii, 0.05),
-                rng,
-            );
-            l.push = 0.8 * r;
-            l.dural = Some(Dural {
-                base,
-                normal,
-                tail_mm: rng.random_range(6.0..20.0),
-            });
-            if rng.random_bool(0.25) {
-                let n = rng.random_range(2..7);
-                l.calcifications = calcifications(rng, c, 0.6 * r, n);
-            }
-            if rng.random_bool(0.3) {
-                l.halo = Some(Lobulated::random(rng, c, scale(radii, 1.5), 0.3));
-            }
-            vec![l]
-        }
-        Family::Schwannoma => {
-            let r = rng.random_range(5.0..18.0);
-            let zc = z + rng.random_range(-0.3..0.3) * r;
-            let c = [
-                side * rng.random_range(17.0..25.0),
-                rng.random_range(-38.0..-28.0),
-                zc,
-            ];
-            let mut l = Lesion::new(
-                Kind::Schwannoma,
-                Lobulated::random(rng, c, [r, r * 0.9, r * 0.9], 0.06),
-                rng,
-            );
-            let dir = [side * 0.93, 0.36, 0.05];
-            let n = norm(dir);
-            l.canal = Some(Canal {
-                start: c,
-                dir: scale(dir, 1.0 / n),
-                length: r + rng.random_range(6.0..12.0),
-                radius: [0.5 * r, rng.random_range(1.8..2.8)],
-            });
-            if r > 11.0 {
-                let count = rng.random_range(2..5);
-                l.bubbles = (0..count)
-                    .map(|_| {
-                        let off = scale(super::shapes::random_direction(rng), 0.5 * r);
-                        Lobulated::sphere(add(c, off), rng.random_range(0.15..0.32) * r)
-                    })
-                    .collect();
-            }
-            l.push = 0.7 * r;
-            vec![l]
-        }
-        Family::Neurocitoma => {
-            let zc = z + rng.random_range(-3.0..3.0);
-            let c = find_point(atlas, rng, (2.0, 12.0), (-22.0, 12.0), zc, |s| s.csf > 0.6);
-            let r = rng.random_range(9.0..20.0);
-            let body = Lobulated::random(rng, c, [r * 0.8, r, r * 0.8], 0.15);
-            let mut l = Lesion::new(Kind::Neurocytoma, body, rng);
-            let count = rng.random_range(8..17);
-            l.bubbles = (0..count)
-                .map(|_| {
-                    let off = scale(
-                        super::shapes::random_direction(rng),
-                        0.75 * r * rng.random::<f32>(),
-                    );
-                    Lobulated::sphere(add(c, off), rng.random_range(1.5..4.5))
-                })
-                .collect();
-            if rng.random_bool(0.5) {
-                let n = rng.random_range(2..6);
-                l.calcifications = calcifications(rng, c, 0.6 * r, n);
-            }
-            l.push = 0.5 * r;
-            l.hydrocephalus = rng.random_range(0.15..0.4);
-            vec![l]
-        }
-        Family::Outros => match rng.random_range(0..3) {
-            0 => {
-                let r = rng.random_range(7.0..18.0);
-                let zc = z + rng.random_range(-0.3..0.3) * r;
-                let c = find_point(atlas, rng, (10.0, 50.0), (-75.0, 40.0), zc, |s| {
-                    s.gm + s.wm > 0.85
-                });
-                let mut l =
-                    Lesion::new(Kind::Abscess, Lobulated::random(rng, c, [r; 3], 0.04), rng);
-                l.wall_mm = rng.random_range(1.5..3.5);
-                let halo = r * rng.random_range(1.8..2.6);
-                l.halo = Some(Lobulated::random(rng, c, [halo; 3], 0.35));
-                l.push = 0.6 * r;
-                vec![l]
-            }
-            1 => {
-                let r = rng.random_range(6.0..22.0);
-                let zc = z + rng.random_range(-0.3..0.3) * r;
-                let c = if rng.random_bool(0.35) {
-                    let angle = rng.random_range(0.0..std::f32::consts::TAU);
-                    let s = brain_surface(atlas, zc, angle);
-                    sub(s, scale([angle.cos(), angle.sin(), 0.0], 0.5 * r))
-                } else {
-                    find_point(atlas, rng, (8.0, 50.0), (-75.0, 40.0), zc, |s| s.inside)
-                };
-                let mut l = Lesion::new(Kind::Cyst, Lobulated::random(rng, c, [r; 3], 0.03), rng);
-                l.push = 0.8 * r;
-                vec![l]
-            }
-            _ => {
-                let mut l =
-                    Lesion::new(Kind::Encephalopathy, Lobulated::sphere([0.0; 3], 1.0), rng);
-                let count = rng.random_range(3..8);
-                for _ in 0..count {
-                    let zc = z + rng.random_range(-4.0..4.0);
-                    let c = find_point(atlas, rng, (8.0, 45.0), (-70.0, 35.0), zc, |s| s.wm > 0.5);
-                    let r = rng.random_range(6.0..16.0);
-                    l.patches.push(Lobulated::random(rng, c, [r; 3], 0.3));
-                    if rng.random_bool(0.7) {
-                        let m = [-c[0], c[1], c[2]];
-                        let rm = r * rng.random_range(0.7..1.2);
-                        l.patches.push(Lobulated::random(rng, m, [rm; 3], 0.3));
-                    }
-                }
-                vec![l]
-            }
-        },
+    /// The lesion with its bounding sphere computed, once the plan has set
+    /// every part.
+    pub(super) fn sealed(mut self) -> Lesion {
+        self.bound = self.bounding_sphere();
+        self
     }
-}
 
-impl Lesion {
+    /// A sphere outside which the lesion writes nothing into any voxel, so
+    /// that `compose` may skip most of the slice. Ramp widths up to 16 mm
+    /// are covered: the 8 mm oedema ramp, and voxels up to 250 mm / 32 px
+    /// ≈ 7.8 mm; the meningioma's CSF cleft reaches 1.6 mm further.
+    fn bounding_sphere(&self) -> (Vec3, f32) {
+        const W: f32 = 16.0;
+        let centre = if self.kind == Kind::Encephalopathy && !self.patches.is_empty() {
+            let sum = self
+                .patches
+                .iter()
+                .fold([0.0; 3], |acc, p| add(acc, p.centre));
+            scale(sum, 1.0 / self.patches.len() as f32)
+        } else {
+            self.body.centre
+        };
+        let mut radius = 0.0f32;
+        let mut include = |at: Vec3, reach: f32| radius = radius.max(norm(sub(at, centre)) + reach);
+        if self.kind != Kind::Encephalopathy {
+            include(self.body.centre, self.body.reach(W + 4.0));
+        }
+        for shape in self
+            .halo
+            .iter()
+            .chain(&self.bubbles)
+            .chain(&self.calcifications)
+            .chain(&self.patches)
+        {
+            include(shape.centre, shape.reach(W));
+        }
+        if let Some(d) = &self.dural {
+            include(d.base, 0.6 * self.body.radius() + d.tail_mm + 3.0 + W);
+        }
+        if let Some(c) = &self.canal {
+            include(c.start, c.length + c.radius[0].max(c.radius[1]) + W);
+        }
+        (centre, radius)
+    }
+
     /// Where the brain tissue now at `p` came from (mass effect and
     /// hydrocephalus).
     pub fn displace(&self, p: Vec3) -> Vec3 {
@@ -379,6 +151,10 @@ impl Lesion {
     /// tissue); `brain` is the displaced brain sample there. Returns the
     /// fraction of the voxel that is lesion proper (for the mask).
     pub fn compose(&self, p: Vec3, brain: &BrainSample, voxel_mm: f32, mix: &mut Mixture) -> f32 {
+        let off = sub(p, self.bound.0);
+        if dot(off, off) > self.bound.1 * self.bound.1 {
+            return 0.0;
+        }
         let tex = self.texture.at(p);
         let wm_weight = (brain.wm * 1.4).clamp(0.0, 1.0);
         if let Some(halo) = &self.halo {
@@ -481,7 +257,10 @@ impl Lesion {
         let height = dot(rel, d.normal);
         let along = norm(sub(rel, scale(d.normal, height)));
         let r = self.body.radius();
-        if along < 0.6 * r || !(0.0..3.0).contains(&height) {
+        // The tail tapers to nothing `tail_mm` beyond the mass's footprint
+        // (without the outer limit the zero-thickness sheet would still
+        // cover half of every voxel it crosses, across the whole head).
+        if along < 0.6 * r || along > 0.6 * r + d.tail_mm || !(0.0..3.0).contains(&height) {
             return 0.0;
         }
         let t = ((along - 0.6 * r) / d.tail_mm).clamp(0.0, 1.0);

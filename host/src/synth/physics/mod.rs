@@ -5,8 +5,8 @@
 //! lesions, head, acquisition and export are its own:
 //!
 //! 1. a study is drawn: slice level, subject pose (`anatomy.rs`), head
-//!    build (`head.rs`), lesions as 3-D compartments (`lesions.rs`,
-//!    `shapes.rs`), scanner and protocols (`scanner.rs`, `sequence.rs`),
+//!    build (`head.rs`), lesions as 3-D compartments (`placement.rs`,
+//!    `lesions.rs`, `shapes.rs`), scanner and protocols (`scanner.rs`, `sequence.rs`),
 //!    injection (`contrast.rs`);
 //! 2. every voxel of a thick slice (three sub-planes across its thickness)
 //!    becomes a mixture of tissues, each with T1, T2, T2*, PD at the
@@ -28,6 +28,7 @@ pub mod contrast;
 pub mod head;
 pub mod lesions;
 pub mod outline;
+pub mod placement;
 pub mod scanner;
 pub mod sequence;
 pub mod shapes;
@@ -44,7 +45,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tumorxai_shared::{ClassInfo, Family, Sequence, CLASS_NAMES};
 
-use self::anatomy::{brain_mixture, sample_brain, Mixture, Pose};
+use self::anatomy::{brain_mixture, sample_brain, BrainSample, Mixture, Pose};
 use self::contrast::{shortened_t1_ms, Injection};
 use self::head::Head;
 use self::lesions::Lesion;
@@ -103,11 +104,11 @@ impl Study {
     /// Draws a study of `family` from `seed` (image side `size` pixels).
     pub fn draw(atlas: &Atlas, family: Family, size: usize, seed: u64) -> Study {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ENGINE_SALT);
-        let (lo, hi) = lesions::level_range(family);
+        let (lo, hi) = placement::level_range(family);
         let z_mm = rng.random_range(lo..hi);
         let pose = Pose::random(&mut rng, size);
         let head = Head::random(&mut rng);
-        let lesions = lesions::plan(family, atlas, z_mm, &mut rng);
+        let lesions = placement::plan(family, atlas, z_mm, &mut rng);
         let scanner = Scanner::draw(&mut rng, size);
         let injection = Injection::draw(scanner.field, &mut rng);
         Study {
@@ -164,10 +165,17 @@ impl Study {
                 .sum()
         };
 
-        // Pass 1: the head outline of the central plane.
+        // Template (x, y) of every pixel: the same on every sub-plane.
+        let template: Vec<[f32; 2]> = (0..n * n)
+            .map(|i| self.pose.to_template((i % n) as f32, (i / n) as f32))
+            .collect();
+
+        // Pass 1: the head outline of the central plane (whose brain
+        // samples pass 2 reuses).
         let mut inside = vec![false; n * n];
+        let mut central = vec![BrainSample::default(); n * n];
         for (i, v) in inside.iter_mut().enumerate() {
-            let t = self.pose.to_template((i % n) as f32, (i / n) as f32);
+            let t = template[i];
             let p = [t[0], t[1], self.z_mm];
             let b = sample_brain(atlas, self.displaced(p));
             let mut scratch = Mixture::default();
@@ -175,6 +183,7 @@ impl Study {
                 acc.max(l.compose(p, &b, voxel, &mut scratch))
             });
             *v = b.inside || lesion > 0.3;
+            central[i] = b;
         }
         outline::fill_enclosed(&mut inside, n);
         let distance: Vec<f32> = outline::distance_outside(&inside, n)
@@ -190,10 +199,14 @@ impl Study {
         for (plane, dz) in offsets.iter().enumerate() {
             let z = self.z_mm + dz;
             for i in 0..n * n {
-                let t = self.pose.to_template((i % n) as f32, (i / n) as f32);
+                let t = template[i];
                 let p = [t[0], t[1], z];
                 let q = self.displaced(p);
-                let b = sample_brain(atlas, q);
+                let b = if *dz == 0.0 {
+                    central[i]
+                } else {
+                    sample_brain(atlas, q)
+                };
                 let mut mix = Mixture::default();
                 if b.inside {
                     brain_mixture(&b, &mut mix);
@@ -219,7 +232,7 @@ impl Study {
         let mut rng = self.series_rng(sequence);
         let wm = &relax[Tissue::WhiteMatter.index()];
         let wm_signal = protocol.signal(wm, wm.t1_ms);
-        let sampling = self.scanner.sampling(n, wm_signal, &mut rng);
+        let sampling = self.scanner.sampling(n, voxel, wm_signal, &mut rng);
         let coil = self.scanner.coil.sensitivity(n);
         let image = acquisition::acquire(&object, n, &coil, &sampling, &mut rng);
         Series {

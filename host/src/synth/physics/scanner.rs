@@ -82,11 +82,20 @@ impl Scanner {
     }
 
     /// Sampling of one series: matrix, motion (drawn per series), and the
-    /// noise level for a white-matter signal of `wm_signal`.
-    pub fn sampling(&self, size: usize, wm_signal: f32, rng: &mut ChaCha8Rng) -> Sampling {
+    /// noise level for a white-matter signal of `wm_signal`; pixels are
+    /// `mm_per_px` wide. Motion: one series in five, 0.15–0.8 mm peak — the
+    /// cooperative patient's swallowing and pulsation; a few millimetres
+    /// would smear the slice beyond reading (and be repeated in practice).
+    pub fn sampling(
+        &self,
+        size: usize,
+        mm_per_px: f32,
+        wm_signal: f32,
+        rng: &mut ChaCha8Rng,
+    ) -> Sampling {
         let lines = |f: f32| ((size as f32 * f).round() as usize).clamp(8, size);
-        let motion = rng.random_bool(0.25).then(|| Motion {
-            amplitude_px: rng.random_range(0.3..2.5),
+        let motion = rng.random_bool(0.2).then(|| Motion {
+            amplitude_px: rng.random_range(0.15..0.8) / mm_per_px.max(1e-3),
             period_lines: rng.random_range(4.0..24.0),
             phase: rng.random_range(0.0..std::f32::consts::TAU),
         });
@@ -168,7 +177,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         for _ in 0..50 {
             let s = Scanner::draw(&mut rng, 64);
-            let m = s.sampling(64, 1.0, &mut rng);
+            let m = s.sampling(64, 3.5, 1.0, &mut rng);
             assert!(m.matrix.iter().all(|&l| (8..=64).contains(&l)), "{m:?}");
             assert!(s.snr > 5.0 && s.snr < 200.0);
         }

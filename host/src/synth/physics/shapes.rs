@@ -134,6 +134,24 @@ impl Lobulated {
     pub fn cover(&self, p: Vec3, voxel_mm: f32) -> f32 {
         coverage(self.depth_mm(p), voxel_mm)
     }
+
+    /// A distance from the centre beyond which `coverage(depth_mm, w)` is 0
+    /// for every ramp width up to `w` (mm), so callers may skip the shape.
+    /// Coverage needs depth > −w/2, i.e. ρ < 1 + w/(2R̄); ρ ≥ r / (aₘₐₓ mₘₐₓ)
+    /// with aₘₐₓ the longest semi-axis and mₘₐₓ = 1 + Σ|aₖ| the largest
+    /// lobulation factor, so r < aₘₐₓ mₘₐₓ (1 + w/(2R̄)) wherever it is > 0.
+    pub fn reach(&self, w: f32) -> f32 {
+        let longest = self.radii.iter().copied().fold(0.0, f32::max);
+        let lobes: f32 = self.lobes.iter().map(|l| l.3.abs()).sum();
+        longest * (1.0 + lobes) * (1.0 + w / (2.0 * self.radius().max(1e-3)))
+    }
+
+    /// Whether `p` may be covered for ramp widths up to `w` (see [`reach`](Self::reach)).
+    pub fn near(&self, p: Vec3, w: f32) -> bool {
+        let d = sub(p, self.centre);
+        let r = self.reach(w);
+        dot(d, d) < r * r
+    }
 }
 
 /// A smooth 3-D random field in about [−1, 1]: a sum of random plane waves.
@@ -214,6 +232,25 @@ mod tests {
         assert!((s.cover([11.0, 2.0, 3.0], 1.0) - 0.5).abs() < 1e-5);
         assert_eq!(s.cover([1.0, 2.0, 3.0], 1.0), 1.0);
         assert_eq!(s.cover([1.0, 2.0, 15.0], 1.0), 0.0);
+    }
+
+    #[test]
+    fn nothing_is_covered_beyond_the_reach() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for _ in 0..20 {
+            let s = Lobulated::random(&mut rng, [1.0, -2.0, 3.0], [6.0, 9.0, 4.0], 0.3);
+            for w in [1.0, 8.0] {
+                let r = s.reach(w);
+                for _ in 0..200 {
+                    let u = random_direction(&mut rng);
+                    // Just beyond the reach: nothing; the centre: covered.
+                    let p = add(s.centre, scale(u, r * 1.001));
+                    assert_eq!(coverage(s.depth_mm(p), w), 0.0, "{r} {w}");
+                    assert!(!s.near(p, w));
+                }
+                assert!(s.near(s.centre, w));
+            }
+        }
     }
 
     #[test]

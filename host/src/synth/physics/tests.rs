@@ -7,6 +7,7 @@ use tumorxai_shared::{ClassInfo, Family, Sequence, CLASS_NAMES};
 use super::lesions::Kind;
 use super::tissue::Tissue;
 use super::*;
+use crate::synth::TissueLabel;
 
 const SIZE: usize = 96;
 
@@ -73,6 +74,14 @@ fn masks_are_non_empty_for_tumour_classes_and_empty_for_normal() {
             } else {
                 assert!(lesion > 0, "{name} #{index}: empty mask");
             }
+            // Only 0 and 255, and every lesion pixel inside the head: never
+            // on air (the label of a pixel with no tissue at all).
+            assert!(g.phantom.lesion_mask.iter().all(|&v| v == 0 || v == 255));
+            let on_air = (0..SIZE * SIZE)
+                .filter(|&i| g.phantom.lesion_mask[i] == 255)
+                .filter(|&i| g.phantom.tissue[i] == TissueLabel::Background)
+                .count();
+            assert_eq!(on_air, 0, "{name} #{index}: lesion pixels on air");
             assert_eq!(g.phantom.pixels.len(), SIZE * SIZE);
         }
     }
@@ -115,21 +124,28 @@ fn normal_brain_has_textbook_t1_and_t2_contrast() {
     assert!(csf2 > 1.3 * gm2 && gm2 > 1.1 * wm2, "T2 {csf2} {gm2} {wm2}");
 }
 
-/// Mean inside the lesion mask on T1C+ over T1 (noise-free object, and the
-/// reconstructed image, which also has the coil, k-space and noise).
+/// Enhancement inside the lesion mask: mean on T1C+ over mean on T1 of the
+/// noise-free object; and of the reconstructed image (coil, k-space, noise),
+/// each relative to the same series' normal white matter, as a reader
+/// compares a lesion with the brain around it.
 fn enhancement_ratio(study: &Study) -> (f32, f32) {
     let pre = study.render(atlas(), Sequence::T1, 1.0);
     let post = study.render(atlas(), Sequence::T1C, 1.0);
     assert_eq!(pre.mask, post.mask, "same geometry");
+    assert_eq!(pre.labels, post.labels, "same tissues");
     let inside = |i: usize| pre.mask[i] == 255;
+    let wm = labelled(&pre, Tissue::WhiteMatter);
+    let relative = |s: &Series| mean_where(&s.image, inside) / mean_where(&s.image, &wm);
     (
         mean_where(&post.object, inside) / mean_where(&pre.object, inside),
-        mean_where(&post.image, inside) / mean_where(&pre.image, inside),
+        relative(&post) / relative(&pre),
     )
 }
 
 #[test]
 fn enhancing_lesions_are_brighter_on_t1c_than_on_t1() {
+    // White matter itself gains a few per cent on T1C+ (its 2 % plasma
+    // volume), so the relative ratio is a little below the object's.
     for (family, kind, min) in [
         (Family::Glioma, Kind::GliomaHighGrade, 1.15),
         (Family::Meningioma, Kind::Meningioma, 1.3),
@@ -138,9 +154,52 @@ fn enhancing_lesions_are_brighter_on_t1c_than_on_t1() {
         (Family::Outros, Kind::Abscess, 1.1),
     ] {
         let study = study_of(family, Some(kind));
-        let (object, image) = enhancement_ratio(&study);
+        let (object, relative) = enhancement_ratio(&study);
         assert!(object > min, "{kind:?}: object ratio {object}");
-        assert!(image > min - 0.05, "{kind:?}: image ratio {image}");
+        assert!(relative > min - 0.1, "{kind:?}: lesion/WM ratio {relative}");
+    }
+}
+
+#[test]
+fn non_enhancing_lesions_stay_as_they_were_on_t1c() {
+    // Counter-check of the test above: a cyst has no vessels and no leaky
+    // barrier, so relative to white matter it is no brighter after contrast.
+    let study = study_of(Family::Outros, Some(Kind::Cyst));
+    let (object, relative) = enhancement_ratio(&study);
+    assert!((object - 1.0).abs() < 0.03, "cyst object ratio {object}");
+    assert!(relative < 1.05, "cyst lesion/WM ratio {relative}");
+}
+
+#[test]
+fn written_dataset_has_the_layout_masks_and_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("phys");
+    let options = crate::synth::SynthOptions {
+        out: out.clone(),
+        per_class: 1,
+        seed: 3,
+        size: 48,
+        imbalance: false,
+        masks: true,
+        overwrite: false,
+        vessel_enhancement: [0.0, 1.0],
+    };
+    let record =
+        crate::synth::write_dataset_with(&options, crate::synth::Engine::Physics, || {}).unwrap();
+    assert_eq!(record.engine, "physics");
+    let json = std::fs::read_to_string(out.join("synth.json")).unwrap();
+    assert!(json.contains("\"engine\": \"physics\""), "{json}");
+    let masks = dir.path().join("phys-masks");
+    for name in CLASS_NAMES {
+        let jpeg = std::fs::read(out.join(name).join("phantom_00000.jpg")).unwrap();
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "{name}: not a JPEG");
+        let mask = image::open(masks.join(name).join("phantom_00000.png"))
+            .unwrap()
+            .to_luma8();
+        assert_eq!(mask.dimensions(), (48, 48));
+        let lesion = mask.pixels().filter(|p| p.0[0] == 255).count();
+        let normal = ClassInfo::parse(name).unwrap().family == Family::Normal;
+        assert_eq!(lesion == 0, normal, "{name}: {lesion} lesion pixels");
     }
 }
 
