@@ -20,6 +20,15 @@ use super::anatomy::{BrainSample, Mixture};
 use super::shapes::{coverage, Lobulated};
 use super::tissue::Tissue;
 
+/// Where a voxel outside the brain lies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outside {
+    /// Distance to the brain (mm).
+    pub brain_mm: f32,
+    /// Distance to the closed head outline (mm; 0 inside it).
+    pub closed_mm: f32,
+}
+
 /// Per-subject head build.
 #[derive(Debug, Clone)]
 pub struct Head {
@@ -88,37 +97,60 @@ impl Head {
             .sum::<f32>()
     }
 
-    /// Compartments of a voxel `d_mm` outside the brain outline (`voxel_mm`
-    /// wide), at template point `t` (mm) of level `z` (mm).
-    pub fn outside(&self, d_mm: f32, t: [f32; 2], z: f32, voxel_mm: f32, mix: &mut Mixture) {
+    /// Compartments of a voxel outside the brain (`voxel_mm` wide) at
+    /// template point `t` (mm) of level `z` (mm). Over the convexity the
+    /// layers run outward from the brain; in the concavities that the
+    /// closed outline fills (between the temporal lobes, the frontal base
+    /// and the cerebellum, where the skull base lies) they stop at the
+    /// dura and the rest is bone, and the vault's layers continue outside
+    /// the closed outline from its inner table.
+    pub fn outside(&self, at: Outside, t: [f32; 2], z: f32, voxel_mm: f32, mix: &mut Mixture) {
         // Angle around the head in the template frame: 0 anterior, ±π posterior.
         let phi = t[0].atan2(t[1] + 17.0);
         let k = self.thickness_factor(phi);
+        let meninges = self.csf_mm * k + self.dura_mm;
+        let base = at.closed_mm <= 0.0;
+        let d_mm = if base {
+            at.brain_mm
+        } else {
+            at.brain_mm.min(at.closed_mm + meninges)
+        };
         // Temporalis: lateral, below the vertex.
         let lateral = phi.sin().abs().powi(4) * ((45.0 - z) / 30.0).clamp(0.0, 1.0);
-        let layers = [
-            (Tissue::Csf, self.csf_mm * k),
-            (Tissue::Dura, self.dura_mm),
-            (Tissue::CorticalBone, self.inner_mm * k),
-            (Tissue::Marrow, self.diploe_mm * k * (1.0 - 0.5 * lateral)),
-            (Tissue::CorticalBone, self.outer_mm * k),
-            (Tissue::Muscle, self.temporalis_mm * lateral + self.galea_mm),
-            (Tissue::Fat, self.fat_mm * k),
-            (Tissue::Skin, self.skin_mm),
+        // (tissue, thickness, share of it that is fatty marrow): the
+        // diploë is marrow between trabeculae; the skull base is denser.
+        let vault = [
+            (Tissue::Csf, self.csf_mm * k, 0.0),
+            (Tissue::Dura, self.dura_mm, 0.0),
+            (Tissue::CorticalBone, self.inner_mm * k, 0.0),
+            (
+                Tissue::CorticalBone,
+                self.diploe_mm * k * (1.0 - 0.5 * lateral),
+                0.75,
+            ),
+            (Tissue::CorticalBone, self.outer_mm * k, 0.0),
+            (
+                Tissue::Muscle,
+                self.temporalis_mm * lateral + self.galea_mm,
+                0.0,
+            ),
+            (Tissue::Fat, self.fat_mm * k, 0.0),
+            (Tissue::Skin, self.skin_mm, 0.0),
         ];
+        let skull_base = [
+            (Tissue::Csf, self.csf_mm * k, 0.0),
+            (Tissue::Dura, self.dura_mm, 0.0),
+            (Tissue::CorticalBone, f32::INFINITY, 0.35),
+        ];
+        let layers: &[(Tissue, f32, f32)] = if base { &skull_base } else { &vault };
         let (lo, hi) = (d_mm - voxel_mm / 2.0, d_mm + voxel_mm / 2.0);
         let mut start = 0.0;
-        for (tissue, thickness) in layers {
+        for &(tissue, thickness, marrow) in layers {
             let end = start + thickness;
             let overlap = (hi.min(end) - lo.max(start)).max(0.0) / voxel_mm;
             if overlap > 0.0 {
-                if tissue == Tissue::Marrow {
-                    // Diploë: fatty marrow between trabeculae.
-                    mix.push(Tissue::Marrow, 0.75 * overlap, 1.0);
-                    mix.push(Tissue::CorticalBone, 0.25 * overlap, 1.0);
-                } else {
-                    mix.push(tissue, overlap, 1.0);
-                }
+                mix.push(tissue, (1.0 - marrow) * overlap, 1.0);
+                mix.push(Tissue::Marrow, marrow * overlap, 1.0);
             }
             start = end;
         }
@@ -197,7 +229,11 @@ mod tests {
         // no temporalis, no sinus (|x| > half-width), no veins.
         let at = |d: f32| {
             let mut m = Mixture::default();
-            head.outside(d, [30.0, 40.0], 60.0, 0.2, &mut m);
+            let at = Outside {
+                brain_mm: d,
+                closed_mm: d,
+            };
+            head.outside(at, [30.0, 40.0], 60.0, 0.2, &mut m);
             m.dominant()
         };
         let csf = head.csf_mm;
@@ -210,6 +246,38 @@ mod tests {
         let scalp = diploe + head.diploe_mm + head.outer_mm + head.galea_mm;
         assert_eq!(at(scalp + head.fat_mm * 0.5), Some(Tissue::Fat));
         assert_eq!(at(scalp + head.fat_mm + head.skin_mm + 5.0), None);
+    }
+
+    #[test]
+    fn the_skull_base_is_bone_beyond_the_dura() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut head = Head::random(&mut rng);
+        head.modulation.clear();
+        head.vein_angles.clear();
+        // Inside the closed outline, 15 mm from the brain (past any scalp
+        // layer of the vault): 65 % cortical bone, 35 % marrow; no fat.
+        let mut m = Mixture::default();
+        let at = Outside {
+            brain_mm: 15.0,
+            closed_mm: 0.0,
+        };
+        head.outside(at, [30.0, 40.0], 60.0, 0.2, &mut m);
+        assert!((m.fraction_of(|t| t == Tissue::CorticalBone) - 0.65).abs() < 1e-5);
+        assert!((m.fraction_of(|t| t == Tissue::Marrow) - 0.35).abs() < 1e-5);
+        // Just outside the closed outline the vault resumes at its inner
+        // table (no second CSF layer), and far out there is scalp fat.
+        let layer = |closed_mm: f32| {
+            let mut m = Mixture::default();
+            let at = Outside {
+                brain_mm: 40.0,
+                closed_mm,
+            };
+            head.outside(at, [30.0, 40.0], 60.0, 0.2, &mut m);
+            m.dominant()
+        };
+        assert_eq!(layer(head.inner_mm * 0.5), Some(Tissue::CorticalBone));
+        let scalp = head.inner_mm + head.diploe_mm + head.outer_mm + head.galea_mm;
+        assert_eq!(layer(scalp + head.fat_mm * 0.5), Some(Tissue::Fat));
     }
 
     #[test]

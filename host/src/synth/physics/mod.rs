@@ -47,7 +47,7 @@ use tumorxai_shared::{ClassInfo, Family, Sequence, CLASS_NAMES};
 
 use self::anatomy::{brain_mixture, sample_brain, BrainSample, Mixture, Pose};
 use self::contrast::{shortened_t1_ms, Injection};
-use self::head::Head;
+use self::head::{Head, Outside};
 use self::lesions::Lesion;
 use self::scanner::Scanner;
 use self::sequence::Protocol;
@@ -58,6 +58,9 @@ use super::Generated;
 
 /// Mixed into every seed, so that the two engines never share a stream.
 const ENGINE_SALT: u64 = 0x5048_5953_4943_5321;
+/// Radius (mm) of the disc that closes the brain outline into the skull's:
+/// the notches it fills (up to about 30 mm wide) hold the skull base.
+const SKULL_BASE_CLOSING_MM: f32 = 15.0;
 /// Separates the per-series streams (noise, motion, window) of one study.
 const SERIES_SALT: [u64; 3] = [0x7431, 0x0074_31C0, 0x7432];
 
@@ -186,10 +189,10 @@ impl Study {
             central[i] = b;
         }
         outline::fill_enclosed(&mut inside, n);
-        let distance: Vec<f32> = outline::distance_outside(&inside, n)
-            .iter()
-            .map(|d| d * voxel)
-            .collect();
+        let to_mm = |d: Vec<f32>| -> Vec<f32> { d.iter().map(|d| d * voxel).collect() };
+        let distance = to_mm(outline::distance_outside(&inside, n));
+        let closed = outline::close(&inside, n, SKULL_BASE_CLOSING_MM / voxel);
+        let to_closed = to_mm(outline::distance_outside(&closed, n));
 
         // Pass 2: mixtures and signal over three sub-planes of the slice.
         let offsets = [-1.0 / 3.0, 0.0, 1.0 / 3.0].map(|k| k * self.scanner.slice_mm);
@@ -214,7 +217,11 @@ impl Study {
                 } else if inside[i] {
                     mix.push(Tissue::Csf, 1.0, 1.0);
                 } else {
-                    self.head.outside(distance[i], t, z, voxel, &mut mix);
+                    let at = Outside {
+                        brain_mm: distance[i],
+                        closed_mm: to_closed[i],
+                    };
+                    self.head.outside(at, t, z, voxel, &mut mix);
                 }
                 let lesion = self
                     .lesions

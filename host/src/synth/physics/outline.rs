@@ -1,7 +1,9 @@
 //! The head outline on the output grid: closing the skull-stripped
-//! template's holes (basal cisterns enclosed by brain are CSF, not air) and
-//! the distance of every outside pixel to the brain, from which the skull
-//! and scalp layers are laid (`head.rs`).
+//! template's holes (basal cisterns enclosed by brain are CSF, not air), the
+//! outline closed morphologically (where the skull base fills the notches
+//! between temporal lobes, frontal base and cerebellum), and the distance
+//! of every outside pixel to both, from which the skull and scalp layers
+//! are laid (`head.rs`).
 //!
 //! Distance: the two-pass 3-4 chamfer transform of Borgefors, "Distance
 //! transformations in digital images", CVGIP 34 (1986) 344–371 (within 8 %
@@ -100,6 +102,24 @@ pub fn distance_outside(inside: &[bool], n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The outline closed by a disc of `radius` pixels (dilation, then erosion,
+/// both by chamfer distance): concavities narrower than about two radii are
+/// filled, the convex parts stay where they were. The result holds every
+/// pixel of `inside`.
+pub fn close(inside: &[bool], n: usize, radius: f32) -> Vec<bool> {
+    let grown: Vec<bool> = distance_outside(inside, n)
+        .iter()
+        .map(|&d| d < radius)
+        .collect();
+    let beyond: Vec<bool> = grown.iter().map(|&g| !g).collect();
+    distance_outside(&beyond, n)
+        .iter()
+        .zip(&grown)
+        .zip(inside)
+        .map(|((&d, &g), &i)| i || (g && d >= radius))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +146,33 @@ mod tests {
         ring[12] = false;
         fill_enclosed(&mut ring, 5);
         assert!(ring[12]);
+    }
+
+    #[test]
+    fn closing_fills_a_notch_and_keeps_a_disc() {
+        // A disc of radius 12 px on 40 × 40 with a 4 px wide, 8 px deep notch
+        // cut into its top: closing by 4 px fills the notch; the disc's own
+        // outline does not move.
+        let n = 40;
+        let disc = |x: usize, y: usize| {
+            let (dx, dy) = (x as f32 - 19.5, y as f32 - 19.5);
+            dx * dx + dy * dy < 144.0
+        };
+        let notch = |x: usize, y: usize| (18..22).contains(&x) && y < 16;
+        let inside: Vec<bool> = (0..n * n)
+            .map(|i| disc(i % n, i / n) && !notch(i % n, i / n))
+            .collect();
+        let closed = close(&inside, n, 4.0);
+        for y in 10..16 {
+            for x in 18..22 {
+                assert!(closed[y * n + x], "notch pixel ({x}, {y}) not filled");
+            }
+        }
+        let added = (0..n * n)
+            .filter(|&i| closed[i] && !inside[i] && !notch(i % n, i / n))
+            .count();
+        assert!(added <= 4, "{added} pixels added outside the notch");
+        assert!(inside.iter().zip(&closed).all(|(&a, &b)| !a || b));
     }
 
     #[test]
