@@ -81,8 +81,9 @@ impl Coil {
                     .map(|(e, g)| {
                         let d2 = ((p[0] - e[0]).powi(2) + (p[1] - e[1]).powi(2))
                             / (self.loop_px * self.loop_px);
-                        let b = g / (1.0 + d2).powf(1.5);
-                        b * b
+                        // b = g / (1 + d²)^(3/2), so b² = g² / (1 + d²)³.
+                        let q = 1.0 + d2;
+                        g * g / (q * q * q)
                     })
                     .sum::<f32>()
                     .sqrt();

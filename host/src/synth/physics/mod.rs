@@ -151,19 +151,32 @@ impl Study {
             }
         });
         let flow = self.scanner.flow_factor(&protocol);
+        // Magnetisation of one whole voxel of `tissue` whose gadolinium
+        // uptake is `uptake` times its kinetics' (flowing blood washed out
+        // or brightened by inflow).
+        let pure = |tissue: Tissue, uptake: f32| -> f32 {
+            let r = &relax[tissue.index()];
+            let t1 = shortened_t1_ms(r.t1_ms, injection.r1, gd[tissue.index()] * uptake);
+            let s = protocol.signal(r, t1);
+            if tissue == Tissue::Blood {
+                s * flow
+            } else {
+                s
+            }
+        };
+        // Most compartments take up exactly as their kinetics say: their
+        // signal is computed once per series, not once per voxel.
+        let typical: [f32; 23] = Tissue::ALL.map(|t| pure(t, 1.0));
         let signal = |mix: &Mixture| -> f32 {
             mix.parts()
                 .iter()
                 .map(|p| {
-                    let r = &relax[p.tissue.index()];
-                    let t1 =
-                        shortened_t1_ms(r.t1_ms, injection.r1, gd[p.tissue.index()] * p.uptake);
-                    let s = protocol.signal(r, t1) * p.fraction;
-                    if p.tissue == Tissue::Blood {
-                        s * flow
+                    let s = if p.uptake == 1.0 {
+                        typical[p.tissue.index()]
                     } else {
-                        s
-                    }
+                        pure(p.tissue, p.uptake)
+                    };
+                    s * p.fraction
                 })
                 .sum()
         };
