@@ -56,6 +56,15 @@ fn same_seed_class_and_index_give_identical_bytes() {
 }
 
 #[test]
+fn the_vessel_factor_changes_only_contrast_series() {
+    // Classes 0, 1, 2: Glioma T1, T1C+, T2 of the same seed and index.
+    let at = |class, v| generate(atlas(), 4, class, 0, 64, [v, v]).unwrap().jpeg;
+    assert_eq!(at(0, 0.0), at(0, 1.0), "T1 depends on the vessel factor");
+    assert_eq!(at(2, 0.0), at(2, 1.0), "T2 depends on the vessel factor");
+    assert_ne!(at(1, 0.0), at(1, 1.0), "T1C+ ignores the vessel factor");
+}
+
+#[test]
 fn engines_differ_for_the_same_seed() {
     let painted = crate::synth::generate(atlas(), 3, 4, 0, 64).unwrap();
     let physics = generate(atlas(), 3, 4, 0, 64, [1.0, 1.0]).unwrap();
