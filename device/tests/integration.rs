@@ -9,6 +9,7 @@ mod explanation;
 mod hostile_inputs;
 mod install_cli;
 mod ood_set;
+mod pacs;
 mod serve_cli;
 mod smp_interop;
 mod smp_upgrade;

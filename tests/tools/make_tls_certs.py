@@ -4,13 +4,15 @@ package (independent of rustls, which the device verifies with):
     python tests/tools/make_tls_certs.py OUT_DIR
 
 - ca.pem / ca.key: the hospital's CA;
-- server.pem / server.key: a server certificate for 127.0.0.1 and
-  localhost, issued by the CA, valid now;
+- server.pem / server.key: a certificate for 127.0.0.1 and localhost,
+  issued by the CA, valid now, for TLS servers and clients alike (the
+  device and the PACS both receive and send);
 - client.pem / client.key: a client certificate issued by the CA;
 - expired.pem / expired.key: like server.pem, but expired yesterday;
 - rogue-ca.pem, rogue.pem / rogue.key: another CA and a server and client
   certificate for 127.0.0.1 it issued (a "wrong CA" for either side).
-EC P-256 keys, PEM (PKCS#8 keys).
+EC P-256 keys, PEM (PKCS#8 keys). `cryptography` comes into .venv-tools with
+imgtool (.ci/setup).
 """
 import datetime
 import ipaddress
@@ -75,7 +77,7 @@ def main():
     write(out, "ca", ca_cert, ca_key)
     server = [ExtendedKeyUsageOID.SERVER_AUTH]
     client = [ExtendedKeyUsageOID.CLIENT_AUTH]
-    write(out, "server", *leaf(ca_cert, ca_key, "127.0.0.1", server, NOW - DAY, NOW + 30 * DAY))
+    write(out, "server", *leaf(ca_cert, ca_key, "127.0.0.1", server + client, NOW - DAY, NOW + 30 * DAY))
     write(out, "client", *leaf(ca_cert, ca_key, "SCANNER", client, NOW - DAY, NOW + 30 * DAY))
     write(out, "expired", *leaf(ca_cert, ca_key, "127.0.0.1", server, NOW - 30 * DAY, NOW - DAY))
     rogue_cert, rogue_key = ca("Rogue CA")

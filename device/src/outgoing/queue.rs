@@ -252,7 +252,7 @@ mod tests {
         assert!(!names.iter().any(|n| n.contains("1.2.3")));
         assert_eq!(queue.used_bytes().unwrap(), 30);
         queue.remove(&a).unwrap();
-        assert_eq!(queue.pending().unwrap(), [b.clone()]);
+        assert_eq!(queue.pending().unwrap(), std::slice::from_ref(&b));
         // The next one goes after the last pending one.
         let c = queue
             .enqueue(&object("1.2.3.6", ResultKind::StructuredReport, 5))

@@ -100,7 +100,7 @@ impl Client {
             options = options.with_presentation_context(class, PROPOSED_SYNTAXES.to_vec());
         }
         let address = destination.socket_address();
-        let link = if destination.tls {
+        let mut link = if destination.tls {
             let config = self.tls.clone().ok_or_else(|| {
                 unreachable("a tls:// destination needs the TLS settings (--tls-ca)".into())
             })?;
@@ -113,6 +113,16 @@ impl Client {
             options.establish(address.as_str()).map(Link::Plain)
         }
         .map_err(|e| unreachable(format!("association: {e}")))?;
+        // A C-STORE is a small command PDU, the data set, then a wait for
+        // a small response: with Nagle's algorithm against the peer's
+        // delayed ACKs each object would stall about 40 ms.
+        let socket = match &mut link {
+            Link::Plain(a) => a.inner_stream(),
+            Link::Tls(a) => a.inner_stream().get_mut(),
+        };
+        if let Err(e) = socket.set_nodelay(true) {
+            return Err(unreachable(format!("setting TCP_NODELAY: {e}")));
+        }
         Ok(Session {
             link,
             destination: name,

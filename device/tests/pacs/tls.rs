@@ -1,0 +1,200 @@
+//! DICOM TLS with certificates made by the `cryptography` package
+//! (tests/tools/make_tls_certs.py): dcmtk's `storescu +tls` against the
+//! device's receiver (mutual TLS: a certificate from the hospital CA
+//! required), the device sending its results to an Orthanc that speaks
+//! only TLS; and the refusals: a plain client, a client certificate from
+//! another CA, a client that trusts another CA, an expired server
+//! certificate, a sender that trusts another CA.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+
+fn certificates(dir: &std::path::Path) -> impl Fn(&str) -> String {
+    let status = Command::new(repo().join(".venv-tools/bin/python"))
+        .arg(repo().join("tests/tools/make_tls_certs.py"))
+        .arg(dir)
+        .status()
+        .expect("running make_tls_certs.py; run `bash .ci/setup`");
+    assert!(status.success());
+    let dir = dir.to_path_buf();
+    move |name: &str| dir.join(name).to_string_lossy().into_owned()
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn tls_args(pem: &impl Fn(&str) -> String, cert: &str, ca: &str) -> Vec<String> {
+    vec![
+        "--tls-cert".into(),
+        pem(&format!("{cert}.pem")),
+        "--tls-key".into(),
+        pem(&format!("{cert}.key")),
+        "--tls-ca".into(),
+        pem(ca),
+    ]
+}
+
+#[test]
+fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
+    if !tools_present() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pem = certificates(&tmp.path().join("certs"));
+    let series = make_series(1, &tmp.path().join("series"));
+    let slice: Vec<PathBuf> = series.files.clone();
+    let (pacs_port, device_port) = (free_port(), free_port());
+    let pacs = Orthanc::start(
+        &tmp.path().join("orthanc"),
+        pacs_port,
+        ("TUMORXAI", device_port),
+        json!({
+            "DicomTlsEnabled": true,
+            "DicomTlsCertificate": pem("server.pem"),
+            "DicomTlsPrivateKey": pem("server.key"),
+            "DicomTlsTrustedCertificates": pem("ca.pem"),
+            "DicomTlsRemoteCertificateRequired": true,
+        }),
+    );
+    let mut args = vec![
+        "--dicom-bind".to_string(),
+        "127.0.0.1".into(),
+        "--dicom-port".into(),
+        device_port.to_string(),
+        "--dicom-tls".into(),
+        "--send-to".into(),
+        format!("tls://ORTHANC@127.0.0.1:{pacs_port}"),
+    ];
+    args.extend(tls_args(&pem, "server", "ca.pem"));
+    let device = Device::start(&tmp.path().join("device"), &args);
+    let scanner_tls = [
+        "+tls",
+        &pem("client.key"),
+        &pem("client.pem"),
+        "+cf",
+        &pem("ca.pem"),
+    ]
+    .map(String::from);
+    wait_until("the TLS receiver", Duration::from_secs(60), || {
+        Command::new("echoscu")
+            .args(as_strs(&scanner_tls))
+            .args(["-aet", "SCANNER", "-aec", "TUMORXAI", "127.0.0.1"])
+            .arg(device_port.to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+
+    // The scanner with its hospital certificate: stored, triaged, and the
+    // results sent over TLS to the PACS.
+    let (ok, text) = storescu(
+        "SCANNER",
+        "TUMORXAI",
+        device_port,
+        &as_strs(&scanner_tls),
+        &slice,
+    );
+    assert!(ok, "{text}");
+    wait_until(
+        "SC and SR in the TLS PACS",
+        Duration::from_secs(120),
+        || pacs.study_instances(&series.study_instance_uid).len() == 2,
+    );
+    assert!(pacs
+        .study_instances(&series.study_instance_uid)
+        .iter()
+        .all(|i| i.remote_aet == "TUMORXAI"));
+
+    // Refused: a plain client; a client certificate from another CA; a
+    // client that does not trust the device's CA; no client certificate.
+    let refusals: [(&str, Vec<String>); 4] = [
+        ("plain DICOM", vec![]),
+        (
+            "a client certificate from another CA",
+            [
+                "+tls",
+                &pem("rogue.key"),
+                &pem("rogue.pem"),
+                "+cf",
+                &pem("ca.pem"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "a client trusting another CA",
+            [
+                "+tls",
+                &pem("client.key"),
+                &pem("client.pem"),
+                "+cf",
+                &pem("rogue-ca.pem"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "no client certificate",
+            ["+tla", "+cf", &pem("ca.pem")].map(String::from).to_vec(),
+        ),
+    ];
+    for (what, options) in &refusals {
+        let (ok, text) = storescu(
+            "SCANNER",
+            "TUMORXAI",
+            device_port,
+            &as_strs(options),
+            &slice,
+        );
+        assert!(!ok, "{what} must be refused: {text}");
+    }
+    // Only the one good push was stored and answered.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(device.answers().len(), 1);
+    device.assert_no_identifiers();
+    drop(device);
+
+    // A receiver with an expired certificate: the scanner refuses it. A
+    // sender trusting another CA: the PACS is not trusted, nothing sent.
+    let expired_port = free_port();
+    let mut args = vec![
+        "--dicom-bind".to_string(),
+        "127.0.0.1".into(),
+        "--dicom-port".into(),
+        expired_port.to_string(),
+        "--dicom-tls".into(),
+        "--send-to".into(),
+        format!("tls://ORTHANC@127.0.0.1:{pacs_port}"),
+    ];
+    args.extend(tls_args(&pem, "expired", "rogue-ca.pem"));
+    let device = Device::start(&tmp.path().join("device-expired"), &args);
+    wait_until("the receiver listening", Duration::from_secs(60), || {
+        device.log().contains("DICOM storage receiver")
+    });
+    let (ok, text) = storescu(
+        "SCANNER",
+        "TUMORXAI",
+        expired_port,
+        &as_strs(&scanner_tls),
+        &slice,
+    );
+    assert!(!ok, "an expired server certificate must be refused: {text}");
+    drop_into_inbox(&device, &slice);
+    wait_until(
+        "the untrusted PACS reported",
+        Duration::from_secs(60),
+        || !device.deliveries("unreachable").is_empty(),
+    );
+    let unreachable = device.deliveries("unreachable");
+    let detail = unreachable[0]["detail"].as_str().unwrap().to_lowercase();
+    assert!(
+        detail.contains("certificate") || detail.contains("tls"),
+        "{detail}"
+    );
+    assert!(device.deliveries("sent").is_empty());
+    assert_eq!(pacs.study_instances(&series.study_instance_uid).len(), 2);
+}
