@@ -146,6 +146,54 @@ fn a_study_sent_by_the_pacs_comes_back_with_results_in_the_same_study() {
     });
     assert_eq!(device.deliveries("queued").len(), 4);
 
+    // A REVIEW and an error are results too: a FLAIR slice (doubtful input)
+    // and a multi-frame object (not triaged) each get an SR saying so.
+    let cases = tmp.path().join("cases");
+    assert!(Command::new(repo().join(".venv-tools/bin/python"))
+        .arg(repo().join("tests/tools/make_dicom_set.py"))
+        .arg(repo().join("models/samples/01-glioma-t1c.jpg"))
+        .arg(&cases)
+        .status()
+        .unwrap()
+        .success());
+    drop_into_inbox(
+        &device,
+        &[cases.join("flair.dcm"), cases.join("multi-frame.dcm")],
+    );
+    let reports = || {
+        pacs.post(
+            "/tools/find",
+            &json!({"Level": "Instance", "Query": {"Modality": "SR"}}),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+    };
+    wait_until(
+        "the REVIEW and NOT TRIAGED reports",
+        Duration::from_secs(120),
+        || reports().len() == 4,
+    );
+    let mut dumps = String::new();
+    for id in reports() {
+        let path = tmp.path().join(format!("{id}.dcm"));
+        std::fs::write(&path, pacs.file(&id)).unwrap();
+        let errors = dciodvfy_errors(&path);
+        assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        let dump = Command::new("dsrdump")
+            .args(["+Pl"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        dumps.push_str(&String::from_utf8_lossy(&dump.stdout));
+    }
+    assert!(dumps.contains("(REVIEW,99TUMORXAI"), "{dumps}");
+    assert!(dumps.contains("FLAIR"), "{dumps}");
+    assert!(dumps.contains("(NOT_TRIAGED,99TUMORXAI"), "{dumps}");
+    assert!(dumps.contains("2 frames"), "{dumps}");
+
     // A rogue caller is refused by the device, and nothing of it stored.
     let (rogue, text) = storescu("ROGUE", "TUMORXAI", device_port, &[], &series.files[..1]);
     assert!(!rogue, "a rogue AE title must be refused: {text}");
