@@ -13,8 +13,8 @@
 
 use crate::dicom_access::CallerPolicy;
 use crate::dimse::{
-    command_text, command_u16, encode_command, read_command, uid_value, C_ECHO_RQ, C_ECHO_RSP,
-    C_STORE_RQ, C_STORE_RSP,
+    command_text, command_u16, encode_command, pdu_name, read_command, uid_value, C_ECHO_RQ,
+    C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP,
 };
 use crate::service::write_atomic;
 use std::net::{TcpListener, TcpStream};
@@ -331,16 +331,6 @@ fn serve_association<S: std::io::Read + std::io::Write + CloseSocket>(
                 )))
             }
         }
-    }
-}
-
-fn pdu_name(pdu: &Pdu) -> &'static str {
-    match pdu {
-        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
-        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
-        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
-        Pdu::ReleaseRP => "A-RELEASE-RP",
-        _ => "other",
     }
 }
 

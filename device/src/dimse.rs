@@ -16,6 +16,22 @@ pub const C_ECHO_RSP: u16 = 0x8030;
 pub const DATA_SET_PRESENT: u16 = 0x0000;
 pub const NO_DATA_SET: u16 = 0x0101;
 
+/// A PDU's kind, without its content (which may quote a data set): what
+/// the logs say of an unexpected PDU.
+pub fn pdu_name(pdu: &dicom_ul::pdu::Pdu) -> &'static str {
+    use dicom_ul::pdu::Pdu;
+    match pdu {
+        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
+        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
+        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
+        Pdu::PData { .. } => "P-DATA",
+        Pdu::ReleaseRQ => "A-RELEASE-RQ",
+        Pdu::ReleaseRP => "A-RELEASE-RP",
+        Pdu::AbortRQ { .. } => "A-ABORT",
+        Pdu::Unknown { .. } => "unknown",
+    }
+}
+
 pub fn read_command(bytes: &[u8]) -> Result<InMemDicomObject, String> {
     InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .map_err(|e| e.to_string())

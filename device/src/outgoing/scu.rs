@@ -18,7 +18,9 @@ use dicom_ul::{ClientAssociation, ClientAssociationOptions};
 use thiserror::Error;
 
 use super::destination::Destination;
-use crate::dimse::{command_u16, encode_command, read_command, store_request, C_STORE_RSP};
+use crate::dimse::{
+    command_u16, encode_command, pdu_name, read_command, store_request, C_STORE_RSP,
+};
 use crate::results::{COMPREHENSIVE_3D_SR, SECONDARY_CAPTURE};
 
 /// Explicit VR Little Endian first (what our files are in), Implicit VR
@@ -275,20 +277,6 @@ fn receive_command<S: std::io::Read + std::io::Write + CloseSocket>(
                 )))
             }
         }
-    }
-}
-
-/// A PDU's kind, without its content (which may quote a data set).
-fn pdu_name(pdu: &Pdu) -> &'static str {
-    match pdu {
-        Pdu::AssociationRQ(_) => "A-ASSOCIATE-RQ",
-        Pdu::AssociationAC(_) => "A-ASSOCIATE-AC",
-        Pdu::AssociationRJ(_) => "A-ASSOCIATE-RJ",
-        Pdu::PData { .. } => "P-DATA",
-        Pdu::ReleaseRQ => "A-RELEASE-RQ",
-        Pdu::ReleaseRP => "A-RELEASE-RP",
-        Pdu::AbortRQ { .. } => "A-ABORT",
-        Pdu::Unknown { .. } => "unknown",
     }
 }
 
