@@ -1,11 +1,14 @@
 //! DINO (Caron et al. 2021): self-distillation without labels. A student
 //! (backbone → head with a weight-normalised last layer) matches, on every
 //! crop, the teacher's sharpened and centred distribution of the *other*
-//! global crops. Multi-crop: 2 global + N local crops, the teacher sees only
-//! the global ones. Teacher temperature warms up linearly (0.04 → 0.07),
-//! student temperature 0.1, the centre follows the teacher's batch mean with
-//! momentum 0.9, the teacher is an EMA of the student (0.996 → 1, cosine),
-//! and AdamW's weight decay follows a cosine from 0.04 to 0.4.
+//! global crops. Multi-crop: 2 global + N local crops (none below
+//! `ssl.local_crops_min_input`), the teacher sees only the global ones.
+//! Student temperature 0.1, the centre follows the teacher's batch mean with
+//! momentum 0.9, the teacher is an EMA of the student (cosine to 1), and
+//! AdamW's weight decay follows a cosine from 0.04 to 0.4. The reference's
+//! safeguards, in steps ([`super::dino_schedule`]): learning-rate warm-up
+//! at lr × batch / 256, teacher-temperature warm-up, prototypes frozen for
+//! the first epoch, per-parameter gradient clipping at 3.
 
 use std::collections::HashMap;
 
@@ -13,20 +16,27 @@ use anyhow::{bail, Result};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
+use super::dino_schedule::{
+    base_momentum, clip_gradients, epochs_to_steps, lr_at, momentum_at, teacher_temp_at,
+};
 use super::ema::Target;
 use super::heads::{at_least_f32, dino_head, DinoHead};
 use super::monitor::TeacherDistribution;
 use super::views::{multi_crop, ViewRecipe};
 use super::{Objective, Progress, SslSection};
 use crate::model::ResNet;
-use crate::train::config::{parse_device, TrainConfig};
-use crate::train::schedule::{cosine_ramp, linear_ramp};
+use crate::train::config::{parse_device, OptimSection, TrainConfig};
+use crate::train::schedule::cosine_ramp;
 
 pub struct Dino {
     head: DinoHead,
     target: Target<DinoHead>,
     center: Tensor,
     ssl: SslSection,
+    /// The learning rate, batch and warm-up of DINO's own lr schedule.
+    optim: OptimSection,
+    /// Every trainable online variable (backbone and head): what is clipped.
+    student: Vec<Tensor>,
     /// Sums of the teacher's entropy and KL(teacher‖student) since the
     /// monitor last took them, and the number of terms.
     distribution: (f64, f64, usize),
@@ -57,18 +67,31 @@ impl Dino {
             target,
             center: Tensor::zeros([1, ssl.out_dim], (Kind::Float, device)),
             ssl,
+            optim: config.optim.clone(),
+            student: online.trainable_variables(),
             distribution: (0.0, 0.0, 0),
         })
     }
 
     fn teacher_temperature(&self, at: Progress) -> f64 {
-        let warmup = (self.ssl.warmup_teacher_epochs * at.steps_per_epoch as f64).round() as usize;
-        linear_ramp(
+        teacher_temp_at(
             at.step,
-            warmup,
+            epochs_to_steps(self.ssl.warmup_teacher_epochs, at.steps_per_epoch),
             self.ssl.warmup_teacher_temp,
             self.ssl.teacher_temp,
         )
+    }
+
+    /// The teacher's EMA momentum at this step (cosine to 1 from a base
+    /// that shrinks on short runs).
+    pub fn teacher_momentum(&self, at: Progress) -> f64 {
+        let base = base_momentum(self.ssl.momentum, self.ssl.teacher_turnover, at.total_steps);
+        momentum_at(at.step, at.total_steps, base)
+    }
+
+    /// Whether the prototypes are still frozen at this step.
+    fn prototypes_frozen(&self, at: Progress) -> bool {
+        at.step < epochs_to_steps(self.ssl.freeze_last_layer_epochs, at.steps_per_epoch)
     }
 }
 
@@ -161,17 +184,21 @@ pub fn update_center(center: &Tensor, teacher: &[Tensor], momentum: f64) -> Tens
 
 impl Objective for Dino {
     fn views(&self, input_size: i64) -> ViewRecipe {
-        multi_crop(
-            input_size,
-            self.ssl.local_crops,
-            self.ssl.local_size_fraction,
-        )
+        let locals = if input_size < self.ssl.local_crops_min_input {
+            0
+        } else {
+            self.ssl.local_crops
+        };
+        multi_crop(input_size, locals, self.ssl.local_size_fraction)
     }
 
     fn loss(&mut self, backbone: &ResNet, views: &[Tensor], at: Progress) -> Tensor {
         let Some(globals) = views.get(..2) else {
             return Tensor::from(f32::NAN);
         };
+        // Before the forward pass, so that a frozen last layer records no
+        // gradient at all (the optimizer then skips it, decay included).
+        self.head.freeze_prototypes(self.prototypes_frozen(at));
         let student: Vec<Tensor> = views
             .iter()
             .map(|v| self.head.forward_t(&backbone.embed(v, true), true))
@@ -199,8 +226,23 @@ impl Objective for Dino {
         loss
     }
 
+    fn learning_rate(&self, at: Progress) -> Option<f64> {
+        Some(lr_at(
+            at.step,
+            at.total_steps,
+            epochs_to_steps(self.optim.warmup_epochs, at.steps_per_epoch),
+            self.optim.lr,
+            self.optim.batch_size,
+            self.ssl.min_lr,
+        ))
+    }
+
+    fn before_step(&mut self, _at: Progress) {
+        clip_gradients(&self.student, self.ssl.clip_grad);
+    }
+
     fn after_step(&mut self, at: Progress) {
-        self.target.follow(at);
+        self.target.follow_with(self.teacher_momentum(at));
     }
 
     fn monitor_backbone(&self) -> Option<&ResNet> {
@@ -243,5 +285,84 @@ impl Objective for Dino {
                 self.center.size()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::resnet;
+    use crate::ssl::Method;
+
+    fn tiny(size: u32) -> TrainConfig {
+        let overrides: Vec<String> = [
+            "model.width=0.25".to_string(),
+            format!("model.input_size={size}"),
+            "optim.batch_size=32".to_string(),
+            "ssl.hidden_dim=32".to_string(),
+            "ssl.bottleneck_dim=16".to_string(),
+            "ssl.out_dim=64".to_string(),
+            "run.device=\"cpu\"".to_string(),
+        ]
+        .into();
+        TrainConfig::load_layered(Method::Dino.defaults(), None, &overrides).unwrap()
+    }
+
+    fn at(step: usize) -> Progress {
+        Progress {
+            step,
+            total_steps: 1100,
+            steps_per_epoch: 11,
+        }
+    }
+
+    #[test]
+    fn prototypes_get_no_gradient_during_the_first_epoch() {
+        let config = tiny(32);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let backbone = resnet(&vs.root(), config.model.resnet(), None);
+        let mut dino = Dino::new(&vs, &config).unwrap();
+        let views: Vec<Tensor> = (0..2)
+            .map(|_| Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu)))
+            .collect();
+        // Reference: freeze_last_layer = 1 epoch; here 11 steps per epoch,
+        // so steps 0–10 are frozen and step 11 is the first to learn.
+        for (step, frozen) in [(0, true), (10, true), (11, false)] {
+            for p in &dino.student {
+                let mut p = p.shallow_clone();
+                p.zero_grad();
+            }
+            dino.loss(&backbone, &views, at(step)).backward();
+            dino.before_step(at(step));
+            let grad = dino.head.prototypes_grad();
+            assert_eq!(!grad.defined(), frozen, "step {step}");
+        }
+        let grad = dino.head.prototypes_grad();
+        assert!(grad.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_and_the_input() {
+        let config = tiny(64);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _backbone = resnet(&vs.root(), config.model.resnet(), None);
+        let dino = Dino::new(&vs, &config).unwrap();
+        // main_dino.py: teacher_temp 0.04, clip_grad 3, freeze 1 epoch,
+        // min_lr 1e-6; lr 5e-4 × 32 / 256 = 6.25e-5 at the peak (step 109
+        // of a 10-epoch warm-up of 11 steps, by hand).
+        assert_eq!(dino.teacher_temperature(at(0)), 0.04);
+        assert_eq!(dino.teacher_temperature(at(900)), 0.04);
+        assert_eq!(config.ssl.clip_grad, 3.0);
+        assert_eq!(config.ssl.freeze_last_layer_epochs, 1.0);
+        assert_eq!(dino.learning_rate(at(0)), Some(0.0));
+        let peak = dino.learning_rate(at(109)).unwrap();
+        assert!((peak - 6.25e-5).abs() < 1e-15, "{peak}");
+        // Teacher momentum at step 0 of 1,100: 1 − 10/1100 (by hand), not 0.996.
+        let m0 = dino.teacher_momentum(at(0));
+        assert!((m0 - (1.0 - 10.0 / 1100.0)).abs() < 1e-12, "{m0}");
+        // No local crops at 64² (they start at 96²); 6 at 224².
+        assert!(dino.views(64).extra.len() == 1);
+        assert_eq!(dino.views(224).extra.len(), 1 + config.ssl.local_crops);
+        assert!(config.ssl.out_dim < 65_536);
     }
 }

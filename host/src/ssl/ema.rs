@@ -66,6 +66,12 @@ impl<H: ModuleT> Target<H> {
         self.ema.update(self.momentum(at));
     }
 
+    /// The EMA step with a momentum the method computed (DINO's depends on
+    /// the run's length).
+    pub fn follow_with(&self, tau: f64) {
+        self.ema.update(tau);
+    }
+
     pub fn state(&self) -> Vec<(String, Tensor)> {
         super::prefixed(&self.store, "target.")
     }

@@ -154,6 +154,22 @@ pub fn at_least_f32(x: &Tensor) -> Tensor {
     }
 }
 
+impl DinoHead {
+    /// Freezes (or thaws) the prototypes: while frozen they take no part in
+    /// autograd, so their gradient stays undefined and the optimizer skips
+    /// them, as the reference's `p.grad = None` (`cancel_gradients_last_layer`).
+    pub fn freeze_prototypes(&self, frozen: bool) {
+        if self.prototypes.requires_grad() == frozen {
+            let _ = self.prototypes.shallow_clone().set_requires_grad(!frozen);
+        }
+    }
+
+    /// The prototypes' current gradient (undefined while frozen).
+    pub fn prototypes_grad(&self) -> Tensor {
+        self.prototypes.grad()
+    }
+}
+
 impl ModuleT for DinoHead {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
         let z = l2_normalize(&self.mlp.forward_t(xs, train));

@@ -7,6 +7,7 @@
 pub mod byol;
 pub mod config;
 pub mod dino;
+pub mod dino_schedule;
 pub mod ema;
 pub mod heads;
 pub mod mocov3;
@@ -45,6 +46,14 @@ pub trait Objective {
     /// The loss of one batch; `views[0]` and `views[1]` are the global views,
     /// any further ones local crops. The online backbone runs in training mode.
     fn loss(&mut self, backbone: &ResNet, views: &[Tensor], at: Progress) -> Tensor;
+    /// The learning rate of this step when the method has its own schedule
+    /// (DINO's reference `cosine_scheduler`); `None`: the shared `lr_at`.
+    fn learning_rate(&self, _at: Progress) -> Option<f64> {
+        None
+    }
+    /// Between the backward pass and the optimizer step: the method's
+    /// gradient safeguards (DINO clips them).
+    fn before_step(&mut self, _at: Progress) {}
     /// After the optimizer step: the EMA target follows the online network.
     fn after_step(&mut self, _at: Progress) {}
     /// Weight decay for this step (DINO ramps it); `base` is the configured one.

@@ -170,13 +170,15 @@ pub fn pretrain(
                 total_steps: total,
                 steps_per_epoch: steps,
             };
-            lr = lr_at(
-                at.step,
-                total,
-                warmup,
-                config.optim.lr,
-                config.optim.final_lr_fraction,
-            );
+            lr = method.learning_rate(at).unwrap_or_else(|| {
+                lr_at(
+                    at.step,
+                    total,
+                    warmup,
+                    config.optim.lr,
+                    config.optim.final_lr_fraction,
+                )
+            });
             let mut views = vec![batch.inputs.shallow_clone()];
             views.extend(batch.extra_views.iter().map(Tensor::shallow_clone));
             if nhwc {
@@ -186,6 +188,7 @@ pub fn pretrain(
                 precision::autocast_bf16(mixed, device, || method.loss(&backbone, &views, at));
             optimizer.zero_grad();
             loss.backward();
+            method.before_step(at);
             optimizer.set_weight_decay(method.weight_decay(config.optim.weight_decay, at));
             optimizer.step(lr);
             method.after_step(at);
