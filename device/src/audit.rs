@@ -43,8 +43,8 @@ pub enum Outcome {
         event: String,
     },
     /// A DICOM result on its way to a destination (`serve --send-to`):
-    /// `event` is `queued`, `not_queued`, `not_made`, `sent`, `refused` or
-    /// `unreachable`. The result is named by the hash of its SOP Instance
+    /// `event` is `queued`, `not_queued`, `not_made`, `sent`, `refused`,
+    /// `unreachable` or `queue_failed`. The result is named by the hash of its SOP Instance
     /// UID; `input_sha256` is the slice's where known (queuing), empty for
     /// the sender's later events.
     Delivery {

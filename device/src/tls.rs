@@ -3,11 +3,14 @@
 //! sender's client configuration, both on rustls with the ring provider.
 //!
 //! - `--tls-cert` / `--tls-key`: this device's certificate chain and key
-//!   (the receiver's identity; the sender's client certificate).
-//! - `--tls-ca`: the certificate authorities trusted for the peer. The
-//!   sender verifies the destination against them (required for a `tls://`
-//!   destination); given to the receiver, callers must present a
-//!   certificate they issued (mutual TLS).
+//!   (the receiver's identity; the sender's client certificate: a
+//!   certificate for both roles carries both extended key usages).
+//! - `--tls-ca`: the certificate authorities the destinations' (PACS)
+//!   certificates must chain to (required for a `tls://` destination).
+//! - `--dicom-tls-client-ca`: callers of the receiver must present a
+//!   certificate these authorities issued (mutual TLS); without it, the
+//!   receiver asks for none. Separate from `--tls-ca`: scanners and PACS
+//!   often have different issuers.
 //!
 //! Certificates are checked by webpki: a wrong CA, an expired certificate
 //! or a name mismatch ends the handshake.
@@ -35,7 +38,10 @@ pub enum TlsError {
 pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Trusted for the destinations the sender connects to.
     pub ca: Option<PathBuf>,
+    /// Trusted for the receiver's callers (client certificates required).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// ring rather than rustls' aws-lc-rs default: ring builds with a C
@@ -92,8 +98,8 @@ impl TlsFiles {
         }
     }
 
-    /// The receiver's configuration: needs the certificate and key;
-    /// with a CA, client certificates it issued are required.
+    /// The receiver's configuration: needs the certificate and key; with
+    /// a client CA, client certificates it issued are required.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
         let (certs, key) = self.identity()?.ok_or_else(|| {
             TlsError::Config("a TLS receiver needs --tls-cert and --tls-key".into())
@@ -101,7 +107,7 @@ impl TlsFiles {
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let builder = match &self.ca {
+        let builder = match &self.client_ca {
             Some(ca) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
                     .build()

@@ -9,6 +9,24 @@ use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::loader::{parse_trusted_key, LoadedModel};
 use tumorxai_shared::bundle::read_bundle;
 
+/// A TCP port free on loopback now (the tests' services bind it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `done` every 100 ms; fails the test after `limit`.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -6,9 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::repo;
+use crate::common::{free_port, repo, wait_until};
+
+/// How long the receiver tests wait for the service.
+const LIMIT: Duration = Duration::from_secs(90);
 
 fn make_set(out: &Path) -> serde_json::Value {
     let root = repo();
@@ -190,25 +193,6 @@ ds.save_as(sys.argv[2], enforce_file_format=True)
     assert!(reason.contains(&format!("declares {declared}")), "{reason}");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_scanner_push_over_dicom_is_triaged_and_audited() {
     if Command::new("storescu").arg("--version").output().is_err() {
@@ -265,7 +249,7 @@ fn a_scanner_push_over_dicom_is_triaged_and_audited() {
         command.output().unwrap()
     };
     let dcmtk = |tool: &str, extra: &[&Path]| dcmtk_as("SCANNER", tool, extra);
-    wait_until("the receiver answers C-ECHO", || {
+    wait_until("the receiver answers C-ECHO", LIMIT, || {
         dcmtk("echoscu", &[]).status.success()
     });
 
@@ -276,7 +260,7 @@ fn a_scanner_push_over_dicom_is_triaged_and_audited() {
         "{}",
         String::from_utf8_lossy(&pushed.stderr)
     );
-    wait_until("the pushed slice's answer", || {
+    wait_until("the pushed slice's answer", LIMIT, || {
         std::fs::read_dir(&outbox).is_ok_and(|d| {
             d.filter_map(Result::ok).any(|e| {
                 e.file_name().to_string_lossy().starts_with("dicom-")
@@ -297,7 +281,9 @@ fn a_scanner_push_over_dicom_is_triaged_and_audited() {
         serde_json::from_slice(&std::fs::read(&answer_path).unwrap()).unwrap();
     assert_eq!(answer["dicom"]["front_end"], "dicom-v1");
     assert_eq!(answer["logits"].as_array().unwrap().len(), 17);
-    wait_until("the audit entry", || all_text(&audit).contains("triaged"));
+    wait_until("the audit entry", LIMIT, || {
+        all_text(&audit).contains("triaged")
+    });
 
     // A CT image: its presentation context is refused, nothing is stored,
     // and the service goes on.

@@ -8,7 +8,8 @@ package (independent of rustls, which the device verifies with):
   issued by the CA, valid now, for TLS servers and clients alike (the
   device and the PACS both receive and send);
 - client.pem / client.key: a client certificate issued by the CA;
-- expired.pem / expired.key: like server.pem, but expired yesterday;
+- expired.pem / expired.key: like server.pem (server and client), but
+  expired yesterday;
 - rogue-ca.pem, rogue.pem / rogue.key: another CA and a server and client
   certificate for 127.0.0.1 it issued (a "wrong CA" for either side).
 EC P-256 keys, PEM (PKCS#8 keys). `cryptography` comes into .venv-tools with
@@ -79,7 +80,7 @@ def main():
     client = [ExtendedKeyUsageOID.CLIENT_AUTH]
     write(out, "server", *leaf(ca_cert, ca_key, "127.0.0.1", server + client, NOW - DAY, NOW + 30 * DAY))
     write(out, "client", *leaf(ca_cert, ca_key, "SCANNER", client, NOW - DAY, NOW + 30 * DAY))
-    write(out, "expired", *leaf(ca_cert, ca_key, "127.0.0.1", server, NOW - 30 * DAY, NOW - DAY))
+    write(out, "expired", *leaf(ca_cert, ca_key, "127.0.0.1", server + client, NOW - 30 * DAY, NOW - DAY))
     rogue_cert, rogue_key = ca("Rogue CA")
     write(out, "rogue-ca", rogue_cert)
     write(out, "rogue", *leaf(rogue_cert, rogue_key, "127.0.0.1", server + client, NOW - DAY, NOW + 30 * DAY))

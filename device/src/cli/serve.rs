@@ -131,8 +131,11 @@ struct Service {
     outgoing: Option<tumorxai_device::outgoing::Outgoing>,
     /// Device Serial Number of the results; `None`: no results are made.
     device_serial: Option<String>,
-    /// Shown instead of the idle screen while results cannot be queued.
+    /// Shown instead of the idle screen once results could not be
+    /// delivered (queue full, refused by a destination).
     alarm: Option<String>,
+    /// How many results will not reach a destination.
+    results_lost: u64,
 }
 
 impl Service {
@@ -145,7 +148,7 @@ impl Service {
         }
     }
 
-    /// The idle screen, or the alarm while results cannot be queued.
+    /// The idle screen, or the alarm once results were not delivered.
     fn show_idle(&self) {
         match &self.alarm {
             Some(message) => self.show(Screen::Error {
@@ -212,6 +215,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         device_serial: (!args.delivery.send_to.is_empty())
             .then(|| args.delivery.device_serial.clone()),
         alarm: None,
+        results_lost: 0,
     };
     let stop = Arc::new(AtomicBool::new(false));
     service.outgoing =
@@ -320,5 +324,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(args.poll_ms.max(10)));
     }
+    // The result senders stop with the rest; their last reports are
+    // audited before the service exits.
+    stop.store(true, Ordering::SeqCst);
+    service.finish_deliveries();
     Ok(ExitCode::SUCCESS)
 }

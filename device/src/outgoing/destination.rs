@@ -46,7 +46,8 @@ impl Destination {
             None => (false, text),
         };
         let shape = || DestinationError::Shape(text.to_string());
-        let (ae_title, address) = rest.split_once('@').ok_or_else(shape)?;
+        // `@` may stand in an AE title, never in a host name.
+        let (ae_title, address) = rest.rsplit_once('@').ok_or_else(shape)?;
         let (host, port) = address.rsplit_once(':').ok_or_else(shape)?;
         if !valid_ae_title(ae_title) {
             return Err(DestinationError::AeTitle(ae_title.to_string()));
@@ -73,19 +74,23 @@ impl Destination {
     }
 
     /// A folder name for this destination's queue: stable across restarts,
-    /// one per destination, safe on any file system.
+    /// safe on any file system, and one per destination: the readable part
+    /// maps punctuation to `_` (`PACS-1` and `PACS_1` alike), so the hash
+    /// of the whole address keeps them apart.
     pub fn queue_key(&self) -> String {
         let clean = |s: &str| -> String {
             s.chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect()
         };
+        let digest = crate::service::sha256_hex(self.to_string().as_bytes());
         format!(
-            "{}{}-{}-{}",
+            "{}{}-{}-{}-{}",
             if self.tls { "tls-" } else { "" },
             clean(&self.ae_title),
             clean(&self.host),
-            self.port
+            self.port,
+            digest.get(..8).unwrap_or(&digest)
         )
     }
 
@@ -126,7 +131,19 @@ mod tests {
         assert_eq!(tls.host, "pacs.example.org");
         assert_eq!(tls.port, 2762);
         assert_eq!(tls.to_string(), "tls://PACS_1@pacs.example.org:2762");
-        assert_eq!(tls.queue_key(), "tls-PACS_1-pacs_example_org-2762");
+        // sha256 of "tls://PACS_1@pacs.example.org:2762" by sha256sum.
+        assert_eq!(tls.queue_key(), "tls-PACS_1-pacs_example_org-2762-cd6f1572");
+        // Alike once cleaned, apart by their hashes (f6189d3d, 9b08c0b9).
+        let (dash, underscore) = (
+            Destination::parse("PACS-1@h:104").unwrap().queue_key(),
+            Destination::parse("PACS_1@h:104").unwrap().queue_key(),
+        );
+        assert_eq!(dash, "PACS_1-h-104-f6189d3d");
+        assert_eq!(underscore, "PACS_1-h-104-9b08c0b9");
+        assert_eq!(
+            Destination::parse("AI@WORK@h:104").unwrap().ae_title,
+            "AI@WORK"
+        );
         let v6 = Destination::parse("PACS@[::1]:104").unwrap();
         assert_eq!(v6.host, "::1");
         assert_eq!(v6.socket_address(), "[::1]:104");

@@ -33,6 +33,7 @@ struct Route {
 pub struct Outgoing {
     routes: Vec<Route>,
     events: mpsc::Receiver<SendEvent>,
+    senders: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// What queuing one object for one destination came to.
@@ -55,24 +56,29 @@ impl Outgoing {
     ) -> std::io::Result<Outgoing> {
         let (events_tx, events) = mpsc::channel();
         let mut routes = Vec::with_capacity(destinations.len());
+        let mut senders = Vec::with_capacity(destinations.len());
         for destination in destinations {
             let queue = Queue::new(root.join(destination.queue_key()), max_bytes);
             let (wake, woken) = mpsc::channel();
-            sender::spawn(
+            senders.push(sender::spawn(
                 destination.clone(),
                 queue.clone(),
                 client.clone(),
                 Arc::clone(stop),
                 woken,
                 events_tx.clone(),
-            )?;
+            )?);
             routes.push(Route {
                 destination: destination.clone(),
                 queue,
                 wake,
             });
         }
-        Ok(Outgoing { routes, events })
+        Ok(Outgoing {
+            routes,
+            events,
+            senders,
+        })
     }
 
     /// Queues `objects` for every destination (fsynced when this returns)
@@ -93,6 +99,17 @@ impl Outgoing {
 
     /// The senders' reports since the last call.
     pub fn events(&self) -> Vec<SendEvent> {
+        self.events.try_iter().collect()
+    }
+
+    /// Waits for the senders to stop (after `stop` was set: each ends
+    /// within a fraction of a second, or after the C-STORE under way) and
+    /// returns their last reports.
+    pub fn finish(self) -> Vec<SendEvent> {
+        for sender in self.senders {
+            // A sender that panicked has nothing more to report.
+            let _ = sender.join();
+        }
         self.events.try_iter().collect()
     }
 

@@ -57,10 +57,30 @@ impl ScuError {
     }
 }
 
-/// How a C-STORE response's status reads (PS3.7 C.4.1.1.4, 9.1.1.1.9).
-pub fn status_is_success(status: u16) -> bool {
-    // 0000 success; B000, B007, B006 warnings: stored.
-    status == 0x0000 || status & 0xF000 == 0xB000
+/// What a C-STORE response's status means for the object (PS3.4 Table
+/// B.2-1 for the Storage Service Class, PS3.7 C.4 for the general codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMeaning {
+    /// Success, or a warning that still means stored: B000 coercion,
+    /// B006 elements discarded, B007 data set does not match the SOP class;
+    /// 0001, 0107, 0116 (general warnings).
+    Stored,
+    /// The destination cannot take it now: A7xx out of resources, 0213
+    /// resource limitation, 0110 processing failure. Sent again later.
+    TryLater,
+    /// The destination will not take this object: A9xx, Cxxx, 0122 SOP
+    /// class not supported, and every other failure.
+    Refused,
+}
+
+pub fn status_meaning(status: u16) -> StatusMeaning {
+    match status {
+        0x0000 | 0x0001 | 0x0107 | 0x0116 => StatusMeaning::Stored,
+        s if s & 0xF000 == 0xB000 => StatusMeaning::Stored,
+        s if s & 0xFF00 == 0xA700 => StatusMeaning::TryLater,
+        0x0213 | 0x0110 => StatusMeaning::TryLater,
+        _ => StatusMeaning::Refused,
+    }
 }
 
 /// The association's settings.
@@ -114,7 +134,7 @@ impl Client {
         } else {
             options.establish(address.as_str()).map(Link::Plain)
         }
-        .map_err(|e| unreachable(format!("association: {e}")))?;
+        .map_err(|e| unreachable(format!("association: {}", with_causes(&e))))?;
         // A C-STORE is a small command PDU, the data set, then a wait for
         // a small response: with Nagle's algorithm against the peer's
         // delayed ACKs each object would stall about 40 ms.
@@ -143,6 +163,15 @@ impl Session {
             Link::Plain(a) => store_on(a, &destination, message_id, part10),
             Link::Tls(a) => store_on(a.as_mut(), &destination, message_id, part10),
         }
+    }
+
+    /// Aborts the association (A-ABORT) after a failure mid-transfer: the
+    /// peer must not take a half-sent object for a whole one.
+    pub fn abort(self) {
+        let _ = match self.link {
+            Link::Plain(a) => a.abort(),
+            Link::Tls(a) => (*a).abort(),
+        };
     }
 
     /// Releases the association (A-RELEASE); errors only mean the peer
@@ -208,9 +237,14 @@ fn store_on<S: std::io::Read + std::io::Write + CloseSocket>(
         .map_err(|e| unreachable(format!("sending the command: {e}")))?;
     {
         let mut writer = association.send_pdata(context.id);
+        if let Err(e) = writer.write_all(&data) {
+            // Dropped, the writer would send what it holds as the last
+            // fragment: a truncated object marked complete.
+            writer.abandon();
+            return Err(unreachable(format!("sending the data set: {e}")));
+        }
         writer
-            .write_all(&data)
-            .and_then(|()| writer.finish())
+            .finish()
             .map_err(|e| unreachable(format!("sending the data set: {e}")))?;
     }
     let response = receive_command(association, destination)?;
@@ -221,15 +255,24 @@ fn store_on<S: std::io::Read + std::io::Write + CloseSocket>(
             "expected C-STORE-RSP, got command {kind:#06x}"
         )));
     }
+    let answered = command_u16(&response, tags::MESSAGE_ID_BEING_RESPONDED_TO)
+        .map_err(|e| unreachable(format!("malformed response: {e}")))?;
+    if answered != message_id {
+        return Err(unreachable(format!(
+            "response to message {answered}, expected {message_id}"
+        )));
+    }
     let status = command_u16(&response, tags::STATUS)
         .map_err(|e| unreachable(format!("malformed response: {e}")))?;
-    if status_is_success(status) {
-        Ok(status)
-    } else {
-        Err(ScuError::Refused {
+    match status_meaning(status) {
+        StatusMeaning::Stored => Ok(status),
+        StatusMeaning::TryLater => Err(unreachable(format!(
+            "C-STORE status {status:#06x}: the destination cannot store now"
+        ))),
+        StatusMeaning::Refused => Err(ScuError::Refused {
             destination: destination.to_string(),
             message: format!("C-STORE status {status:#06x}"),
-        })
+        }),
     }
 }
 
@@ -280,18 +323,46 @@ fn receive_command<S: std::io::Read + std::io::Write + CloseSocket>(
     }
 }
 
+/// An error and its causes, `: `-joined: dicom-ul's TLS errors say only
+/// "failed to handshake"; the cause says why (UnknownIssuer, Expired).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::status_is_success;
+    use super::{status_meaning, StatusMeaning::*};
 
     #[test]
-    fn success_and_warning_statuses_count_as_stored_failures_do_not() {
-        // PS3.4 Table B.2-1 (Storage Service Class statuses).
-        for stored in [0x0000, 0xB000, 0xB006, 0xB007] {
-            assert!(status_is_success(stored), "{stored:#06x}");
-        }
-        for failed in [0xA700, 0xA900, 0xC000, 0x0110, 0x0122, 0x0211] {
-            assert!(!status_is_success(failed), "{failed:#06x}");
+    fn statuses_read_as_the_standard_defines_them() {
+        // PS3.4 Table B.2-1 (Storage Service Class), PS3.7 C.4 (general).
+        for (status, meaning) in [
+            (0x0000, Stored),
+            (0xB000, Stored),
+            (0xB006, Stored),
+            (0xB007, Stored),
+            (0x0001, Stored),
+            (0x0107, Stored),
+            (0x0116, Stored),
+            (0xA700, TryLater),
+            (0xA7FF, TryLater),
+            (0x0213, TryLater),
+            (0x0110, TryLater),
+            (0xA900, Refused),
+            (0xC000, Refused),
+            (0xCFFF, Refused),
+            (0x0122, Refused),
+            (0x0211, Refused),
+            (0xFE00, Refused),
+        ] {
+            assert_eq!(status_meaning(status), meaning, "{status:#06x}");
         }
     }
 }

@@ -103,11 +103,20 @@ fn run(
         }
         let failure = match client.open(destination) {
             Ok(mut session) => {
-                let broken = send_batch(&mut session, &pending, queue, &name, stop, &report);
-                if broken.is_none() {
-                    session.release();
+                match send_batch(&mut session, &pending, queue, &name, stop, &report) {
+                    Ok(()) => {
+                        session.release();
+                        None
+                    }
+                    Err(Broken::Association(reason)) => {
+                        session.abort();
+                        Some(reason)
+                    }
+                    Err(Broken::Queue(reason)) => {
+                        session.release();
+                        Some(reason)
+                    }
                 }
-                broken
             }
             Err(e) => Some(e.to_string()),
         };
@@ -128,8 +137,19 @@ fn run(
     }
 }
 
-/// Sends `pending` in order on one association; `Some(reason)` when the
-/// association broke (the rest waits for the next attempt).
+/// Why a batch stopped early: the rest waits for the next attempt, after
+/// the back-off (never at once, which would flood the destination and the
+/// log while a disk or a link is broken).
+enum Broken {
+    /// The association failed or the destination cannot store now: it is
+    /// aborted.
+    Association(String),
+    /// The queue folder failed (reading, removing or setting aside an
+    /// object): the association is released.
+    Queue(String),
+}
+
+/// Sends `pending` in order on one association.
 fn send_batch(
     session: &mut super::scu::Session,
     pending: &[Queued],
@@ -137,7 +157,7 @@ fn send_batch(
     name: &str,
     stop: &AtomicBool,
     report: &impl Fn(SendEvent),
-) -> Option<String> {
+) -> Result<(), Broken> {
     for queued in pending {
         if stop.load(Ordering::SeqCst) {
             break;
@@ -148,25 +168,17 @@ fn send_batch(
             // removed: the next round sees the queue as it is.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
+                let message = format!("reading a queued result: {e}");
                 report(SendEvent::QueueFailed {
                     destination: name.to_string(),
-                    message: format!("reading a queued result: {e}"),
+                    message: message.clone(),
                 });
-                continue;
+                return Err(Broken::Queue(message));
             }
         };
         let started = Instant::now();
         match session.store(&bytes) {
             Ok(status) => {
-                if let Err(e) = queue.remove(queued) {
-                    // Sent, but still on disk: it will be sent again with
-                    // the same SOP Instance UID, which the PACS files as
-                    // the same instance.
-                    report(SendEvent::QueueFailed {
-                        destination: name.to_string(),
-                        message: e.to_string(),
-                    });
-                }
                 report(SendEvent::Sent {
                     destination: name.to_string(),
                     kind: queued.kind.clone(),
@@ -174,10 +186,22 @@ fn send_batch(
                     status,
                     elapsed: started.elapsed(),
                 });
+                if let Err(e) = queue.remove(queued) {
+                    // Sent, but still on disk: it will be sent again, after
+                    // the back-off, with the same SOP Instance UID, which
+                    // the PACS files as the same instance.
+                    let message = e.to_string();
+                    report(SendEvent::QueueFailed {
+                        destination: name.to_string(),
+                        message: message.clone(),
+                    });
+                    return Err(Broken::Queue(message));
+                }
             }
-            Err(e) if e.is_transient() => return Some(e.to_string()),
+            Err(e) if e.is_transient() => return Err(Broken::Association(e.to_string())),
             Err(e) => {
-                let message = match queue.set_aside(queued) {
+                let set_aside = queue.set_aside(queued);
+                let message = match &set_aside {
                     Ok(_) => e.to_string(),
                     Err(moved) => format!("{e} (and setting it aside failed: {moved})"),
                 };
@@ -185,12 +209,15 @@ fn send_batch(
                     destination: name.to_string(),
                     kind: queued.kind.clone(),
                     uid_hash: queued.uid_hash.clone(),
-                    message,
+                    message: message.clone(),
                 });
+                if set_aside.is_err() {
+                    return Err(Broken::Queue(message));
+                }
             }
         }
     }
-    None
+    Ok(())
 }
 
 fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {

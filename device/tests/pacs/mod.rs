@@ -12,11 +12,11 @@ mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::repo;
+pub use crate::common::{free_port, repo, wait_until};
 
 /// The fake patient of tests/tools/make_dicom_set.py: never in a log.
 pub const PATIENT: [&str; 2] = ["DOE^JANE", "PID-4711-SECRET"];
@@ -45,22 +45,6 @@ fn orthanc_binary() -> Option<PathBuf> {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A series written by tests/tools/make_series.py.

@@ -55,6 +55,9 @@ fn a_study_sent_by_the_pacs_comes_back_with_results_in_the_same_study() {
             "ORTHANC".into(),
             "--send-to".into(),
             format!("ORTHANC@127.0.0.1:{pacs_port}"),
+            // A second destination that is down holds up nothing.
+            "--send-to".into(),
+            format!("ARCHIVE@127.0.0.1:{}", free_port()),
         ],
     );
 
@@ -140,11 +143,17 @@ fn a_study_sent_by_the_pacs_comes_back_with_results_in_the_same_study() {
         String::from_utf8_lossy(&check.stdout)
     );
 
-    // Every result audited as queued and sent, by hash only.
+    // Every result audited as queued (for both destinations) and sent (to
+    // the one that is up), by hash only; the other one's failures audited.
     wait_until("the sent entries", Duration::from_secs(30), || {
         device.deliveries("sent").len() == 4
     });
-    assert_eq!(device.deliveries("queued").len(), 4);
+    assert_eq!(device.deliveries("queued").len(), 8);
+    assert!(device
+        .deliveries("unreachable")
+        .iter()
+        .all(|e| e["destination"].as_str().unwrap().starts_with("ARCHIVE@")));
+    assert!(!device.deliveries("unreachable").is_empty());
 
     // A REVIEW and an error are results too: a FLAIR slice (doubtful input)
     // and a multi-frame object (not triaged) each get an SR saying so.
@@ -195,11 +204,24 @@ fn a_study_sent_by_the_pacs_comes_back_with_results_in_the_same_study() {
     assert!(dumps.contains("2 frames"), "{dumps}");
 
     // A rogue caller is refused by the device, and nothing of it stored.
+    let answered = device.answers().len();
     let (rogue, text) = storescu("ROGUE", "TUMORXAI", device_port, &[], &series.files[..1]);
     assert!(!rogue, "a rogue AE title must be refused: {text}");
     assert!(text.to_lowercase().contains("reject"), "{text}");
     wait_until("the refusal logged", Duration::from_secs(10), || {
         device.log().contains("\"ROGUE\" is not on the allow-list")
     });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(device.answers().len(), answered);
+    // The service's own lock file and claim folder are hidden names.
+    let waiting: Vec<_> = std::fs::read_dir(device.root.join("inbox"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert!(
+        waiting.is_empty(),
+        "nothing of the rogue caller in the inbox: {waiting:?}"
+    );
     device.assert_no_identifiers();
 }

@@ -4,6 +4,7 @@
 //! device's audit of what it sent).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
@@ -35,7 +36,22 @@ fn results_wait_for_a_pacs_that_is_down_and_arrive_exactly_once_across_a_restart
     wait_until("the PACS found down", Duration::from_secs(30), || {
         !device.deliveries("unreachable").is_empty()
     });
-    let pending_dir = queue.join(format!("ORTHANC-127_0_0_1-{pacs_port}/pending"));
+    // One folder per destination, named after it.
+    let folders: Vec<PathBuf> = std::fs::read_dir(&queue)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let folder_name = folders[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        folder_name.starts_with(&format!("ORTHANC-127_0_0_1-{pacs_port}-")),
+        "{folder_name}"
+    );
+    let pending_dir = folders[0].join("pending");
     let pending = || std::fs::read_dir(&pending_dir).map_or(0, |d| d.count());
     // An SC and an SR per slice, on disk before the answers.
     assert_eq!(pending(), 6);

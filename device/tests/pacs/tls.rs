@@ -2,11 +2,13 @@
 //! (tests/tools/make_tls_certs.py): dcmtk's `storescu +tls` against the
 //! device's receiver (mutual TLS: a certificate from the hospital CA
 //! required), the device sending its results to an Orthanc that speaks
-//! only TLS; and the refusals: a plain client, a client certificate from
-//! another CA, a client that trusts another CA, an expired server
-//! certificate, a sender that trusts another CA.
+//! only TLS; and the refusals, each by the side under test: the device's
+//! receiver refuses a plain client, a client certificate from another CA,
+//! an expired client certificate and a client without one; the device's
+//! sender refuses a PACS whose certificate chains to another CA, and one
+//! whose certificate expired.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::json;
@@ -39,6 +41,51 @@ fn tls_args(pem: &impl Fn(&str) -> String, cert: &str, ca: &str) -> Vec<String> 
     ]
 }
 
+/// An Orthanc that speaks DICOM TLS only, with `cert` as its certificate,
+/// requiring client certificates from the hospital CA.
+fn tls_orthanc(dir: &Path, port: u16, pem: &impl Fn(&str) -> String, cert: &str) -> Orthanc {
+    Orthanc::start(
+        dir,
+        port,
+        ("TUMORXAI", free_port()),
+        json!({
+            "DicomTlsEnabled": true,
+            "DicomTlsCertificate": pem(&format!("{cert}.pem")),
+            "DicomTlsPrivateKey": pem(&format!("{cert}.key")),
+            "DicomTlsTrustedCertificates": pem("ca.pem"),
+            "DicomTlsRemoteCertificateRequired": true,
+        }),
+    )
+}
+
+/// A device that only sends (the slice dropped into its inbox) to the TLS
+/// PACS on `port`, trusting `ca`: the detail of its first failed attempt.
+fn send_failure(
+    root: &Path,
+    port: u16,
+    pem: &impl Fn(&str) -> String,
+    ca: &str,
+    slice: &[PathBuf],
+) -> String {
+    let mut args = vec![
+        "--send-to".to_string(),
+        format!("tls://ORTHANC@127.0.0.1:{port}"),
+    ];
+    args.extend(tls_args(pem, "server", ca));
+    let device = Device::start(root, &args);
+    drop_into_inbox(&device, slice);
+    wait_until(
+        "the failed attempt reported",
+        Duration::from_secs(60),
+        || !device.deliveries("unreachable").is_empty(),
+    );
+    assert!(device.deliveries("sent").is_empty());
+    device.deliveries("unreachable")[0]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
     if !tools_present() {
@@ -49,24 +96,15 @@ fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
     let series = make_series(1, &tmp.path().join("series"));
     let slice: Vec<PathBuf> = series.files.clone();
     let (pacs_port, device_port) = (free_port(), free_port());
-    let pacs = Orthanc::start(
-        &tmp.path().join("orthanc"),
-        pacs_port,
-        ("TUMORXAI", device_port),
-        json!({
-            "DicomTlsEnabled": true,
-            "DicomTlsCertificate": pem("server.pem"),
-            "DicomTlsPrivateKey": pem("server.key"),
-            "DicomTlsTrustedCertificates": pem("ca.pem"),
-            "DicomTlsRemoteCertificateRequired": true,
-        }),
-    );
+    let pacs = tls_orthanc(&tmp.path().join("orthanc"), pacs_port, &pem, "server");
     let mut args = vec![
         "--dicom-bind".to_string(),
         "127.0.0.1".into(),
         "--dicom-port".into(),
         device_port.to_string(),
         "--dicom-tls".into(),
+        "--dicom-tls-client-ca".into(),
+        pem("ca.pem"),
         "--send-to".into(),
         format!("tls://ORTHANC@127.0.0.1:{pacs_port}"),
     ];
@@ -109,9 +147,10 @@ fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
         .iter()
         .all(|i| i.remote_aet == "TUMORXAI"));
 
-    // Refused: a plain client; a client certificate from another CA; a
-    // client that does not trust the device's CA; no client certificate.
-    let refusals: [(&str, Vec<String>); 4] = [
+    // Refused by the device: a plain client; a client certificate from
+    // another CA; an expired client certificate; no client certificate.
+    // (And a client that does not trust the device's CA refuses it.)
+    let refusals: [(&str, Vec<String>); 5] = [
         ("plain DICOM", vec![]),
         (
             "a client certificate from another CA",
@@ -138,6 +177,18 @@ fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
             .to_vec(),
         ),
         (
+            "an expired client certificate",
+            [
+                "+tls",
+                &pem("expired.key"),
+                &pem("expired.pem"),
+                "+cf",
+                &pem("ca.pem"),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
             "no client certificate",
             ["+tla", "+cf", &pem("ca.pem")].map(String::from).to_vec(),
         ),
@@ -156,45 +207,34 @@ fn dicom_tls_in_and_out_and_every_doubtful_peer_refused() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(device.answers().len(), 1);
     device.assert_no_identifiers();
+    let log = device.log();
+    assert!(log.contains("TLS handshake or negotiation failed"), "{log}");
     drop(device);
 
-    // A receiver with an expired certificate: the scanner refuses it. A
-    // sender trusting another CA: the PACS is not trusted, nothing sent.
-    let expired_port = free_port();
-    let mut args = vec![
-        "--dicom-bind".to_string(),
-        "127.0.0.1".into(),
-        "--dicom-port".into(),
-        expired_port.to_string(),
-        "--dicom-tls".into(),
-        "--send-to".into(),
-        format!("tls://ORTHANC@127.0.0.1:{pacs_port}"),
-    ];
-    args.extend(tls_args(&pem, "expired", "rogue-ca.pem"));
-    let device = Device::start(&tmp.path().join("device-expired"), &args);
-    wait_until("the receiver listening", Duration::from_secs(60), || {
-        device.log().contains("DICOM storage receiver")
-    });
-    let (ok, text) = storescu(
-        "SCANNER",
-        "TUMORXAI",
-        expired_port,
-        &as_strs(&scanner_tls),
+    // The sender refuses a PACS whose certificate chains to another CA,
+    // and one whose certificate expired; nothing is sent to either.
+    let detail = send_failure(
+        &tmp.path().join("wrong-ca"),
+        pacs_port,
+        &pem,
+        "rogue-ca.pem",
         &slice,
     );
-    assert!(!ok, "an expired server certificate must be refused: {text}");
-    drop_into_inbox(&device, &slice);
-    wait_until(
-        "the untrusted PACS reported",
-        Duration::from_secs(60),
-        || !device.deliveries("unreachable").is_empty(),
+    assert!(detail.contains("UnknownIssuer"), "{detail}");
+    let expired_port = free_port();
+    let _expired = tls_orthanc(
+        &tmp.path().join("orthanc-expired"),
+        expired_port,
+        &pem,
+        "expired",
     );
-    let unreachable = device.deliveries("unreachable");
-    let detail = unreachable[0]["detail"].as_str().unwrap().to_lowercase();
-    assert!(
-        detail.contains("certificate") || detail.contains("tls"),
-        "{detail}"
+    let detail = send_failure(
+        &tmp.path().join("expired"),
+        expired_port,
+        &pem,
+        "ca.pem",
+        &slice,
     );
-    assert!(device.deliveries("sent").is_empty());
+    assert!(detail.contains("certificate expired"), "{detail}");
     assert_eq!(pacs.study_instances(&series.study_instance_uid).len(), 2);
 }

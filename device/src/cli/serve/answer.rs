@@ -141,6 +141,17 @@ impl Service {
                 .archive(&claimed, &sha)
                 .map(drop)
                 .context("archiving the input"),
+            // The service's own failures are results too: the PACS learns
+            // that the slice was not triaged, and why.
+            (Ok(Prepared::Triage { bytes, .. }), Ok(Some(Computed::Failed(message)))) => {
+                self.deliver_not_triaged(&sha, &bytes, &message);
+                Err(anyhow::anyhow!(message))
+            }
+            (Ok(Prepared::Triage { bytes, .. }), Err(panic)) => {
+                let err = anyhow::Error::new(panic);
+                self.deliver_not_triaged(&sha, &bytes, &format!("{err:#}"));
+                Err(err)
+            }
             (Ok(Prepared::Triage { bytes, stem }), Ok(Some(computed))) => self.commit(
                 &claimed,
                 &sha,
@@ -152,7 +163,6 @@ impl Service {
             (Ok(Prepared::Triage { .. }), Ok(None)) => {
                 Err(anyhow::anyhow!("internal error: the slice was not triaged"))
             }
-            (Ok(Prepared::Triage { .. }), Err(panic)) => Err(anyhow::Error::new(panic)),
         };
         if let Err(err) = result {
             let id = short_id(&sha);

@@ -24,7 +24,7 @@ pub struct DeliveryArgs {
     /// Repeatable. Results wait in an on-disk queue (fsynced) until the
     /// node answers success, retried with back-off while it is down and
     /// across restarts. Only slices that came as DICOM get results.
-    #[arg(long = "send-to", value_name = "AET@HOST:PORT", value_parser = parse_destination)]
+    #[arg(long = "send-to", value_name = "AET@HOST:PORT", value_parser = parse_destination, conflicts_with = "once")]
     pub send_to: Vec<Destination>,
     /// Folder of the result queues (one sub-folder per destination).
     /// Default: the state directory's `outgoing/`.
@@ -38,11 +38,14 @@ pub struct DeliveryArgs {
     /// name).
     #[arg(long, default_value_t = default_device_serial())]
     pub device_serial: String,
-    /// The DICOM receiver speaks DICOM TLS only (needs --tls-cert and
-    /// --tls-key; with --tls-ca, callers must present a certificate that
-    /// CA issued).
+    /// The DICOM receiver speaks DICOM TLS only, with --tls-cert and
+    /// --tls-key as its certificate.
     #[arg(long, requires_all = ["dicom_port", "tls_cert", "tls_key"])]
     pub dicom_tls: bool,
+    /// PEM certificate authorities of the receiver's callers: with it, a
+    /// caller must present a certificate they issued (mutual TLS).
+    #[arg(long, value_name = "PEM", requires = "dicom_tls")]
+    pub dicom_tls_client_ca: Option<PathBuf>,
     /// PEM certificate (chain) of this device: the TLS receiver's, and the
     /// client certificate of tls:// sending.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -50,9 +53,8 @@ pub struct DeliveryArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// PEM certificate authorities trusted for the peer: the destinations
-    /// of tls:// sending (required for them) and, for --dicom-tls, the
-    /// callers (client certificates then required).
+    /// PEM certificate authorities the tls:// destinations' certificates
+    /// must chain to (required for them).
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
 }
@@ -67,6 +69,7 @@ impl DeliveryArgs {
             cert: self.tls_cert.clone(),
             key: self.tls_key.clone(),
             ca: self.tls_ca.clone(),
+            client_ca: self.dicom_tls_client_ca.clone(),
         }
     }
 
@@ -91,6 +94,11 @@ impl DeliveryArgs {
     ) -> Result<Option<Outgoing>> {
         if self.send_to.is_empty() {
             return Ok(None);
+        }
+        for (i, destination) in self.send_to.iter().enumerate() {
+            if self.send_to[..i].contains(destination) {
+                anyhow::bail!("--send-to {destination} is given twice");
+            }
         }
         let tls = if self.send_to.iter().any(|d| d.tls) {
             Some(self.tls_files().client_config().context("TLS sending")?)
@@ -118,11 +126,6 @@ impl DeliveryArgs {
     }
 }
 
-/// Whether `bytes` are a DICOM Part 10 file (preamble, then "DICM").
-fn is_part10(bytes: &[u8]) -> bool {
-    bytes.get(128..132) == Some(b"DICM".as_slice())
-}
-
 /// The results of one slice, on the worker that triaged it.
 pub(super) fn make_results(
     model: &LoadedModel,
@@ -131,7 +134,7 @@ pub(super) fn make_results(
     outcome: std::result::Result<&tumorxai_device::pipeline::SliceResult, &str>,
 ) -> Results {
     let serial = device_serial?;
-    if !is_part10(bytes) {
+    if !tumorxai_shared::dicom::is_dicom(bytes) {
         return None;
     }
     let algorithm = tumorxai_device::results::content::Algorithm::of(model, serial);
@@ -183,7 +186,6 @@ impl Service {
             }
         };
         let enqueued = outgoing.enqueue(&objects);
-        let mut all_queued = true;
         for Enqueued {
             destination,
             outcome,
@@ -198,13 +200,12 @@ impl Service {
                     detail: None,
                 },
                 Err(e) => {
-                    all_queued = false;
                     eprintln!("{id}: error: results not sent to {destination}: {e}");
                     let why = match e {
                         QueueError::Full { .. } => "queue full",
                         QueueError::Io { .. } => "queue not writable",
                     };
-                    self.alarm = Some(format!("RESULTS NOT SENT to {destination}: {why}"));
+                    self.raise(format!("NOT SENT to {destination} ({why})"));
                     Outcome::Delivery {
                         event: "not_queued".into(),
                         destination,
@@ -216,10 +217,30 @@ impl Service {
             };
             self.audit_delivery(sha, entry);
         }
-        if all_queued {
-            // The queues take results again.
-            self.alarm = None;
-        }
+    }
+
+    /// The SR of a slice the service failed on (a worker's panic, an
+    /// overlay it could not encode), queued like any result.
+    pub(super) fn deliver_not_triaged(&mut self, sha: &str, bytes: &[u8], reason: &str) {
+        let results = make_results(
+            &self.model,
+            self.device_serial.as_deref(),
+            bytes,
+            Err(reason),
+        );
+        self.deliver(sha, results);
+    }
+
+    /// Counts a result that will not reach a destination and shows it on
+    /// the panel for the rest of the service's run: those results are lost
+    /// to the PACS (the audit log names them), so the alarm does not clear
+    /// when later ones go through.
+    fn raise(&mut self, what: String) {
+        self.results_lost = self.results_lost.saturating_add(1);
+        self.alarm = Some(format!(
+            "RESULTS: {} not delivered, last: {what}; see the audit log",
+            self.results_lost
+        ));
     }
 
     /// The senders' reports: a log line and an audit entry each.
@@ -228,6 +249,19 @@ impl Service {
             Some(outgoing) => outgoing.events(),
             None => return,
         };
+        self.record_deliveries(events);
+    }
+
+    /// When the service stops: waits for the senders (each finishes the
+    /// C-STORE under way) and records their last reports.
+    pub(super) fn finish_deliveries(&mut self) {
+        if let Some(outgoing) = self.outgoing.take() {
+            let events = outgoing.finish();
+            self.record_deliveries(events);
+        }
+    }
+
+    fn record_deliveries(&mut self, events: Vec<SendEvent>) {
         for event in events {
             let outcome = match event {
                 SendEvent::Sent {
@@ -256,6 +290,7 @@ impl Service {
                     message,
                 } => {
                     eprintln!("error: {kind} {uid_hash} refused by {destination}: {message} (kept in the queue's failed/)");
+                    self.raise(format!("refused by {destination}"));
                     Outcome::Delivery {
                         event: "refused".into(),
                         destination,
