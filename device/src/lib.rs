@@ -8,6 +8,7 @@ pub mod dicom_scp;
 pub mod dimse;
 pub mod display;
 pub mod eigencam;
+pub mod evaluation;
 pub mod failpoint;
 pub mod fold;
 pub mod forms;

@@ -5,6 +5,7 @@ mod arm_parity;
 mod common;
 mod dicom_cli;
 mod display;
+mod evaluate_cli;
 mod explanation;
 mod hostile_inputs;
 mod install_cli;

@@ -1,6 +1,7 @@
 //! Command-line interface of `tumorxai-device`.
 
 mod bench;
+mod evaluate;
 mod install;
 mod profile;
 mod serve;
@@ -64,6 +65,14 @@ enum Command {
         after_help = "Examples:\n  tumorxai-device bench --repeat 10 models/samples/01-glioma-t1c.jpg\n  tumorxai-device bench --workers 1,2,4 --series 30 models/samples/*.jpg"
     )]
     Bench(bench::BenchArgs),
+    /// The device's triage over a labelled folder (the real dataset's
+    /// layout): top-1, tumour slices cleared (NO TUMOR FLAGGED: the
+    /// misses), sensitivity and specificity of "any tumour vs normal" with
+    /// Wilson 95 % intervals, REVIEW rate; per class with --json.
+    #[command(
+        after_help = "Example:\n  tumorxai-device evaluate --data data/physics-test --json physics-test.json"
+    )]
+    Evaluate(Box<evaluate::EvaluateArgs>),
     /// Where inference time goes: every node of tract's optimised plan
     /// timed over repeated runs of one slice (tract's per-node evaluation
     /// hook), with its op, multiply-adds and whether it only recomputes
@@ -376,6 +385,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(*args),
         Command::Install(args) => install::install(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Evaluate(args) => evaluate::evaluate(*args),
         Command::Profile(args) => profile::profile(args),
         Command::Preprocess { files, size } => {
             let spec = PreprocessSpec::with_input_size(size);
