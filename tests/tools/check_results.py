@@ -7,7 +7,11 @@ and checks them against the device's JSON answer for the same slice:
   patient; its "Triage flag" code and "Tumor family" match the answer's
   flag; each "Probability <class>" NUM equals softmax(logits / T) computed
   here with numpy from the answer's logits and temperature (within the 6
-  decimals written); its evidence references the source instance;
+  decimals written); its evidence references the source instance; the
+  map item says whether the answer's explanation was shown; the
+  Contributing Equipment Sequence names the algorithm (IHE AIR: Purpose
+  of Reference "Processing Algorithm", the answer's model id, version and
+  bundle SHA-256 in Software Versions);
 - the SC has Burned In Annotation YES, Image Type DERIVED\\SECONDARY,
   Conversion Type WSD, RGB pixels, the source in its Source Image Sequence.
 
@@ -64,6 +68,24 @@ def main():
     if "family" in flag:
         check(texts.get("Tumor family") == flag["family"], f"SR family is {flag['family']}")
     check(texts.get("Notice") == "NOT FOR DIAGNOSTIC USE", "SR carries the notice")
+    low_confidence = answer["explanation"].get("low_confidence")
+    if low_confidence is not None:
+        expected = "withheld" if low_confidence else "shown on the preview"
+        check(texts.get("EigenCAM explanation map", "").startswith(expected),
+              f"SR map item says {expected}")
+    model = answer["model"]
+    check(texts.get("Model") == f"{model['model_id']} {model['version']}", "SR names the model")
+    for obj, name in [(sr, "SR")] + ([(dcmread(sys.argv[4]), "SC")] if len(sys.argv) > 4 else []):
+        equipment = obj.ContributingEquipmentSequence[0]
+        purpose = equipment.PurposeOfReferenceCodeSequence[0]
+        check((purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning)
+              == ("Newcode1", "99IHE", "Processing Algorithm"),
+              f"{name} Contributing Equipment: Purpose of Reference Processing Algorithm")
+        check(equipment.Manufacturer == "TumorXAI", f"{name} Contributing Equipment: Manufacturer")
+        versions = " ".join(str(v) for v in equipment.SoftwareVersions)
+        check(model["model_id"] in versions and model["version"] in versions
+              and model["bundle_sha256"][:16] in versions,
+              f"{name} Software Versions carry the model and its bundle hash")
     logits = np.array(answer["logits"], dtype=np.float64) / answer["triage"]["temperature"]
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()

@@ -29,7 +29,15 @@ pub fn secondary_capture(
     created: &Created,
 ) -> Result<ResultObject, ResultError> {
     let bundle = &content.algorithm.bundle_sha256;
-    let sop_instance_uid = derived_uid(&["sc", &source.sop_instance_uid, bundle]);
+    // The decision is part of the identity: the same slice, model and
+    // decision again (a re-run after a restart) is the same instance, which
+    // the PACS files once; a different decision is a different instance.
+    let sop_instance_uid = derived_uid(&[
+        "sc",
+        &source.sop_instance_uid,
+        bundle,
+        &content.finding.banner(),
+    ]);
     let common = Common {
         sop_class_uid: SECONDARY_CAPTURE,
         sop_instance_uid: sop_instance_uid.clone(),

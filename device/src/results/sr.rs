@@ -350,7 +350,15 @@ pub fn structured_report(
     created: &Created,
 ) -> Result<ResultObject, ResultError> {
     let bundle = &content.algorithm.bundle_sha256;
-    let sop_instance_uid = derived_uid(&["sr", &source.sop_instance_uid, bundle]);
+    // The decision is part of the identity: the same slice, model and
+    // decision again (a re-run after a restart) is the same instance, which
+    // the PACS files once; a different decision is a different instance.
+    let sop_instance_uid = derived_uid(&[
+        "sr",
+        &source.sop_instance_uid,
+        bundle,
+        &content.finding.banner(),
+    ]);
     let common = Common {
         sop_class_uid: COMPREHENSIVE_3D_SR,
         sop_instance_uid: sop_instance_uid.clone(),

@@ -6,6 +6,7 @@
 //! (tests/tools/check_results.py). The tests' own plumbing is here; the
 //! scenarios are in the sibling files.
 
+mod results_files;
 mod round_trip;
 mod store_and_forward;
 mod tls;
@@ -354,4 +355,15 @@ pub fn drop_into_inbox(device: &Device, files: &[PathBuf]) {
         std::fs::copy(file, &hidden).unwrap();
         std::fs::rename(&hidden, device.root.join("inbox").join(name)).unwrap();
     }
+}
+
+/// dciodvfy's findings: its "Error" lines (warnings allowed).
+fn dciodvfy_errors(file: &Path) -> Vec<String> {
+    let output = Command::new("dciodvfy").arg(file).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).into_owned()
+        + &String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(String::from)
+        .collect()
 }

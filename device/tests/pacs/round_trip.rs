@@ -5,7 +5,6 @@
 //! title, valid by dciodvfy, rendered by dsrdump, and saying what the JSON
 //! answer says (pydicom). A rogue caller is refused.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,17 +15,6 @@ use super::*;
 const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
 const SR: &str = "1.2.840.10008.5.1.4.1.1.88.34";
 const MR: &str = "1.2.840.10008.5.1.4.1.1.4";
-
-/// dciodvfy's findings: its "Error" lines (warnings allowed).
-fn dciodvfy_errors(file: &Path) -> Vec<String> {
-    let output = Command::new("dciodvfy").arg(file).output().unwrap();
-    let text = String::from_utf8_lossy(&output.stderr).into_owned()
-        + &String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .filter(|l| l.starts_with("Error"))
-        .map(String::from)
-        .collect()
-}
 
 #[test]
 fn a_study_sent_by_the_pacs_comes_back_with_results_in_the_same_study() {
