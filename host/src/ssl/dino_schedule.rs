@@ -67,13 +67,21 @@ pub fn teacher_temp_at(step: usize, warmup: usize, start: f64, end: f64) -> f64 
 /// turnover of 10 (m₀ = 1 − 10/total, ≤ 0.7 % left) gives 0.991 at 1,100
 /// steps, close to BYOL's 0.99 for its shorter schedules (Grill et al.
 /// 2020, §3.3) and to DINO's help, which raises m₀ only as steps shrink per
-/// sample seen. `turnover ≤ 0` keeps the configured momentum.
+/// sample seen. Never below [`MIN_BASE_MOMENTUM`]; `turnover ≤ 0` keeps
+/// the configured momentum.
 pub fn base_momentum(configured: f64, turnover: f64, total: usize) -> f64 {
     if turnover <= 0.0 || total == 0 {
         return configured;
     }
-    configured.min(1.0 - turnover / total as f64).max(0.0)
+    configured
+        .min(1.0 - turnover / total as f64)
+        .max(MIN_BASE_MOMENTUM.min(configured))
 }
+
+/// The fastest teacher a short run gets: BYOL's ablation (Grill et al.
+/// 2020, Table 5a) trains well from τ = 0.9 to 0.999 while τ = 0 (the
+/// target is the online network) collapses, as DINO's "student copy".
+pub const MIN_BASE_MOMENTUM: f64 = 0.9;
 
 /// The teacher's momentum at `step`: cosine from `base` to 1 over the run
 /// (`main_dino.py`'s `momentum_schedule`, no warm-up).
@@ -167,6 +175,8 @@ mod tests {
         // The reference's run length keeps the configured 0.996.
         assert_eq!(base_momentum(0.996, 10.0, 125_100), 0.996);
         assert_eq!(base_momentum(0.996, 0.0, 1100), 0.996);
+        // 20 steps would give 0.5: held at 0.9.
+        assert_eq!(base_momentum(0.996, 10.0, 20), 0.9);
         // numpy: m = cosine_scheduler(m0, 1, 100, 11); np.prod(m) is the
         // weight the initial teacher keeps after the run:
         //   m0 = 0.996            → 0.110216… (the "11 %")
