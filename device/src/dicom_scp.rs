@@ -13,8 +13,8 @@
 
 use crate::dicom_access::CallerPolicy;
 use crate::dimse::{
-    command_text, command_u16, encode_command, pdu_name, read_command, uid_value, C_ECHO_RQ,
-    C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP,
+    command_text, command_u16, encode_command, pdu_name, read_command, uid_element, us_element,
+    C_ECHO_RQ, C_ECHO_RSP, C_STORE_RQ, C_STORE_RSP, NO_DATA_SET,
 };
 use crate::service::write_atomic;
 use std::net::{TcpListener, TcpStream};
@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::InMemDicomObject;
@@ -342,33 +341,16 @@ fn response(
 ) -> Result<InMemDicomObject, ScpError> {
     let message_id = command_u16(request, tags::MESSAGE_ID).map_err(ScpError::Command)?;
     Ok(InMemDicomObject::from_element_iter([
-        DataElement::new(
-            tags::AFFECTED_SOP_CLASS_UID,
-            VR::UI,
-            PrimitiveValue::from(uid_value(sop_class)),
-        ),
-        DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field)),
-        DataElement::new(
-            tags::MESSAGE_ID_BEING_RESPONDED_TO,
-            VR::US,
-            PrimitiveValue::from(message_id),
-        ),
-        // 0x0101: no data set follows.
-        DataElement::new(
-            tags::COMMAND_DATA_SET_TYPE,
-            VR::US,
-            PrimitiveValue::from(0x0101u16),
-        ),
-        DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(0x0000u16)),
+        uid_element(tags::AFFECTED_SOP_CLASS_UID, sop_class),
+        us_element(tags::COMMAND_FIELD, field),
+        us_element(tags::MESSAGE_ID_BEING_RESPONDED_TO, message_id),
+        us_element(tags::COMMAND_DATA_SET_TYPE, NO_DATA_SET),
+        us_element(tags::STATUS, 0x0000),
     ]))
 }
 
 fn with_instance(mut rsp: InMemDicomObject, sop_instance: &str) -> InMemDicomObject {
-    rsp.put(DataElement::new(
-        tags::AFFECTED_SOP_INSTANCE_UID,
-        VR::UI,
-        PrimitiveValue::from(uid_value(sop_instance)),
-    ));
+    rsp.put(uid_element(tags::AFFECTED_SOP_INSTANCE_UID, sop_instance));
     rsp
 }
 

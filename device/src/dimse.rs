@@ -56,7 +56,7 @@ pub fn command_text(object: &InMemDicomObject, tag: Tag) -> Result<String, Strin
 }
 
 /// UIDs are padded to even length with a NUL.
-pub fn uid_value(uid: &str) -> String {
+fn uid_value(uid: &str) -> String {
     let mut value = uid.to_string();
     if value.len() % 2 == 1 {
         value.push('\0');

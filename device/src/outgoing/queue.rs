@@ -164,7 +164,12 @@ impl Queue {
             write_atomic(&queued.path, &object.bytes).map_err(|e| self.io(e))?;
             return Ok(queued.clone());
         }
-        let used = self.used_bytes()?;
+        // Pending sizes from the listing above; failed/ listed once more.
+        let failed = Self::objects_in(&self.failed_dir()).map_err(|e| self.io(e))?;
+        let used = existing
+            .iter()
+            .chain(&failed)
+            .fold(0u64, |sum, (_, _, size)| sum.saturating_add(*size));
         let needed = object.bytes.len() as u64;
         if used.saturating_add(needed) > self.max_bytes {
             return Err(QueueError::Full {
