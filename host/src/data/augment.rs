@@ -1,7 +1,8 @@
 //! Augmentations as batched tensor ops (CPU and CUDA alike) on `[B, 1, S, S]`
 //! planes in [0, 1]: random resized crop, horizontal flip and small rotation
 //! (one affine resample), brightness/contrast jitter, gamma, Gaussian blur,
-//! additive Gaussian noise and solarisation. Every random draw (the noise
+//! additive Gaussian noise, solarisation, and the scanner-domain
+//! randomisation of [`super::domain`]. Every random draw (the noise
 //! field included) comes from a seeded CPU RNG, so a batch is a pure function
 //! of (seed, epoch, step) on any device.
 
@@ -11,6 +12,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+use super::domain::{self, DomainConfig, DomainDraw};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AugmentConfig {
@@ -34,6 +37,9 @@ pub struct AugmentConfig {
     /// receiver noise differs between field strengths and coils.
     pub noise_p: f64,
     pub noise_std: (f64, f64),
+    /// Intensity curves, bias fields, resolution and JPEG quality of other
+    /// sites (off in every preset; [`AugmentConfig::with_domain`]).
+    pub domain: DomainConfig,
 }
 
 impl AugmentConfig {
@@ -56,6 +62,7 @@ impl AugmentConfig {
             gamma: 0.3,
             noise_p: 0.3,
             noise_std: (0.005, 0.04),
+            domain: DomainConfig::off(),
         }
     }
 
@@ -80,6 +87,20 @@ impl AugmentConfig {
             gamma: 0.0,
             noise_p: 0.0,
             noise_std: (0.0, 0.0),
+            domain: DomainConfig::off(),
+        }
+    }
+
+    /// This augmentation with the scanner-domain randomisation on
+    /// ([`DomainConfig::scanners`]) or off.
+    pub fn with_domain(self, on: bool) -> AugmentConfig {
+        AugmentConfig {
+            domain: if on {
+                DomainConfig::scanners()
+            } else {
+                DomainConfig::off()
+            },
+            ..self
         }
     }
 
@@ -97,6 +118,7 @@ impl AugmentConfig {
             gamma: 0.0,
             noise_p: 0.0,
             noise_std: (0.0, 0.0),
+            domain: DomainConfig::off(),
         }
     }
 }
@@ -117,6 +139,7 @@ pub struct Draw {
     /// Noise σ per sample (0 = none) and the seed of the batch's noise field.
     pub noise_std: Vec<f32>,
     pub noise_seed: u64,
+    pub domain: DomainDraw,
 }
 
 impl Draw {
@@ -131,6 +154,7 @@ impl Draw {
             gamma: vec![1.0; batch],
             noise_std: vec![0.0; batch],
             noise_seed: 0,
+            domain: DomainDraw::identity(batch),
         }
     }
 }
@@ -153,6 +177,7 @@ pub fn draw(config: &AugmentConfig, batch: usize, rng: &mut ChaCha8Rng) -> Draw 
         gamma: Vec::with_capacity(batch),
         noise_std: Vec::with_capacity(batch),
         noise_seed: 0,
+        domain: DomainDraw::default(),
     };
     for _ in 0..batch {
         // Random resized crop: a box of area `scale` and aspect `ratio`,
@@ -207,6 +232,7 @@ pub fn draw(config: &AugmentConfig, batch: usize, rng: &mut ChaCha8Rng) -> Draw 
                 0.0
             },
         );
+        domain::draw_sample(&config.domain, rng, &mut d.domain);
     }
     if config.noise_p > 0.0 {
         d.noise_seed = rng.random();
@@ -232,6 +258,8 @@ pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
     let grid = Tensor::affine_grid_generator(&theta, [b, 1, side, side], false);
     // Bilinear (0), zero padding (0): the background of MRI slices is black.
     let mut x = planes.grid_sampler(&grid, 0, 0, false);
+    // The coil's field multiplies the signal before any display mapping.
+    x = domain::apply_bias(&x, &d.domain.bias);
 
     let column = |v: &[f32]| {
         Tensor::from_slice(v)
@@ -244,6 +272,8 @@ pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
     if d.gamma.iter().any(|g| *g != 1.0) {
         x = x.pow(&column(&d.gamma));
     }
+    x = domain::apply_curve(&x, &d.domain.curve);
+    x = domain::apply_lowres(&x, &d.domain.lowres);
 
     if d.blur_sigma.iter().any(|s| *s > 0.0) {
         x = gaussian_blur(&x, &d.blur_sigma);
@@ -252,6 +282,8 @@ pub fn apply_at_size(planes: &Tensor, d: &Draw, side: i64) -> Tensor {
         let noise = noise_field(d.noise_seed, b, side).to_device(device);
         x = (x + noise * column(&d.noise_std)).clamp(0.0, 1.0);
     }
+    // Last of the acquisition chain: the file as it was stored.
+    x = domain::apply_jpeg(&x, &d.domain.jpeg);
     if d.solarize.iter().any(|s| *s) {
         let flags: Vec<f32> = d
             .solarize

@@ -3,6 +3,7 @@
 //! as batched tensor ops, and served in seeded batches by a prefetch thread.
 
 pub mod augment;
+pub mod domain;
 pub mod loader;
 
 use std::path::Path;

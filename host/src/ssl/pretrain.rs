@@ -254,7 +254,14 @@ pub fn pretrain(
         if let Some(warning) = monitor::verdict(&health, best_knn, classes) {
             eprintln!("warning: {warning}");
         }
-        if let Some(warning) = distribution.and_then(|d| monitor::learning_verdict(&d, log.epoch)) {
+        let lowest_entropy = state
+            .history
+            .iter()
+            .filter_map(|h| h.teacher_entropy)
+            .reduce(f64::min);
+        if let Some(warning) =
+            distribution.and_then(|d| monitor::learning_verdict(&d, log.epoch, lowest_entropy))
+        {
             eprintln!("warning: {warning}");
         }
         state.history.push(log);

@@ -108,6 +108,10 @@ pub struct RunSection {
     pub out: PathBuf,
     /// Light augmentation on training batches.
     pub augment: bool,
+    /// With `augment`: also randomise the scanner domain (intensity curves,
+    /// bias fields, resolution, JPEG quality; `data::domain`). Off by
+    /// default so that earlier runs' configurations reproduce.
+    pub domain_randomisation: bool,
     /// bf16 autocast on CUDA (ignored on CPU).
     pub mixed_precision: bool,
     /// Channels-last memory format on CUDA.
@@ -121,6 +125,7 @@ impl Default for RunSection {
             device: "auto".to_string(),
             out: PathBuf::from("runs/train"),
             augment: true,
+            domain_randomisation: false,
             mixed_precision: true,
             channels_last: true,
         }

@@ -195,7 +195,10 @@ pub fn fit(
     while state.epoch < config.optim.epochs {
         let bar = epoch_bar(&state, steps, quiet);
         let plan = state.training_plan(
-            config.run.augment.then(AugmentConfig::supervised),
+            config
+                .run
+                .augment
+                .then(|| AugmentConfig::supervised().with_domain(config.run.domain_randomisation)),
             Vec::new(),
         );
         let started = Instant::now();
