@@ -378,3 +378,23 @@ fn threads_set_libtorch_as_well_as_the_worker_pool() {
     let zero = tumorxai(&["--threads", "0", "bench", "synth"]);
     assert!(!zero.status.success(), "zero threads must be refused");
 }
+
+#[test]
+fn bench_synth_times_the_chosen_engine() {
+    for engine in ["painted", "physics"] {
+        let out = ok(&[
+            "bench", "synth", "--engine", engine, "--size", "64", "--images", "3",
+        ]);
+        let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(json["engine"], engine, "{out}");
+        assert_eq!(json["images"], 3, "{out}");
+        assert!(json["images_per_second"].as_f64().unwrap() > 0.0, "{out}");
+    }
+    let bad = tumorxai(&["bench", "synth", "--engine", "drawn"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("choose painted or physics"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

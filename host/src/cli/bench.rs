@@ -21,7 +21,8 @@ use tumorxai_shared::{preprocess_bytes, DecodeLimits, PreprocessSpec};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Target {
-    /// Phantom generation: render + JPEG encode of one slice, on one core.
+    /// Phantom generation: render + JPEG encode of one slice, on one core
+    /// (`--engine painted|physics`).
     Synth,
     /// Shared preprocessing: JPEG bytes → 1×3×S×S tensor, on one core.
     Preprocess,
@@ -46,6 +47,9 @@ pub struct BenchArgs {
     /// Phantom side in pixels (also the JPEG size fed to preprocessing).
     #[arg(long, default_value_t = 256)]
     size: u32,
+    /// synth: the phantom engine timed (painted or physics).
+    #[arg(long, default_value = "painted")]
+    engine: synth::Engine,
     /// Model input side for the preprocessing benchmark.
     #[arg(long, default_value_t = 224)]
     input_size: u32,
@@ -90,16 +94,21 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         }
         Target::Synth => {
             let atlas = Atlas::embedded()?;
+            // Typical vessel enhancement, as `synth`'s default.
+            let make = |seed, i: usize| {
+                synth::generate_engine(args.engine, atlas, seed, i % 17, i, args.size, [1.0, 1.0])
+            };
             for i in 0..5 {
-                synth::generate(atlas, 1, i % 17, i, args.size)?;
+                make(1, i)?;
             }
             let started = Instant::now();
             for i in 0..images {
-                synth::generate(atlas, 2, i % 17, i, args.size)?;
+                make(2, i)?;
             }
             let seconds = started.elapsed().as_secs_f64();
             json!({
-                "bench": "synth", "size": args.size, "images": images, "threads": 1,
+                "bench": "synth", "engine": args.engine.name(), "size": args.size,
+                "images": images, "threads": 1,
                 "seconds": seconds, "images_per_second": images as f64 / seconds,
                 "ms_per_image": seconds * 1e3 / images as f64,
             })
