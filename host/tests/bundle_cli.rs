@@ -206,16 +206,67 @@ fn keygen_bundle_inspect_verify_parity() {
     ]);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["files"].as_array().unwrap().len(), 20);
-    assert_eq!(json["summary"]["preprocess_max_abs"].as_f64(), Some(0.0));
-    // The int8 bar: top-1 agreement ≥ 0.99 with the trained model (this
-    // run's 20 images all agree), and the exit status says so.
-    let agreement = json["summary"]["top1_agreement"].as_f64().unwrap();
-    assert!(agreement >= 0.99, "int8 top-1 agreement {agreement}");
-    assert!(
+    let summary = &json["summary"];
+    assert_eq!(summary["preprocess_max_abs"].as_f64(), Some(0.0));
+    let number = |key: &str| summary[key].as_f64().unwrap();
+    // The int8 bars are a release gate for trained models, and the demo is
+    // held to them on 510 slices (tests/tests/demo_bundles.rs). This model
+    // has one epoch behind it and 2×2 feature maps at 48², so it meets them
+    // by chance: of 8 seeds of this very run, 4 crossed one (top-1
+    // agreement 0.95 twice, mean EigenCAM correlation 0.898, a shown map at
+    // 0.982), and another CPU's kernels moved this seed's lowest shown map
+    // from 0.9916 to 0.9891. What must hold for any model: the exit status
+    // is the bars' verdict on the summary the report gives (the bars as the
+    // README states them, written out here), a crossing is named, and the
+    // quantized model is no stranger to the trained one (a broken quantizer
+    // agrees on about 1 in 17).
+    let passes = number("top1_agreement") >= 0.99
+        && number("cam_correlation_mean") >= 0.9
+        && number("cam_correlation_min_clear_gap") >= 0.99
+        && number("ood_decision_agreement") >= 0.99;
+    assert_eq!(
         out.status.success(),
-        "{}",
+        passes,
+        "exit status vs the bars on {summary}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ood = json["summary"]["ood_decision_agreement"].as_f64().unwrap();
-    assert!(ood >= 0.99, "OOD decisions agree on {ood}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).contains("REGRESSION:"),
+        !passes
+    );
+    assert!(number("top1_agreement") >= 0.8, "{summary}");
+    assert!(number("ood_decision_agreement") >= 0.8, "{summary}");
+
+    // A bundle checked against another model (one more epoch of training)
+    // is a regression, exit 1, named.
+    let other = tmp.path().join("run-2");
+    ok(&[
+        "train",
+        "--config",
+        s(&tmp.path().join("tiny.toml")),
+        "--data",
+        s(&data),
+        "--split",
+        s(&tmp.path().join("split.json")),
+        "--out",
+        s(&other),
+        "--epochs",
+        "2",
+    ]);
+    let out = tumorxai(&[
+        "parity",
+        "--bundle",
+        s(&fp32),
+        "--key",
+        s(&public),
+        "--checkpoint",
+        s(&other),
+        "--images",
+        s(&data),
+        "--limit",
+        "20",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("REGRESSION: logits differ"), "{stderr}");
 }

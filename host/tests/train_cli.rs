@@ -152,6 +152,38 @@ fn train_evaluate_finetune_and_probe() {
         "macro-F1 {got} vs {expected}"
     );
 
+    // `--reports` sends the report elsewhere and leaves the run's own
+    // report-folder (the pair's, above) as it was.
+    let elsewhere = tmp.path().join("reports/hospital");
+    let out = ok(&[
+        "evaluate",
+        "--run",
+        s(&run),
+        "--data",
+        s(&folder),
+        "--reports",
+        s(&elsewhere),
+    ]);
+    assert!(
+        out.contains(&format!(
+            "report: {}",
+            s(&elsewhere.join("report-folder.md"))
+        )),
+        "{out}"
+    );
+    let moved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(elsewhere.join("report-folder.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        moved["report"]["confusion"],
+        test_report["report"]["confusion"]
+    );
+    assert_eq!(
+        read("report-folder.json"),
+        report,
+        "the run's report was overwritten"
+    );
+
     // A class folder the model does not know is refused by name.
     std::fs::create_dir_all(folder.join("Lymphoma T9")).unwrap();
     std::fs::copy(

@@ -181,6 +181,7 @@ fn run_training(args: TrainArgs, start: Start) -> Result<ExitCode> {
                 &config.run.out,
                 &EvaluationData::Side(Side::Test),
                 true,
+                &config.run.out,
                 || {},
             )?;
             println!(
@@ -205,9 +206,14 @@ pub struct EvaluateArgs {
     side: String,
     /// Evaluate on any ImageFolder instead (one folder per class, named as
     /// the run's classes; a subset of them is fine): the real dataset,
-    /// another hospital's scans. Report: report-folder.{json,md} in the run.
+    /// another hospital's scans. Report: report-folder.{json,md}.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Folder for the report (created if missing; default: the run folder).
+    /// Keeps a committed run such as models/demo-run clean when it is
+    /// evaluated on other data.
+    #[arg(long, value_name = "DIR")]
+    reports: Option<PathBuf>,
     /// Fit a temperature on the validation side and report calibrated ECE.
     #[arg(long)]
     calibrate: bool,
@@ -220,12 +226,17 @@ pub fn evaluate(args: EvaluateArgs) -> Result<ExitCode> {
         (None, "val") => EvaluationData::Side(Side::Val),
         (None, _) => EvaluationData::Side(Side::Test),
     };
+    let reports = args.reports.as_deref().unwrap_or(&args.run);
     let bar = progress_bar(0, "decoding");
-    let r = evaluate_run(&args.run, &data, args.calibrate, || bar.inc(1))?;
+    let r = evaluate_run(&args.run, &data, args.calibrate, reports, || bar.inc(1))?;
     bar.finish_and_clear();
     println!(
         "{} images: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, top-3 {:.4}, ECE {:.4}",
         r.samples, r.accuracy, r.macro_f1, r.weighted_f1, r.top3_accuracy, r.ece
+    );
+    println!(
+        "report: {}",
+        reports.join(format!("{}.md", data.report_stem())).display()
     );
     Ok(ExitCode::SUCCESS)
 }

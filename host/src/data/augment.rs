@@ -159,7 +159,8 @@ impl Draw {
     }
 }
 
-fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
+/// A draw from [lo, hi), or `lo` when the range is empty (a fixed value).
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
     if hi > lo {
         rng.random_range(lo..hi)
     } else {

@@ -20,6 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::augment::uniform;
+
 /// Segments of the piecewise-linear intensity curve (its knots sit at
 /// 0, 1/4, …, 1 of the input range).
 pub const CURVE_SEGMENTS: usize = 4;
@@ -112,21 +114,13 @@ fn chance(rng: &mut ChaCha8Rng, p: f64) -> bool {
     p > 0.0 && rng.random_bool(p.clamp(0.0, 1.0))
 }
 
-fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
-    if hi > lo {
-        rng.random_range(lo..hi)
-    } else {
-        lo
-    }
-}
-
 /// Draws one sample's parameters into `d`. Nothing is drawn for a disabled
 /// effect, so configurations without them keep their random streams.
 pub fn draw_sample(config: &DomainConfig, rng: &mut ChaCha8Rng, d: &mut DomainDraw) {
     d.curve.push(chance(rng, config.curve_p).then(|| {
         let bound = (1.0 + config.curve_strength.max(0.0)).ln();
         let shares: Vec<f64> = (0..CURVE_SEGMENTS)
-            .map(|_| uniform(rng, -bound, bound).exp())
+            .map(|_| uniform(rng, (-bound, bound)).exp())
             .collect();
         let total: f64 = shares.iter().sum();
         let mut knots = [0f32; CURVE_SEGMENTS + 1];
@@ -145,12 +139,12 @@ pub fn draw_sample(config: &DomainConfig, rng: &mut ChaCha8Rng, d: &mut DomainDr
         let b = config.bias_strength.max(0.0);
         let mut grid = [0f32; BIAS_GRID * BIAS_GRID];
         for g in &mut grid {
-            *g = uniform(rng, -b, b) as f32;
+            *g = uniform(rng, (-b, b)) as f32;
         }
         grid
     }));
     d.lowres.push(if chance(rng, config.lowres_p) {
-        uniform(rng, config.lowres_factor.0, config.lowres_factor.1).max(1.0) as f32
+        uniform(rng, config.lowres_factor).max(1.0) as f32
     } else {
         1.0
     });
@@ -174,7 +168,8 @@ pub fn apply_bias(x: &Tensor, bias: &[Option<[f32; BIAS_GRID * BIAS_GRID]>]) -> 
         return x.shallow_clone();
     }
     let size = x.size();
-    let (b, side) = (size[0], size[size.len() - 1]);
+    let b = size.first().copied().unwrap_or(1);
+    let side = size.last().copied().unwrap_or(1);
     let grid: Vec<f32> = bias
         .iter()
         .flat_map(|g| g.unwrap_or([0.0; BIAS_GRID * BIAS_GRID]))
@@ -194,7 +189,7 @@ pub fn apply_curve(x: &Tensor, curve: &[Option<[f32; CURVE_SEGMENTS + 1]>]) -> T
         return x.shallow_clone();
     }
     let size = x.size();
-    let b = size[0];
+    let b = size.first().copied().unwrap_or(1);
     let segments = CURVE_SEGMENTS as f64;
     let identity: [f32; CURVE_SEGMENTS + 1] =
         std::array::from_fn(|i| i as f32 / CURVE_SEGMENTS as f32);

@@ -271,6 +271,7 @@ fn run_cell(
                     out,
                     &EvaluationData::Side(Side::Test),
                     false,
+                    out,
                     || {},
                 )?)),
             }

@@ -29,6 +29,20 @@ pub enum EvaluationData {
     Folder(PathBuf),
 }
 
+impl EvaluationData {
+    /// File stem of the report: `report-<side>` or `report-folder`.
+    pub fn report_stem(&self) -> String {
+        match self {
+            EvaluationData::Side(side) => format!("report-{}", side_name(*side)),
+            EvaluationData::Folder(_) => "report-folder".to_string(),
+        }
+    }
+}
+
+fn side_name(side: Side) -> String {
+    format!("{side:?}").to_lowercase()
+}
+
 /// Maps each class folder of `folder` to the run's class of the same
 /// (NFC-normalised) name; folders that are no class of the run are refused.
 pub fn class_map(folder: &ImageFolder, classes: &[String]) -> Result<Vec<usize>> {
@@ -53,11 +67,12 @@ pub fn class_map(folder: &ImageFolder, classes: &[String]) -> Result<Vec<usize>>
 
 /// Evaluates the final weights of the run in `out` on `data`; with
 /// `calibrate`, fits a temperature on the run's validation side first.
-/// Reports go to `out` as `report-<side>` or `report-folder`.
+/// Reports go to `reports` as `report-<side>` or `report-folder` (.json, .md).
 pub fn evaluate_run(
     out: &Path,
     data: &EvaluationData,
     calibrate: bool,
+    reports: &Path,
     progress: impl Fn() + Sync,
 ) -> Result<metrics::Report> {
     let state = checkpoint::load_state(out)?;
@@ -90,14 +105,11 @@ pub fn evaluate_run(
         1.0
     };
     let (set, stem, what) = match data {
-        EvaluationData::Side(side) => {
-            let name = format!("{side:?}").to_lowercase();
-            (
-                load_side(*side)?,
-                format!("report-{name}"),
-                format!("Evaluation on the {name} side"),
-            )
-        }
+        EvaluationData::Side(side) => (
+            load_side(*side)?,
+            data.report_stem(),
+            format!("Evaluation on the {} side", side_name(*side)),
+        ),
         EvaluationData::Folder(dir) => {
             let folder = ImageFolder::scan(dir)?;
             let map = class_map(&folder, &state.classes)?;
@@ -111,7 +123,7 @@ pub fn evaluate_run(
             )?;
             (
                 set,
-                "report-folder".to_string(),
+                data.report_stem(),
                 format!("Evaluation on {}", dir.display()),
             )
         }
@@ -121,7 +133,7 @@ pub fn evaluate_run(
     }
     let logits = logits_of(&set)?;
     write_report(
-        out,
+        reports,
         &stem,
         &what,
         &state.classes,
