@@ -4,7 +4,8 @@ reference that `tumorxai pretrain --method dino` is compared against on the
 same phantoms (README, "DINO at small scale"). Per-parameter gradient
 clipping at 3 (DINO's utils.clip_gradients), AdamW, teacher temperature
 0.04, student 0.1, centre momentum 0.9, teacher momentum on lightly's
-cosine_schedule(epoch, epochs, 0.996, 1), two global crops, no local crops.
+cosine_schedule(epoch, epochs, 0.996, 1), two global crops (with `--views lightly
+--local-views N`: lightly's own DINOTransform with N local crops as well).
 Views as ours at this size: random resized crop 40-100 %, flip, rotation
 ±10°, brightness ±0.2 and contrast ±0.3 (additive / multiplicative on
 [0, 1] planes), blur σ scaled from 0.1-2.0 px at 224² (p = 1 / 0.1),
@@ -144,8 +145,10 @@ def main():
         "--views",
         choices=["ours", "lightly"],
         default="ours",
-        help="ours: the views above; lightly: lightly's DINOTransform (global crops at --size, no local crops)",
+        help="ours: the views above; lightly: lightly's DINOTransform (global crops at --size, "
+        "--local-views local crops at lightly's default 96 px)",
     )
+    p.add_argument("--local-views", type=int, default=0, help="with --views lightly (lightly's default: 6)")
     a = p.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -171,7 +174,7 @@ def main():
     if a.views == "lightly":
         from lightly.transforms import DINOTransform
 
-        transform = DINOTransform(global_crop_size=a.size, n_local_views=0)
+        transform = DINOTransform(global_crop_size=a.size, n_local_views=a.local_views)
         pils = [Image.fromarray((p[0].numpy() * 255).astype(np.uint8)).convert("RGB") for p in train]
     steps = train.shape[0] // a.batch
     for epoch in range(a.epochs):
@@ -182,12 +185,13 @@ def main():
         for s in range(steps):
             batch = train[order[s * a.batch : (s + 1) * a.batch]]
             if a.views == "lightly":
-                pairs = [transform(pils[i]) for i in order[s * a.batch : (s + 1) * a.batch].tolist()]
-                views = [torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])]
+                crops = [transform(pils[i]) for i in order[s * a.batch : (s + 1) * a.batch].tolist()]
+                views = [torch.stack([c[v] for c in crops]) for v in range(len(crops[0]))]
             else:
                 views = [view(batch, a.size, 1.0, 0.0, gen), view(batch, a.size, 0.1, 0.2, gen)]
             update_momentum(student, teacher, m=momentum)
-            t_out = [teacher(v) for v in views]
+            # The teacher sees the two global crops, the student every crop.
+            t_out = [teacher(v) for v in views[:2]]
             s_out = [student(v) for v in views]
             with torch.no_grad():
                 pt = F.softmax((torch.stack(t_out) - loss_fn.center) / 0.04, dim=-1)
