@@ -9,10 +9,13 @@ use tch::Tensor;
 use tumorxai_device::eigencam::eigencam_with_gap as device_eigencam_with_gap;
 use tumorxai_device::loader::LoadedModel;
 use tumorxai_device::pipeline::map_is_shown;
+use tumorxai_device::runtime::Model;
 use tumorxai_shared::bundle::QuantizationForm;
 use tumorxai_shared::logits::{argmax, max_abs_diff};
-use tumorxai_shared::ood::pooled_embedding;
-use tumorxai_shared::{decode_luminance, input_plane, preprocess_bytes, DecodeLimits};
+use tumorxai_shared::ood::{pooled_embedding, OodScorer};
+use tumorxai_shared::{
+    decode_luminance, input_plane, preprocess_bytes, DecodeLimits, PreprocessSpec,
+};
 
 use crate::data::normalize;
 use crate::explain::eigencam::{correlation, eigencam_with_gap, EigenMap};
@@ -190,14 +193,36 @@ impl ParityBars {
     }
 }
 
+/// The device side of a comparison: the runtime model, the preprocessing it
+/// expects and the out-of-distribution calibration (score, threshold).
+/// Usually a verified bundle's ([`From<&LoadedModel>`]); a model exported
+/// from the run's weights can stand in, so that fp32 parity needs no
+/// committed fp32 bundle.
+#[derive(Clone, Copy)]
+pub struct DeviceSide<'a> {
+    pub model: &'a Model,
+    pub spec: &'a PreprocessSpec,
+    pub ood: Option<&'a (OodScorer, f32)>,
+}
+
+impl<'a> From<&'a LoadedModel> for DeviceSide<'a> {
+    fn from(loaded: &'a LoadedModel) -> DeviceSide<'a> {
+        DeviceSide {
+            model: &loaded.model,
+            spec: &loaded.spec,
+            ood: loaded.ood.as_ref(),
+        }
+    }
+}
+
 /// Runs one slice (file bytes) through both paths.
 pub fn compare_slice(
     run: &TrainedRun,
-    device: &LoadedModel,
+    device: DeviceSide<'_>,
     name: &str,
     bytes: &[u8],
 ) -> Result<FileParity> {
-    let spec = &device.spec;
+    let spec = device.spec;
     let s = i64::from(spec.input_size);
     // Host path: shared decode + plane, normalisation and model in libtorch.
     let lum = decode_luminance(bytes, DecodeLimits::default())?;
@@ -220,7 +245,7 @@ pub fn compare_slice(
         (device_map.eigengap, device_map.sign_certainty);
     let device_cam = device_map.map;
     let scale = |v: &[f32]| v.iter().fold(1f32, |m, x| m.max(x.abs()));
-    let calibration = device.ood.as_ref();
+    let calibration = device.ood;
     let score = |features: &[f32]| {
         calibration.map(|(scorer, _)| scorer.score(&pooled_embedding(features, c)))
     };

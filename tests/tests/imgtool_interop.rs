@@ -1,6 +1,6 @@
 //! MCUboot interoperability: MCUboot's own field tool, `imgtool` 2.5.0 (from
-//! PyPI, installed by the test set-up), accepts the committed demo bundles
-//! with the demo key, and refuses a tampered bundle and a foreign key; and
+//! PyPI, installed by the test set-up), accepts the committed demo bundle and
+//! the fixture's fp32 and int8 bundles with the demo key, and refuses a tampered bundle and a foreign key; and
 //! `imgtool sign` of a bundle's payload with the same key writes exactly our
 //! bytes (Ed25519 is deterministic), so the container is MCUboot's format.
 
@@ -49,8 +49,14 @@ fn demo_version(bundle: &Path) -> String {
 fn imgtool_verifies_our_bundles_and_refuses_tampering() {
     let private = repo().join("models/demo-signing-key.pem");
     let public = repo().join("models/trust/demo-signing-key.pub.pem");
-    for bundle in ["demo-fp32.bundle", "demo-int8.bundle"] {
-        let b = repo().join("models").join(bundle);
+    // The shipped demo (int8; a release commits no fp32 bundle) and both
+    // forms of the fixture model, all signed with the demo key.
+    for bundle in [
+        "models/demo-int8.bundle",
+        "tests/fixtures/tiny-model/fp32.bundle",
+        "tests/fixtures/tiny-model/int8.bundle",
+    ] {
+        let b = repo().join(bundle);
         let version = demo_version(&b);
         for key in [&private, &public] {
             let out = imgtool(&["verify", "-k", path(key), path(&b)]);

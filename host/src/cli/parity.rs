@@ -73,7 +73,7 @@ pub fn parity(args: ParityArgs) -> Result<ExitCode> {
             .to_string();
         let slice = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         rows.push(
-            compare_slice(&run, &device, &name, &slice)
+            compare_slice(&run, (&device).into(), &name, &slice)
                 .with_context(|| format!("comparing {name}"))?,
         );
         bar.inc(1);

@@ -189,7 +189,10 @@ fn folder_label(path: &Path, classes: &[String]) -> Option<usize> {
     classes.iter().position(|c| *c == name)
 }
 
-fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
+/// The device runtime's model for ONNX bytes in execution form `form`: what
+/// the bundle step self-tests, and the fp32 model of a run for parity
+/// without a bundle (`TrainedRun::export_fp32`).
+pub fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
     let mut proto = pb::ModelProto::decode(onnx_bytes)?;
     forms::apply(&mut proto, form)?;
     let names = OutputNames {
