@@ -73,7 +73,7 @@ fn tiny_model_beats_chance_on_held_out_phantoms() {
     let c = config(
         tmp.path(),
         "run",
-        &["optim.epochs=14", "optim.lr=0.1", "optim.batch_size=32"],
+        &["optim.epochs=14", "optim.lr=0.05", "optim.batch_size=32"],
     );
     let data = fit::load_data(&c, tch::Device::Cpu, &ProgressBar::hidden()).unwrap();
     let outcome = fit::fit(
@@ -89,10 +89,13 @@ fn tiny_model_beats_chance_on_held_out_phantoms() {
         panic!("not finished")
     };
     let last = state.history.last().unwrap();
-    // Chance is 1/17 ≈ 0.06 accuracy and macro-F1. Five other data/training
-    // seeds of this configuration reached val macro-F1 0.218–0.267 and test
-    // macro-F1 0.206–0.292: a bar of 0.15 is clearly above chance without
-    // being a coin toss.
+    // Chance is 1/17 ≈ 0.06 accuracy and macro-F1. Data/training seeds 11–16
+    // of this configuration (`tumorxai synth/split/train` with the same
+    // settings) reached val macro-F1 0.222–0.325 and test macro-F1
+    // 0.171–0.348: a bar of 0.15 is clearly above chance without being a
+    // coin toss. (At lr 0.1, since BatchNorm starts as torchvision's, the
+    // same seeds gave 0.117–0.236, and seed 11 crossed the bar on one CPU
+    // and not on another.)
     assert!(
         last.val_macro_f1 > 0.15,
         "val macro-F1 {:.3}, history {:?}",
