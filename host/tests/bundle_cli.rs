@@ -173,37 +173,35 @@ fn keygen_bundle_inspect_verify_parity() {
     assert!(newer.exists());
 
     let data = tmp.path().join("data");
-    let out = ok(&[
-        "parity",
-        "--bundle",
-        s(&fp32),
-        "--key",
-        s(&public),
-        "--checkpoint",
-        s(&run),
-        "--images",
-        s(&data),
-        "--limit",
-        "20",
-    ]);
+    // `parity` of a bundle against a run on 20 of the phantoms, then `extra`.
+    let parity = |bundle: &std::path::Path, checkpoint: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "parity",
+            "--bundle",
+            s(bundle),
+            "--key",
+            s(&public),
+            "--checkpoint",
+            s(checkpoint),
+            "--images",
+            s(&data),
+            "--limit",
+            "20",
+        ];
+        args.extend_from_slice(extra);
+        tumorxai(&args)
+    };
+    let out = parity(&fp32, &run, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.contains("parity OK"), "{out}");
     assert!(out.contains("top-1 agreement     1.0000"), "{out}");
     let report = tmp.path().join("parity.json");
-    let out = tumorxai(&[
-        "parity",
-        "--bundle",
-        s(&int8),
-        "--key",
-        s(&public),
-        "--checkpoint",
-        s(&run),
-        "--images",
-        s(&data),
-        "--limit",
-        "20",
-        "--json",
-        s(&report),
-    ]);
+    let out = parity(&int8, &run, &["--json", s(&report)]);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(json["files"].as_array().unwrap().len(), 20);
     let summary = &json["summary"];
@@ -253,19 +251,7 @@ fn keygen_bundle_inspect_verify_parity() {
         "--epochs",
         "2",
     ]);
-    let out = tumorxai(&[
-        "parity",
-        "--bundle",
-        s(&fp32),
-        "--key",
-        s(&public),
-        "--checkpoint",
-        s(&other),
-        "--images",
-        s(&data),
-        "--limit",
-        "20",
-    ]);
+    let out = parity(&fp32, &other, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("REGRESSION: logits differ"), "{stderr}");
