@@ -9,7 +9,8 @@ cosine_schedule(epoch, epochs, 0.996, 1), two global crops (with `--views lightl
 Views as ours at this size: random resized crop 40-100 %, flip, rotation
 ±10°, brightness ±0.2 and contrast ±0.3 (additive / multiplicative on
 [0, 1] planes), blur σ scaled from 0.1-2.0 px at 224² (p = 1 / 0.1),
-solarisation on the second view (p = 0.2). Per epoch: mean loss, the
+solarisation on the second view (p = 0.2); `--crop-min` and `--jitter` weaken them
+(`--crop-min 0.9 --jitter 0`: crops of 90-100 %, no intensity jitter or solarisation). Per epoch: mean loss, the
 teacher's entropy (of its centred, sharpened output; uniform = ln K) and
 the kNN accuracy (k = 20, cosine, DINO's weighting) of the teacher's
 backbone, training side as memory, validation side as queries. JSON lines.
@@ -63,12 +64,12 @@ def blur(x, sigma):
     return F.conv2d(x, k.view(1, 1, -1, 1))
 
 
-def view(planes, size, blur_p, solarize_p, gen):
+def view(planes, size, blur_p, solarize_p, gen, crop_min=0.4, jitter=1.0):
     b = planes.shape[0]
     out = []
     for i in range(b):
         r = lambda lo, hi: lo + (hi - lo) * torch.rand(1, generator=gen).item()
-        scale = r(0.4, 1.0)
+        scale = r(crop_min, 1.0)
         ratio = math.exp(r(math.log(0.75), math.log(4 / 3)))
         w, h = min(1.0, math.sqrt(scale * ratio)), min(1.0, math.sqrt(scale / ratio))
         cx, cy = r(-(1 - w), 1 - w), r(-(1 - h), 1 - h)
@@ -79,7 +80,7 @@ def view(planes, size, blur_p, solarize_p, gen):
         grid = F.affine_grid(theta, [1, 1, size, size], align_corners=False)
         x = F.grid_sample(planes[i : i + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         mean = x.mean()
-        x = ((x - mean) * (1 + r(-0.3, 0.3)) + mean + r(-0.2, 0.2)).clamp(0, 1)
+        x = ((x - mean) * (1 + jitter * r(-0.3, 0.3)) + mean + jitter * r(-0.2, 0.2)).clamp(0, 1)
         if r(0, 1) < blur_p:
             x = blur(x, r(0.1, 2.0) * size / 224)
         if r(0, 1) < solarize_p:
@@ -148,6 +149,8 @@ def main():
         help="ours: the views above; lightly: lightly's DINOTransform (global crops at --size, "
         "--local-views local crops at lightly's default 96 px)",
     )
+    p.add_argument("--crop-min", type=float, default=0.4, help="--views ours: smallest crop area fraction")
+    p.add_argument("--jitter", type=float, default=1.0, help="--views ours: brightness/contrast jitter scale (0: none)")
     p.add_argument("--local-views", type=int, default=0, help="with --views lightly (lightly's default: 6)")
     a = p.parse_args()
     torch.manual_seed(a.seed)
@@ -188,7 +191,10 @@ def main():
                 crops = [transform(pils[i]) for i in order[s * a.batch : (s + 1) * a.batch].tolist()]
                 views = [torch.stack([c[v] for c in crops]) for v in range(len(crops[0]))]
             else:
-                views = [view(batch, a.size, 1.0, 0.0, gen), view(batch, a.size, 0.1, 0.2, gen)]
+                views = [
+                    view(batch, a.size, 1.0, 0.0, gen, a.crop_min, a.jitter),
+                    view(batch, a.size, 0.1, 0.2 * a.jitter, gen, a.crop_min, a.jitter),
+                ]
             update_momentum(student, teacher, m=momentum)
             # The teacher sees the two global crops, the student every crop.
             t_out = [teacher(v) for v in views[:2]]

@@ -16,8 +16,24 @@ pub struct ViewRecipe {
 
 impl ViewRecipe {
     /// The recipe with the `[ssl]` section's view settings applied to every
-    /// view (solarisation off, other intensity jitter).
+    /// view (solarisation off, other intensity jitter) and to the full-size
+    /// views (the smallest crop area).
     pub fn adjusted(mut self, ssl: &SslSection) -> ViewRecipe {
+        // The first view is always full size; the extra views of the largest
+        // side are the other global ones (DINO's local crops are smaller).
+        let global_side = self.extra.iter().map(|v| v.size).max();
+        let crop = |a: &mut AugmentConfig| {
+            if let Some(min) = ssl.global_crop_min {
+                a.crop_scale.0 = min;
+                a.crop_scale.1 = a.crop_scale.1.max(min);
+            }
+        };
+        crop(&mut self.first);
+        for view in &mut self.extra {
+            if Some(view.size) == global_side {
+                crop(&mut view.augment);
+            }
+        }
         let adjust = |a: &mut AugmentConfig| {
             if !ssl.solarize {
                 a.solarize_p = 0.0;
@@ -200,5 +216,28 @@ mod tests {
             AugmentConfig::ssl().brightness,
             "untouched"
         );
+    }
+
+    #[test]
+    fn global_crop_min_sets_the_full_size_crops_only() {
+        let ssl = SslSection {
+            global_crop_min: Some(0.9),
+            ..SslSection::default()
+        };
+        // DINO at 224² with two local crops of 96 px: globals 40–100 % → 90–100 %,
+        // locals keep 5–40 %.
+        let dino = multi_crop(224, 2, 96.0 / 224.0).adjusted(&ssl);
+        assert_eq!(dino.first.crop_scale, (0.9, 1.0));
+        assert_eq!(dino.extra[0].augment.crop_scale, (0.9, 1.0));
+        assert_eq!(dino.extra[1].augment.crop_scale, (0.05, 0.4));
+        assert_eq!(dino.extra[2].augment.crop_scale, (0.05, 0.4));
+        // Unset: the method's own range.
+        let unset = multi_crop(224, 0, 96.0 / 224.0).adjusted(&SslSection::default());
+        assert_eq!(unset.first.crop_scale, (0.4, 1.0));
+        let bad = SslSection {
+            global_crop_min: Some(0.0),
+            ..SslSection::default()
+        };
+        assert!(bad.problems().iter().any(|p| p.contains("global_crop_min")));
     }
 }
