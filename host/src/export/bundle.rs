@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use ed25519_dalek::SigningKey;
-use prost::Message;
 use sha2::{Digest, Sha256};
 use tch::{nn, Tensor};
-use tract_onnx::pb;
-use tumorxai_device::forms::{self, ExecutionForm};
+use tumorxai_device::forms::ExecutionForm;
 use tumorxai_device::loader::tensor_sha256;
-use tumorxai_device::runtime::{Model, OutputNames};
+use tumorxai_device::runtime::Model;
 use tumorxai_shared::bundle::{
     max_logit_tolerance, rfc3339_utc, write_bundle, BundleContents, GoldenVector, Manifest,
     Outputs, Quantization, QuantizationForm, Training, MANIFEST_FORMAT,
@@ -27,6 +25,7 @@ use super::calibration::{fit_bundle_temperature, TemperatureFit};
 use super::onnx;
 use super::ood::calibrate_ood;
 use super::quantize::{calibrate, CALIBRATION_METHOD};
+use super::runtime::run_form;
 use crate::data::{self, LoadedSet, Selection};
 use crate::model::weights::{self, Strictness};
 use crate::model::{resnet, ResNet};
@@ -187,19 +186,6 @@ fn folder_label(path: &Path, classes: &[String]) -> Option<usize> {
     let folder = path.parent()?.file_name()?.to_str()?;
     let name = tumorxai_shared::classes::nfc(folder);
     classes.iter().position(|c| *c == name)
-}
-
-/// The device runtime's model for ONNX bytes in execution form `form`: what
-/// the bundle step self-tests, and the fp32 model of a run for parity
-/// without a bundle (`TrainedRun::export_fp32`).
-pub fn run_form(onnx_bytes: &[u8], form: ExecutionForm, input_size: u32) -> Result<Model> {
-    let mut proto = pb::ModelProto::decode(onnx_bytes)?;
-    forms::apply(&mut proto, form)?;
-    let names = OutputNames {
-        logits: onnx::LOGITS,
-        features: onnx::FEATURES,
-    };
-    Ok(Model::load_proto(&proto, input_size, names)?)
 }
 
 /// Builds and signs a bundle for `run`; `progress` receives status lines.

@@ -7,3 +7,4 @@ pub mod onnx;
 pub mod ood;
 pub mod ood_study;
 pub mod quantize;
+pub mod runtime;
