@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tumorxai_host::experiment::run::{run, Finish};
-use tumorxai_host::experiment::{table, ExperimentFile};
+use tumorxai_host::experiment::{paired, table, ExperimentFile};
 
 use super::train::interrupt_flag;
 
@@ -57,10 +57,13 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
         Finish::Done(results) => {
-            let rows = table::write_all(&out, &file.experiment.name, &results)?;
+            let (rows, pairs) = table::write_all(&out, &file.experiment.name, &results)?;
             print!("{}", table::markdown(&file.experiment.name, &rows));
+            if !pairs.is_empty() {
+                print!("\n{}", paired::markdown(&pairs));
+            }
             eprintln!(
-                "table: {} (.json, .csv, f1.png beside it)",
+                "table: {} (paired.md, .json, .csv, f1.png beside it)",
                 out.join("table.md").display()
             );
             Ok(ExitCode::SUCCESS)

@@ -5,9 +5,11 @@
 //! them (pre-training once per method and seed, skipping finished cells),
 //! [`table`] writes the paper-shaped table.
 
+pub mod paired;
 pub mod run;
 pub mod table;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -88,6 +90,15 @@ pub struct Plan {
     pub label_percents: Vec<u8>,
     pub protocols: Vec<Protocol>,
     pub seeds: Vec<u64>,
+    /// Pre-train each method once, with this seed, and share the backbone
+    /// among the seeds of its cells (absent: one pre-training per seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain_seed: Option<u64>,
+    /// Epochs of the fine-tuning and from-scratch cells per label fraction
+    /// (`{ 1 = 300, 10 = 60 }`), over their sections' `optim.epochs`: a
+    /// 1 % subset is a few steps an epoch. Linear probes keep theirs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub finetune_epochs: BTreeMap<String, usize>,
 }
 
 /// An experiment file: the plan, and training sections layered per run:
@@ -170,6 +181,17 @@ impl ExperimentFile {
                 "experiment.methods, label_percents, protocols and seeds must not repeat an entry"
             );
         }
+        for (percent, epochs) in &plan.finetune_epochs {
+            let known = percent
+                .parse::<u8>()
+                .is_ok_and(|p| plan.label_percents.contains(&p));
+            if !known || *epochs == 0 {
+                bail!(
+                    "experiment.finetune_epochs: {percent} = {epochs} must name one of label_percents {:?} and at least one epoch",
+                    plan.label_percents
+                );
+            }
+        }
         for p in &plan.label_percents {
             if !crate::split::LABEL_PERCENTS.contains(p) {
                 bail!(
@@ -194,7 +216,7 @@ impl ExperimentFile {
         for cell in self.cells() {
             let run = self.cell_config(&cell)?;
             if let Some(method) = cell.arm.method() {
-                let pre = self.pretrain_config(method, cell.seed)?;
+                let pre = self.pretrain_config(method, self.pretrain_seed(cell.seed))?;
                 // The cells load the pre-trained backbone into their own model.
                 if pre.model != run.model {
                     bail!(
@@ -253,6 +275,11 @@ impl ExperimentFile {
         cells
     }
 
+    /// The seed of the pre-training whose backbone a cell of `cell_seed` uses.
+    pub fn pretrain_seed(&self, cell_seed: u64) -> u64 {
+        self.experiment.pretrain_seed.unwrap_or(cell_seed)
+    }
+
     pub fn pretrain_dir(&self, method: Method, seed: u64) -> PathBuf {
         self.experiment
             .out
@@ -297,11 +324,20 @@ impl ExperimentFile {
             (Protocol::Finetune, Arm::Supervised) => &self.supervised,
             (Protocol::Finetune, _) => &self.finetune,
         };
-        let overrides = vec![
+        let mut overrides = vec![
             format!("data.label_percent={}", cell.label_percent),
             format!("run.seed={}", cell.seed),
             format!("run.out={}", toml_string(&self.cell_dir(cell))),
         ];
+        if cell.protocol == Protocol::Finetune {
+            if let Some(epochs) = self
+                .experiment
+                .finetune_epochs
+                .get(&cell.label_percent.to_string())
+            {
+                overrides.push(format!("optim.epochs={epochs}"));
+            }
+        }
         let config =
             TrainConfig::from_tables(&[], &[self.common.clone(), section.clone()], &overrides)
                 .with_context(|| format!("the configuration of cell {}", cell.id()))?;
@@ -380,6 +416,81 @@ epochs = 5
         assert_eq!(
             file.cell_config(&full).unwrap().data.label_percent,
             Some(100)
+        );
+    }
+
+    #[test]
+    fn one_shared_pretraining_and_epochs_per_label_fraction() {
+        let plain: ExperimentFile = toml::from_str(FILE).unwrap();
+        assert_eq!(plain.pretrain_seed(1), 1, "by default each seed pre-trains");
+        let text = FILE.replace(
+            "seeds = [0, 1]",
+            "seeds = [0, 1]\npretrain_seed = 0\nfinetune_epochs = { 1 = 40 }",
+        );
+        let file: ExperimentFile = toml::from_str(&text).unwrap();
+        file.validate().unwrap();
+        // Both seeds' SimCLR cells use the one backbone of seed 0.
+        let dirs: std::collections::HashSet<PathBuf> = file
+            .cells()
+            .iter()
+            .filter_map(|c| Some(file.pretrain_dir(c.arm.method()?, file.pretrain_seed(c.seed))))
+            .collect();
+        assert_eq!(dirs.len(), 1);
+        assert!(dirs.iter().all(|d| d.ends_with("pretrain/simclr-s0")));
+        let epochs = |arm, protocol, label_percent| {
+            let cell = Cell {
+                arm,
+                protocol,
+                label_percent,
+                seed: 1,
+            };
+            file.cell_config(&cell).unwrap().optim.epochs
+        };
+        // 1 %: the plan's 40 for fine-tuning and from scratch alike.
+        assert_eq!(epochs(Arm::Supervised, Protocol::Finetune, 1), 40);
+        assert_eq!(epochs(Arm::Simclr, Protocol::Finetune, 1), 40);
+        // 100 %: the sections' own (5 from scratch, 3 fine-tuning).
+        assert_eq!(epochs(Arm::Supervised, Protocol::Finetune, 100), 5);
+        assert_eq!(epochs(Arm::Simclr, Protocol::Finetune, 100), 3);
+        // Linear probes keep theirs (no [linear] section: the default).
+        assert_eq!(
+            epochs(Arm::Simclr, Protocol::Linear, 1),
+            TrainConfig::default().optim.epochs
+        );
+        for bad in ["{ 3 = 40 }", "{ 1 = 0 }", "{ one = 4 }"] {
+            let text = FILE.replace(
+                "seeds = [0, 1]",
+                &format!("seeds = [0, 1]\nfinetune_epochs = {bad}"),
+            );
+            let file: ExperimentFile = toml::from_str(&text).unwrap();
+            let err = file.validate().unwrap_err().to_string();
+            assert!(err.contains("finetune_epochs"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_large_experiment_shares_its_pretraining_and_keeps_dino_s_weak_views() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/large.toml");
+        let mut file = ExperimentFile::load(&path).unwrap();
+        file.set_data(Some(Path::new("/d")), Some(Path::new("/s.json")));
+        file.validate().unwrap();
+        assert_eq!(file.experiment.pretrain_seed, Some(0));
+        assert!(
+            file.experiment.seeds.len() >= 3,
+            "the issue asks for 3 seeds"
+        );
+        let dino = file.pretrain_config(Method::Dino, 0).unwrap();
+        assert_eq!(dino.ssl.global_crop_min, Some(0.9));
+        assert_eq!(
+            (dino.ssl.brightness, dino.ssl.contrast),
+            (Some(0.0), Some(0.0))
+        );
+        assert!(
+            !file
+                .pretrain_config(Method::Simclr, 0)
+                .unwrap()
+                .ssl
+                .solarize
         );
     }
 

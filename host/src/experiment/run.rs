@@ -1,5 +1,5 @@
-//! Executes an experiment: each SSL method is pre-trained once per seed and
-//! its backbone reused by all its cells; every finished cell is a JSON file
+//! Executes an experiment: each SSL method is pre-trained once per seed (or
+//! once, with `pretrain_seed`) and its backbone reused by all its cells; every finished cell is a JSON file
 //! in `cells/`, so a re-run skips it (and an interrupted pre-training or
 //! fine-tuning resumes from its checkpoint). Ctrl-C stops between steps.
 
@@ -55,6 +55,35 @@ impl CellResult {
     }
 }
 
+#[cfg(test)]
+impl CellResult {
+    /// A finished cell whose scores all come from `f1` (accuracy 0.1 above),
+    /// for the table tests.
+    pub(crate) fn for_test(
+        arm: Arm,
+        protocol: Protocol,
+        label_percent: u8,
+        seed: u64,
+        f1: f64,
+    ) -> CellResult {
+        CellResult {
+            cell: Cell {
+                arm,
+                protocol,
+                label_percent,
+                seed,
+            },
+            accuracy: f1 + 0.1,
+            macro_precision: f1,
+            macro_recall: f1,
+            macro_f1: f1,
+            test_images: 100,
+            seconds: 1.0,
+            config: TrainConfig::default(),
+        }
+    }
+}
+
 pub enum Finish {
     Done(Vec<CellResult>),
     Interrupted,
@@ -83,7 +112,7 @@ fn job_count(file: &ExperimentFile) -> usize {
     let cells = file.cells();
     let pretrains: HashSet<(Method, u64)> = cells
         .iter()
-        .filter_map(|c| Some((c.arm.method()?, c.seed)))
+        .filter_map(|c| Some((c.arm.method()?, file.pretrain_seed(c.seed))))
         .collect();
     pretrains.len() + cells.len()
 }
@@ -150,14 +179,15 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
         };
         let backbone = match cell.arm.method() {
             Some(method) => {
-                let config = file.pretrain_config(method, cell.seed)?;
+                let seed = file.pretrain_seed(cell.seed);
+                let config = file.pretrain_config(method, seed)?;
                 let path = backbone_weights(&config.run.out);
-                if pretrained.insert((method, cell.seed)) {
+                if pretrained.insert((method, seed)) {
                     if path.exists() {
                         let saved = checkpoint::load_state(&config.run.out)?;
                         same_config(&saved.config, &config, &config.run.out)?;
                     } else {
-                        let what = format!("pre-training {} · seed {}", method.name(), cell.seed);
+                        let what = format!("pre-training {} · seed {seed}", method.name());
                         announce(
                             &what,
                             done_jobs,

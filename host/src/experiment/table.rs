@@ -1,8 +1,8 @@
 //! The experiment's table in the paper's shape: per method, protocol and
 //! label fraction, accuracy and macro precision / recall / F1 on the test
 //! side, as mean ± sample standard deviation over seeds; written as
-//! Markdown, JSON (rows and raw cells), CSV, and a PNG of macro-F1 against
-//! the label fraction.
+//! Markdown, JSON (rows, the paired comparison and raw cells), CSV, and a
+//! PNG of macro-F1 against the label fraction.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +11,7 @@ use anyhow::Result;
 use plotters::prelude::*;
 use serde::Serialize;
 
+use super::paired::{markdown as paired_markdown, pairs, Pair};
 use super::run::CellResult;
 use super::{Arm, Protocol};
 use crate::train::plots::{ensure_font, plot_error, save_rgb};
@@ -153,24 +154,28 @@ pub fn csv(rows: &[Row]) -> String {
 struct TableJson<'a> {
     name: &'a str,
     rows: &'a [Row],
+    paired: &'a [Pair],
     cells: &'a [CellResult],
 }
 
-/// Writes table.md, table.json, table.csv and f1.png into `out`.
-pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<Vec<Row>> {
+/// Writes table.md, paired.md, table.json, table.csv and f1.png into `out`.
+pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<(Vec<Row>, Vec<Pair>)> {
     let rows = aggregate(results);
+    let paired = pairs(results);
     std::fs::write(out.join("table.md"), markdown(name, &rows))?;
+    std::fs::write(out.join("paired.md"), paired_markdown(&paired))?;
     std::fs::write(out.join("table.csv"), csv(&rows))?;
     std::fs::write(
         out.join("table.json"),
         serde_json::to_string_pretty(&TableJson {
             name,
             rows: &rows,
+            paired: &paired,
             cells: results,
         })?,
     )?;
     f1_png(&out.join("f1.png"), name, &rows)?;
-    Ok(rows)
+    Ok((rows, paired))
 }
 
 fn colour(arm: Arm) -> RGBColor {
@@ -251,24 +256,9 @@ pub fn f1_png(path: &Path, name: &str, rows: &[Row]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiment::Cell;
 
     fn result(arm: Arm, seed: u64, f1: f64) -> CellResult {
-        CellResult {
-            cell: Cell {
-                arm,
-                protocol: Protocol::Linear,
-                label_percent: 10,
-                seed,
-            },
-            accuracy: f1 + 0.1,
-            macro_precision: f1,
-            macro_recall: f1,
-            macro_f1: f1,
-            test_images: 100,
-            seconds: 1.0,
-            config: crate::train::config::TrainConfig::default(),
-        }
+        CellResult::for_test(arm, Protocol::Linear, 10, seed, f1)
     }
 
     #[test]
