@@ -24,7 +24,7 @@ fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
         "2",
     ];
     let stdout = ok(&args);
-    for file in ["table.md", "table.json", "table.csv", "f1.png"] {
+    for file in ["table.md", "paired.md", "table.json", "table.csv", "f1.png"] {
         assert!(out.join(file).exists(), "missing {file}");
     }
     let table: serde_json::Value =
@@ -70,6 +70,37 @@ fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
         stdout.contains("| SimCLR | linear eval | 1 % |"),
         "{stdout}"
     );
+    // The paired comparison: every SSL arm × protocol × fraction against the
+    // supervised cell of the same protocol and fraction, recomputed here
+    // from the raw cells.
+    let cells = table["cells"].as_array().unwrap();
+    let f1_of = |arm: &str, protocol: &str, pct: u64| {
+        cells
+            .iter()
+            .find(|c| {
+                c["cell"]["arm"] == arm
+                    && c["cell"]["protocol"] == protocol
+                    && c["cell"]["label_percent"] == pct
+            })
+            .unwrap()["macro_f1"]
+            .as_f64()
+            .unwrap()
+    };
+    let paired = table["paired"].as_array().unwrap();
+    assert_eq!(paired.len(), 4 * 4 * 2);
+    for pair in paired {
+        let (arm, protocol, pct) = (
+            pair["arm"].as_str().unwrap(),
+            pair["protocol"].as_str().unwrap(),
+            pair["label_percent"].as_u64().unwrap(),
+        );
+        let gain = f1_of(arm, protocol, pct) - f1_of("supervised", protocol, pct);
+        assert!(
+            (pair["mean_gain"].as_f64().unwrap() - gain).abs() < 1e-9,
+            "{arm} {protocol} {pct}"
+        );
+    }
+    assert!(stdout.contains("# Paired comparison"), "{stdout}");
     let csv = std::fs::read_to_string(out.join("table.csv")).unwrap();
     assert_eq!(csv.lines().count(), 41);
     let png = image::open(out.join("f1.png")).unwrap();
@@ -97,4 +128,64 @@ fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
             "{path:?} was redone"
         );
     }
+}
+
+#[test]
+fn seeds_share_one_pretraining_with_pretrain_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, split) = phantom_split(tmp.path(), 6, 80, 4);
+    let ci = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml"))
+        .unwrap();
+    let text = ci
+        .replace(
+            r#"methods = ["simclr", "byol", "dino", "mocov3", "supervised"]"#,
+            r#"methods = ["simclr", "supervised"]"#,
+        )
+        .replace("label_percents = [1, 10, 25, 100]", "label_percents = [10]")
+        .replace(
+            "seeds = [0]",
+            "seeds = [3, 4]\npretrain_seed = 3\nfinetune_epochs = { 10 = 2 }",
+        );
+    assert_ne!(text, ci);
+    let config = tmp.path().join("shared.toml");
+    std::fs::write(&config, text).unwrap();
+    let out = tmp.path().join("experiment");
+    let stdout = ok(&[
+        "experiment",
+        "--config",
+        s(&config),
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+        "--out",
+        s(&out),
+        "--threads",
+        "2",
+    ]);
+    let pretrained: Vec<String> = std::fs::read_dir(out.join("pretrain"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pretrained, vec!["simclr-s3".to_string()]);
+    for seed in [3, 4] {
+        for cell in ["simclr-finetune", "simclr-linear", "supervised-finetune"] {
+            assert!(out.join(format!("cells/{cell}-10-s{seed}.json")).exists());
+        }
+        let fine: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(format!("cells/simclr-finetune-10-s{seed}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(fine["config"]["optim"]["epochs"], 2, "finetune_epochs");
+        assert_eq!(fine["config"]["run"]["seed"], seed);
+    }
+    // Two seeds: the table shows mean ± std and the pairs have two seeds each.
+    assert!(
+        stdout.contains("| SimCLR | fine-tune | 10 % | 2 |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| SimCLR | finetune | 10 % | 3, 4 |"),
+        "{stdout}"
+    );
 }
