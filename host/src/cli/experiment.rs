@@ -22,6 +22,15 @@ pub struct ExperimentArgs {
     /// Split file for every run (overrides [common.data] split).
     #[arg(long)]
     split: Option<PathBuf>,
+    /// Unlabeled pool for the pre-trainings only (overrides
+    /// [pretrain.data] root; default: the labelled dataset). Its split's
+    /// training side is pre-trained on, its validation side feeds the
+    /// monitor's kNN; the cells keep --data, --split and their test side.
+    #[arg(long, requires = "pretrain_split")]
+    pretrain_data: Option<PathBuf>,
+    /// Split file of --pretrain-data.
+    #[arg(long, requires = "pretrain_data")]
+    pretrain_split: Option<PathBuf>,
     /// Output folder (overrides experiment.out).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -33,6 +42,10 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
         file.experiment.out = out.clone();
     }
     file.set_data(args.data.as_deref(), args.split.as_deref());
+    file.set_pretrain_data(
+        args.pretrain_data.as_deref(),
+        args.pretrain_split.as_deref(),
+    );
     file.validate()?;
     let out = file.experiment.out.clone();
     std::fs::create_dir_all(&out)?;

@@ -123,6 +123,20 @@ pub struct ExperimentFile {
     pub supervised: toml::Table,
 }
 
+/// Sets `data.root` / `data.split` in one section table.
+fn set_data_in(section: &mut toml::Table, root: Option<&Path>, split: Option<&Path>) {
+    let data = section
+        .entry("data")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(data) = data {
+        for (key, path) in [("root", root), ("split", split)] {
+            if let Some(path) = path {
+                data.insert(key.into(), toml::Value::String(path.display().to_string()));
+            }
+        }
+    }
+}
+
 /// One table cell of one seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cell {
@@ -234,24 +248,14 @@ impl ExperimentFile {
 
     /// Points every run at another dataset (`--data`, `--split`).
     pub fn set_data(&mut self, root: Option<&Path>, split: Option<&Path>) {
-        let data = self
-            .common
-            .entry("data")
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(data) = data {
-            if let Some(root) = root {
-                data.insert(
-                    "root".into(),
-                    toml::Value::String(root.display().to_string()),
-                );
-            }
-            if let Some(split) = split {
-                data.insert(
-                    "split".into(),
-                    toml::Value::String(split.display().to_string()),
-                );
-            }
-        }
+        set_data_in(&mut self.common, root, split);
+    }
+
+    /// Points the pre-trainings alone at another pool (`--pretrain-data`,
+    /// `--pretrain-split`): unlabeled slices of more sources, while the
+    /// labelled cells keep the common dataset and its test side.
+    pub fn set_pretrain_data(&mut self, root: Option<&Path>, split: Option<&Path>) {
+        set_data_in(&mut self.pretrain, root, split);
     }
 
     /// Every cell, in run order: seed, arm, label fraction, protocol.
@@ -465,6 +469,25 @@ epochs = 5
             let file: ExperimentFile = toml::from_str(&text).unwrap();
             let err = file.validate().unwrap_err().to_string();
             assert!(err.contains("finetune_epochs"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_pretraining_pool_apart_from_the_labelled_dataset() {
+        let mut file: ExperimentFile = toml::from_str(FILE).unwrap();
+        file.set_data(
+            Some(Path::new("/labelled")),
+            Some(Path::new("/labelled.json")),
+        );
+        file.set_pretrain_data(Some(Path::new("/pool")), Some(Path::new("/pool.json")));
+        file.validate().unwrap();
+        let pre = file.pretrain_config(Method::Simclr, 0).unwrap();
+        assert_eq!(pre.data.root, Path::new("/pool"));
+        assert_eq!(pre.data.split, Path::new("/pool.json"));
+        for cell in file.cells() {
+            let run = file.cell_config(&cell).unwrap();
+            assert_eq!(run.data.root, Path::new("/labelled"), "{}", cell.id());
+            assert_eq!(run.data.split, Path::new("/labelled.json"));
         }
     }
 
