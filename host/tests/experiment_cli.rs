@@ -150,34 +150,41 @@ fn seeds_share_one_pretraining_with_pretrain_seed() {
     let config = tmp.path().join("shared.toml");
     std::fs::write(&config, text).unwrap();
     let out = tmp.path().join("experiment");
-    let stdout = ok(&[
-        "experiment",
-        "--config",
-        s(&config),
-        "--data",
-        s(&data),
-        "--split",
-        s(&split),
-        "--out",
-        s(&out),
-        "--threads",
-        "2",
-    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "experiment",
+            "--config",
+            s(&config),
+            "--data",
+            s(&data),
+            "--split",
+            s(&split),
+            "--out",
+            s(&out),
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args)
+    };
+    let stdout = run(&[]);
     let pretrained: Vec<String> = std::fs::read_dir(out.join("pretrain"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(pretrained, vec!["simclr-s3".to_string()]);
+    let cell = |id: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(format!("cells/{id}.json"))).unwrap())
+            .unwrap()
+    };
     for seed in [3, 4] {
-        for cell in ["simclr-finetune", "simclr-linear", "supervised-finetune"] {
-            assert!(out.join(format!("cells/{cell}-10-s{seed}.json")).exists());
+        for id in ["simclr-finetune", "simclr-linear", "supervised-finetune"] {
+            assert!(out.join(format!("cells/{id}-10-s{seed}.json")).exists());
         }
-        let fine: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join(format!("cells/simclr-finetune-10-s{seed}.json"))).unwrap(),
-        )
-        .unwrap();
+        let fine = cell(&format!("simclr-finetune-10-s{seed}"));
         assert_eq!(fine["config"]["optim"]["epochs"], 2, "finetune_epochs");
         assert_eq!(fine["config"]["run"]["seed"], seed);
+        assert!(fine.get("cross").is_none());
     }
     // Two seeds: the table shows mean ± std and the pairs have two seeds each.
     assert!(
@@ -188,4 +195,56 @@ fn seeds_share_one_pretraining_with_pretrain_seed() {
         stdout.contains("| SimCLR | finetune | 10 % | 3, 4 |"),
         "{stdout}"
     );
+
+    // A cross-source test set added afterwards: every cell is scored on it,
+    // fine-tuned models without retraining (their weights stay untouched).
+    let other = tmp.path().join("other-source");
+    ok(&[
+        "synth",
+        "--out",
+        s(&other),
+        "--per-class",
+        "2",
+        "--size",
+        "80",
+        "--seed",
+        "99",
+    ]);
+    let weights = out.join("cells/simclr-finetune-10-s3/model.safetensors");
+    let trained_at = std::fs::metadata(&weights).unwrap().modified().unwrap();
+    let linear_before = cell("simclr-linear-10-s4");
+    let stdout = run(&["--cross-test", s(&other)]);
+    assert_eq!(
+        std::fs::metadata(&weights).unwrap().modified().unwrap(),
+        trained_at
+    );
+    // The same scores as `tumorxai evaluate` on that folder gives.
+    let reports = tmp.path().join("reports");
+    ok(&[
+        "evaluate",
+        "--run",
+        s(&out.join("cells/simclr-finetune-10-s3")),
+        "--data",
+        s(&other),
+        "--reports",
+        s(&reports),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(reports.join("report-folder.json")).unwrap())
+            .unwrap();
+    let cross = &cell("simclr-finetune-10-s3")["cross"]["other-source"];
+    assert_eq!(cross["test_images"], 34);
+    assert_eq!(cross["macro_f1"], report["report"]["macro_f1"]);
+    assert_eq!(cross["accuracy"], report["report"]["accuracy"]);
+    // The linear probe was recomputed: the same test-side scores (seeded),
+    // and now a cross-source score.
+    let linear = cell("simclr-linear-10-s4");
+    assert_eq!(linear["macro_f1"], linear_before["macro_f1"]);
+    assert_eq!(linear["cross"]["other-source"]["test_images"], 34);
+    assert!(
+        stdout.contains("# Label efficiency: ci, tested on other-source"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("## Tested on other-source"), "{stdout}");
+    assert!(out.join("table-other-source.csv").exists());
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tumorxai_host::experiment::run::{run, Finish};
-use tumorxai_host::experiment::{paired, table, ExperimentFile};
+use tumorxai_host::experiment::{table, ExperimentFile};
 
 use super::train::interrupt_flag;
 
@@ -31,6 +31,12 @@ pub struct ExperimentArgs {
     /// Split file of --pretrain-data.
     #[arg(long, requires = "pretrain_data")]
     pretrain_split: Option<PathBuf>,
+    /// A further labelled test set (an ImageFolder, e.g. another source's
+    /// phantoms) every cell is scored on: the cross-source columns
+    /// (repeatable; adds to experiment.cross_tests; finished cells are
+    /// scored on it without retraining).
+    #[arg(long = "cross-test", value_name = "DIR")]
+    cross_tests: Vec<PathBuf>,
     /// Output folder (overrides experiment.out).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -46,6 +52,7 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
         args.pretrain_data.as_deref(),
         args.pretrain_split.as_deref(),
     );
+    file.experiment.cross_tests.extend(args.cross_tests);
     file.validate()?;
     let out = file.experiment.out.clone();
     std::fs::create_dir_all(&out)?;
@@ -70,11 +77,8 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
         Finish::Done(results) => {
-            let (rows, pairs) = table::write_all(&out, &file.experiment.name, &results)?;
-            print!("{}", table::markdown(&file.experiment.name, &rows));
-            if !pairs.is_empty() {
-                print!("\n{}", paired::markdown(&pairs));
-            }
+            let written = table::write_all(&out, &file.experiment.name, &results)?;
+            print!("{}\n{}", written.table, written.paired);
             eprintln!(
                 "table: {} (paired.md, .json, .csv, f1.png beside it)",
                 out.join("table.md").display()

@@ -272,7 +272,7 @@ fn parse_positive(text: &str) -> Result<f64, String> {
 fn features_of(args: &ProbeArgs) -> Result<FrozenFeatures> {
     let config = args.config.resolve()?;
     let bar = progress_bar(0, "decoding");
-    let features = frozen_features(&config, Some(&args.backbone), || bar.inc(1))?;
+    let features = frozen_features(&config, Some(&args.backbone), &[], || bar.inc(1))?;
     bar.finish_and_clear();
     Ok(features)
 }
@@ -285,6 +285,7 @@ pub fn linear_eval(args: ProbeArgs) -> Result<ExitCode> {
         train_y,
         test_x,
         test_y,
+        ..
     } = features_of(&args)?;
     let device = parse_device(&config.run.device)?;
     let logits = probe::linear_probe(
@@ -320,6 +321,7 @@ pub fn knn_eval(args: KnnArgs) -> Result<ExitCode> {
         train_y,
         test_x,
         test_y,
+        ..
     } = features_of(&args.probe)?;
     let device = parse_device(&config.run.device)?;
     let scores = probe::knn_scores(

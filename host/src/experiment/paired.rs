@@ -28,13 +28,16 @@ pub struct Pair {
 }
 
 /// Every SSL arm × protocol × label fraction that has a baseline run with
-/// at least one common seed, in table order.
-pub fn pairs(results: &[CellResult]) -> Vec<Pair> {
+/// at least one common seed, in table order, on the split's test side
+/// (`test` None) or a cross-source test set by name.
+pub fn pairs(results: &[CellResult], test: Option<&str>) -> Vec<Pair> {
     let mut f1: BTreeMap<(Arm, Protocol, u8), BTreeMap<u64, f64>> = BTreeMap::new();
     for r in results {
-        f1.entry((r.cell.arm, r.cell.protocol, r.cell.label_percent))
-            .or_default()
-            .insert(r.cell.seed, r.macro_f1);
+        if let Some(scores) = r.scores(test) {
+            f1.entry((r.cell.arm, r.cell.protocol, r.cell.label_percent))
+                .or_default()
+                .insert(r.cell.seed, scores.macro_f1);
+        }
     }
     let mut out = Vec::new();
     for (&(arm, protocol, label_percent), seeds) in &f1 {
@@ -130,7 +133,7 @@ mod tests {
             result(Arm::Dino, Protocol::Linear, 1, 0, 0.15),
             result(Arm::Dino, Protocol::Linear, 1, 7, 0.99),
         ];
-        let p = pairs(&results);
+        let p = pairs(&results, None);
         assert_eq!(p.len(), 2);
         // In the arms' order: SimCLR before DINO.
         let simclr = &p[0];
@@ -166,7 +169,7 @@ mod tests {
             result(Arm::Supervised, Protocol::Finetune, 10, 0, 0.40),
             result(Arm::Supervised, Protocol::Finetune, 10, 1, 0.28),
         ];
-        let p = pairs(&results);
+        let p = pairs(&results, None);
         assert_eq!(p.len(), 1);
         assert!((p[0].smallest_gain - 0.02).abs() < 1e-12);
         assert!(!p[0].ranges_apart);

@@ -3,7 +3,7 @@
 //! in `cells/`, so a re-run skips it (and an interrupted pre-training or
 //! fine-tuning resumes from its checkpoint). Ctrl-C stops between steps.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,6 +24,28 @@ use crate::train::fit::{self, Outcome, Start};
 use crate::train::probe::{frozen_features, linear_probe};
 use crate::train::run_eval::{evaluate_run, EvaluationData};
 
+/// Accuracy and macro averages of one cell on one test set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub accuracy: f64,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
+    pub macro_f1: f64,
+    pub test_images: usize,
+}
+
+impl Scores {
+    pub fn of(report: &metrics::Report) -> Scores {
+        Scores {
+            accuracy: report.accuracy,
+            macro_precision: report.macro_precision,
+            macro_recall: report.macro_recall,
+            macro_f1: report.macro_f1,
+            test_images: report.samples,
+        }
+    }
+}
+
 /// The test-side scores of one finished cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
@@ -38,13 +60,38 @@ pub struct CellResult {
     /// The cell's resolved configuration: a re-run reuses the result only
     /// when it is unchanged.
     pub config: TrainConfig,
+    /// Scores on the cross-source test sets, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cross: BTreeMap<String, Scores>,
 }
 
 impl CellResult {
-    fn new(cell: Cell, report: &metrics::Report, seconds: f64, config: TrainConfig) -> CellResult {
+    /// The scores on the split's test side (`None`) or on a cross-source
+    /// test set by name.
+    pub fn scores(&self, test: Option<&str>) -> Option<Scores> {
+        match test {
+            None => Some(Scores {
+                accuracy: self.accuracy,
+                macro_precision: self.macro_precision,
+                macro_recall: self.macro_recall,
+                macro_f1: self.macro_f1,
+                test_images: self.test_images,
+            }),
+            Some(name) => self.cross.get(name).copied(),
+        }
+    }
+
+    fn new(
+        cell: Cell,
+        report: &metrics::Report,
+        cross: BTreeMap<String, Scores>,
+        seconds: f64,
+        config: TrainConfig,
+    ) -> CellResult {
         CellResult {
             cell,
             config,
+            cross,
             accuracy: report.accuracy,
             macro_precision: report.macro_precision,
             macro_recall: report.macro_recall,
@@ -80,6 +127,7 @@ impl CellResult {
             test_images: 100,
             seconds: 1.0,
             config: TrainConfig::default(),
+            cross: BTreeMap::new(),
         }
     }
 }
@@ -160,6 +208,7 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
     let started = Instant::now();
     let mut pretrained: HashSet<(Method, u64)> = HashSet::new();
     let mut results = Vec::new();
+    let cross = file.cross_tests()?;
     for (index, cell) in cells.iter().enumerate() {
         if interrupt.load(Ordering::SeqCst) {
             return Ok(Finish::Interrupted);
@@ -208,11 +257,31 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
         };
         let config = file.cell_config(cell)?;
         let path = result_path(file, cell);
-        if let Some(result) = load_result(&path)? {
+        if let Some(mut result) = load_result(&path)? {
             same_config(&result.config, &config, &path)?;
-            results.push(result);
-            done_jobs += 1;
-            continue;
+            let missing: Vec<(String, PathBuf)> = cross
+                .iter()
+                .filter(|(name, _)| !result.cross.contains_key(name))
+                .cloned()
+                .collect();
+            // A fine-tuned cell keeps its model: only the new test sets are
+            // scored. A linear probe is not kept: it is recomputed below
+            // (seeded, so its own test scores come out the same).
+            if missing.is_empty() || cell.protocol == Protocol::Finetune {
+                if !missing.is_empty() {
+                    announce(
+                        &format!("scoring {} on the cross-source test sets", cell.id()),
+                        done_jobs,
+                        pretrained.len(),
+                        (pretrain_time, cell_time),
+                    );
+                    result.cross.extend(score_run(&config.run.out, &missing)?);
+                    write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
+                }
+                results.push(result);
+                done_jobs += 1;
+                continue;
+            }
         }
         let what = format!(
             "{} · {} · {} % labels · seed {}",
@@ -228,12 +297,14 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             (pretrain_time, cell_time),
         );
         let t = Instant::now();
-        let Some(report) = run_cell(&config, cell, backbone.as_deref(), interrupt)? else {
+        let Some((report, cross_scores)) =
+            run_cell(&config, cell, backbone.as_deref(), &cross, interrupt)?
+        else {
             return Ok(Finish::Interrupted);
         };
         let seconds = t.elapsed().as_secs_f64();
         cell_time.add(seconds);
-        let result = CellResult::new(*cell, &report, seconds, config);
+        let result = CellResult::new(*cell, &report, cross_scores, seconds, config);
         write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
         results.push(result);
         done_jobs += 1;
@@ -253,32 +324,84 @@ fn pretrain_once(config: &TrainConfig, interrupt: &AtomicBool) -> Result<bool> {
     Ok(matches!(outcome, Outcome::Finished(_)))
 }
 
-/// One cell's test-side report; None when interrupted.
+/// Scores the final model of the finished run in `out` on each test set;
+/// the reports go to `out/cross/<name>/`.
+fn score_run(out: &Path, tests: &[(String, PathBuf)]) -> Result<BTreeMap<String, Scores>> {
+    tests
+        .iter()
+        .map(|(name, dir)| {
+            let data = EvaluationData::Folder(dir.clone());
+            let report = evaluate_run(out, &data, false, &out.join("cross").join(name), || {})
+                .with_context(|| format!("scoring {} on {}", out.display(), dir.display()))?;
+            Ok((name.clone(), Scores::of(&report)))
+        })
+        .collect()
+}
+
+/// Cuts `rows` into consecutive pieces of the given lengths.
+fn split_rows<'a>(mut rows: &'a [Vec<f32>], lengths: &[usize]) -> Result<Vec<&'a [Vec<f32>]>> {
+    let mut pieces = Vec::with_capacity(lengths.len());
+    for &n in lengths {
+        if n > rows.len() {
+            anyhow::bail!("{} logit rows where {n} were expected", rows.len());
+        }
+        let (piece, rest) = rows.split_at(n);
+        pieces.push(piece);
+        rows = rest;
+    }
+    Ok(pieces)
+}
+
+type CellScores = (metrics::Report, BTreeMap<String, Scores>);
+
+/// One cell's test-side report and its scores on the cross-source test
+/// sets; None when interrupted.
 fn run_cell(
     config: &TrainConfig,
     cell: &Cell,
     backbone: Option<&Path>,
+    cross: &[(String, PathBuf)],
     interrupt: &AtomicBool,
-) -> Result<Option<metrics::Report>> {
+) -> Result<Option<CellScores>> {
     match cell.protocol {
         Protocol::Linear => {
             // Supervised arm: features of a seeded random initialisation.
-            let f = frozen_features(config, backbone, || {})?;
+            let dirs: Vec<PathBuf> = cross.iter().map(|(_, dir)| dir.clone()).collect();
+            let f = frozen_features(config, backbone, &dirs, || {})?;
+            // One probe; its logits on the test side, then on each folder
+            // (the features are standardised with the training statistics
+            // alone, so what is scored along does not change them).
+            let mut scored = f.test_x.clone();
+            let mut lengths = vec![f.test_x.len()];
+            for (x, _) in &f.folders {
+                scored.extend(x.iter().cloned());
+                lengths.push(x.len());
+            }
             let logits = linear_probe(
                 &f.train_x,
                 &f.train_y,
-                &f.test_x,
+                &scored,
                 f.classes.len(),
                 &config.optim,
                 config.run.seed,
                 parse_device(&config.run.device)?,
             )?;
-            Ok(Some(metrics::report(
-                &logits,
-                &f.test_y,
-                f.classes.len(),
-                1.0,
-            )))
+            let pieces = split_rows(&logits, &lengths)?;
+            let classes = f.classes.len();
+            let mut labels = std::iter::once(&f.test_y).chain(f.folders.iter().map(|(_, y)| y));
+            let mut reports = pieces
+                .iter()
+                .zip(&mut labels)
+                .map(|(logits, truth)| metrics::report(logits, truth, classes, 1.0));
+            let Some(report) = reports.next() else {
+                anyhow::bail!("the probe returned no test logits");
+            };
+            let cross_scores = cross
+                .iter()
+                .zip(reports)
+                .map(|((name, _), r)| (name.clone(), Scores::of(&r)))
+                .collect();
+            Ok(Some((report, cross_scores)))
         }
         Protocol::Finetune => {
             let out = &config.run.out;
@@ -297,13 +420,11 @@ fn run_cell(
             std::fs::write(out.join("config.toml"), config.to_toml())?;
             match fit::fit(config, start, &data, interrupt, None, true)? {
                 Outcome::Interrupted(_) => Ok(None),
-                Outcome::Finished(_) => Ok(Some(evaluate_run(
-                    out,
-                    &EvaluationData::Side(Side::Test),
-                    false,
-                    out,
-                    || {},
-                )?)),
+                Outcome::Finished(_) => {
+                    let report =
+                        evaluate_run(out, &EvaluationData::Side(Side::Test), false, out, || {})?;
+                    Ok(Some((report, score_run(out, cross)?)))
+                }
             }
         }
     }

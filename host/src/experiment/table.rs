@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use serde::Serialize;
 
 use super::paired::{markdown as paired_markdown, pairs, Pair};
-use super::run::CellResult;
+use super::run::{CellResult, Scores};
 use super::{Arm, Protocol};
 use crate::train::plots::{ensure_font, plot_error, save_rgb};
 
@@ -62,21 +62,22 @@ pub struct Row {
     pub f1: Stat,
 }
 
-/// One row per (arm, protocol, label fraction), in table order.
-pub fn aggregate(results: &[CellResult]) -> Vec<Row> {
-    let mut groups: BTreeMap<(Arm, Protocol, u8), Vec<&CellResult>> = BTreeMap::new();
+/// One row per (arm, protocol, label fraction), in table order, on the
+/// split's test side (`test` None) or a cross-source test set by name.
+pub fn aggregate(results: &[CellResult], test: Option<&str>) -> Vec<Row> {
+    let mut groups: BTreeMap<(Arm, Protocol, u8), Vec<Scores>> = BTreeMap::new();
     for r in results {
-        groups
-            .entry((r.cell.arm, r.cell.protocol, r.cell.label_percent))
-            .or_default()
-            .push(r);
+        if let Some(scores) = r.scores(test) {
+            groups
+                .entry((r.cell.arm, r.cell.protocol, r.cell.label_percent))
+                .or_default()
+                .push(scores);
+        }
     }
     groups
         .into_iter()
         .map(|((arm, protocol, label_percent), cells)| {
-            let stat = |f: fn(&CellResult) -> f64| {
-                Stat::of(&cells.iter().map(|c| f(c)).collect::<Vec<_>>())
-            };
+            let stat = |f: fn(&Scores) -> f64| Stat::of(&cells.iter().map(f).collect::<Vec<_>>());
             Row {
                 arm,
                 protocol,
@@ -150,20 +151,55 @@ pub fn csv(rows: &[Row]) -> String {
     out
 }
 
+/// The table and the paired comparison on one test set.
+#[derive(Serialize)]
+pub struct TestTables {
+    pub rows: Vec<Row>,
+    pub paired: Vec<Pair>,
+}
+
 #[derive(Serialize)]
 struct TableJson<'a> {
     name: &'a str,
     rows: &'a [Row],
     paired: &'a [Pair],
+    /// Per cross-source test set (by folder name): its rows and pairs.
+    cross: &'a BTreeMap<String, TestTables>,
     cells: &'a [CellResult],
 }
 
-/// Writes table.md, paired.md, table.json, table.csv and f1.png into `out`.
-pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<(Vec<Row>, Vec<Pair>)> {
-    let rows = aggregate(results);
-    let paired = pairs(results);
-    std::fs::write(out.join("table.md"), markdown(name, &rows))?;
-    std::fs::write(out.join("paired.md"), paired_markdown(&paired))?;
+/// What [`write_all`] wrote: the Markdown of `table.md` and `paired.md`.
+pub struct Written {
+    pub table: String,
+    pub paired: String,
+}
+
+/// Writes table.md, paired.md, table.json, table.csv (and table-<name>.csv
+/// per cross-source test set) and f1.png into `out`.
+pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<Written> {
+    let rows = aggregate(results, None);
+    let paired = pairs(results, None);
+    let mut table = markdown(name, &rows);
+    let mut paired_md = paired_markdown(&paired);
+    let cross_names: std::collections::BTreeSet<&String> =
+        results.iter().flat_map(|r| r.cross.keys()).collect();
+    let mut cross = BTreeMap::new();
+    for test in cross_names {
+        let tables = TestTables {
+            rows: aggregate(results, Some(test)),
+            paired: pairs(results, Some(test)),
+        };
+        let title = format!("{name}, tested on {test}");
+        table.push_str(&format!("\n{}", markdown(&title, &tables.rows)));
+        paired_md.push_str(&format!(
+            "\n## Tested on {test}\n\n{}",
+            paired_markdown(&tables.paired)
+        ));
+        std::fs::write(out.join(format!("table-{test}.csv")), csv(&tables.rows))?;
+        cross.insert(test.clone(), tables);
+    }
+    std::fs::write(out.join("table.md"), &table)?;
+    std::fs::write(out.join("paired.md"), &paired_md)?;
     std::fs::write(out.join("table.csv"), csv(&rows))?;
     std::fs::write(
         out.join("table.json"),
@@ -171,11 +207,15 @@ pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<(Vec<
             name,
             rows: &rows,
             paired: &paired,
+            cross: &cross,
             cells: results,
         })?,
     )?;
     f1_png(&out.join("f1.png"), name, &rows)?;
-    Ok((rows, paired))
+    Ok(Written {
+        table,
+        paired: paired_md,
+    })
 }
 
 fn colour(arm: Arm) -> RGBColor {
@@ -264,11 +304,14 @@ mod tests {
     #[test]
     fn seeds_aggregate_to_mean_and_sample_std() {
         // F1 0.5, 0.7 → mean 0.6, sample std √((0.01 + 0.01)/1) = 0.141421.
-        let rows = aggregate(&[
-            result(Arm::Byol, 0, 0.5),
-            result(Arm::Simclr, 0, 0.9),
-            result(Arm::Byol, 1, 0.7),
-        ]);
+        let rows = aggregate(
+            &[
+                result(Arm::Byol, 0, 0.5),
+                result(Arm::Simclr, 0, 0.9),
+                result(Arm::Byol, 1, 0.7),
+            ],
+            None,
+        );
         assert_eq!(rows.len(), 2);
         assert_eq!(
             rows[0].arm,
@@ -292,5 +335,24 @@ mod tests {
             .nth(2)
             .unwrap()
             .starts_with("byol,linear,10,2,0.700000,0.141421,0.600000"));
+    }
+
+    #[test]
+    fn cross_source_rows_come_from_the_cross_scores_alone() {
+        let mut a = result(Arm::Byol, 0, 0.5);
+        let mut b = result(Arm::Byol, 1, 0.7);
+        let c = result(Arm::Simclr, 0, 0.9);
+        for (cell, f1) in [(&mut a, 0.2), (&mut b, 0.4)] {
+            let mut scores = cell.scores(None).unwrap();
+            scores.macro_f1 = f1;
+            cell.cross.insert("physics".into(), scores);
+        }
+        let rows = aggregate(&[a, b, c], Some("physics"));
+        // SimCLR has no physics score: no row. BYOL: mean of 0.2 and 0.4.
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].arm, Arm::Byol);
+        assert!((rows[0].f1.mean - 0.3).abs() < 1e-12);
+        // The other scores are the cell's own (0.5 and 0.7 → accuracy 0.6, 0.8).
+        assert!((rows[0].accuracy.mean - 0.7).abs() < 1e-12);
     }
 }

@@ -1,7 +1,7 @@
 //! Frozen-backbone evaluations: a linear probe trained on features computed
 //! once, and weighted k-nearest-neighbours on cosine similarity.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use tch::nn::{self, Module};
@@ -11,6 +11,7 @@ use tumorxai_shared::PreprocessSpec;
 use super::config::{parse_device, OptimSection, TrainConfig};
 use super::evaluate::{embed, EvaluationSet};
 use super::optim::Optimizer;
+use super::run_eval::load_folder_for;
 use super::schedule::lr_at;
 use crate::data::loader::{epoch_order, stream_seed};
 use crate::data::{self, Selection};
@@ -35,7 +36,8 @@ fn to_rows(t: &Tensor) -> Result<Vec<Vec<f32>>> {
 }
 
 /// Frozen-backbone features of the labelled training subset
-/// (`data.label_percent`) and of the test side, computed once.
+/// (`data.label_percent`), of the test side and of any further labelled
+/// folders (other sources' test sets), computed once.
 pub struct FrozenFeatures {
     pub config: TrainConfig,
     pub classes: Vec<String>,
@@ -43,13 +45,17 @@ pub struct FrozenFeatures {
     pub train_y: Vec<usize>,
     pub test_x: Vec<Vec<f32>>,
     pub test_y: Vec<usize>,
+    /// Features and labels of each of `folders`, in their order.
+    pub folders: Vec<(Vec<Vec<f32>>, Vec<usize>)>,
 }
 
-/// Embeds the run's data with the backbone in `backbone` (an `fc` or SSL
-/// heads in the file are ignored), or with a seeded random initialisation.
+/// Embeds the run's data (and the ImageFolders `folders`, class folders
+/// matched by name) with the backbone in `backbone` (an `fc` or SSL heads
+/// in the file are ignored), or with a seeded random initialisation.
 pub fn frozen_features(
     config: &TrainConfig,
     backbone: Option<&Path>,
+    folders: &[PathBuf],
     progress: impl Fn() + Sync,
 ) -> Result<FrozenFeatures> {
     let device = parse_device(&config.run.device)?;
@@ -84,7 +90,14 @@ pub fn frozen_features(
         device,
         &progress,
     )?;
-    let features = |set| embed(&model, &EvaluationSet { set, spec: &spec }, 64);
+    let features = |set: &data::LoadedSet| embed(&model, &EvaluationSet { set, spec: &spec }, 64);
+    let folders = folders
+        .iter()
+        .map(|dir| {
+            let set = load_folder_for(dir, &split.classes, &spec, device, &progress)?;
+            Ok((features(&set)?, set.label_vec()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(FrozenFeatures {
         config: config.clone(),
         classes: split.classes.clone(),
@@ -92,6 +105,7 @@ pub fn frozen_features(
         train_y: train.label_vec(),
         test_x: features(&test)?,
         test_y: test.label_vec(),
+        folders,
     })
 }
 

@@ -65,6 +65,20 @@ pub fn class_map(folder: &ImageFolder, classes: &[String]) -> Result<Vec<usize>>
     Ok(map)
 }
 
+/// Decodes an ImageFolder for a model with `classes`: its class folders
+/// matched by name ([`class_map`]), labels as the model's indices.
+pub fn load_folder_for(
+    dir: &Path,
+    classes: &[String],
+    spec: &tumorxai_shared::PreprocessSpec,
+    device: tch::Device,
+    progress: impl Fn() + Sync,
+) -> Result<LoadedSet> {
+    let folder = ImageFolder::scan(dir)?;
+    let map = class_map(&folder, classes)?;
+    data::load_image_folder(&folder, &map, classes.to_vec(), spec, device, progress)
+}
+
 /// Evaluates the final weights of the run in `out` on `data`; with
 /// `calibrate`, fits a temperature on the run's validation side first.
 /// Reports go to `reports` as `report-<side>` or `report-folder` (.json, .md).
@@ -110,23 +124,11 @@ pub fn evaluate_run(
             data.report_stem(),
             format!("Evaluation on the {} side", side_name(*side)),
         ),
-        EvaluationData::Folder(dir) => {
-            let folder = ImageFolder::scan(dir)?;
-            let map = class_map(&folder, &state.classes)?;
-            let set = data::load_image_folder(
-                &folder,
-                &map,
-                state.classes.clone(),
-                &spec,
-                device,
-                &progress,
-            )?;
-            (
-                set,
-                data.report_stem(),
-                format!("Evaluation on {}", dir.display()),
-            )
-        }
+        EvaluationData::Folder(dir) => (
+            load_folder_for(dir, &state.classes, &spec, device, &progress)?,
+            data.report_stem(),
+            format!("Evaluation on {}", dir.display()),
+        ),
     };
     for (path, why) in &set.skipped {
         eprintln!("warning: skipped unreadable image {path}: {why}");
