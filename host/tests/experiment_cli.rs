@@ -210,41 +210,103 @@ fn seeds_share_one_pretraining_with_pretrain_seed() {
         "--seed",
         "99",
     ]);
+    // And a copy of the labelled split's own test side, under another name:
+    // every cell must score on it what it scored on the test side.
+    let copy = tmp.path().join("test-side-copy");
+    let listing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&split).unwrap()).unwrap();
+    let mut copied = 0;
+    for item in listing["items"].as_array().unwrap() {
+        if item["side"] == "test" {
+            let path = item["path"].as_str().unwrap();
+            let to = copy.join(path);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(data.join(path), to).unwrap();
+            copied += 1;
+        }
+    }
     let weights = out.join("cells/simclr-finetune-10-s3/model.safetensors");
     let trained_at = std::fs::metadata(&weights).unwrap().modified().unwrap();
     let linear_before = cell("simclr-linear-10-s4");
-    let stdout = run(&["--cross-test", s(&other)]);
+    let stdout = run(&["--cross-test", s(&other), "--cross-test", s(&copy)]);
     assert_eq!(
         std::fs::metadata(&weights).unwrap().modified().unwrap(),
-        trained_at
+        trained_at,
+        "a fine-tuned cell is scored, not retrained"
     );
-    // The same scores as `tumorxai evaluate` on that folder gives.
-    let reports = tmp.path().join("reports");
-    ok(&[
-        "evaluate",
-        "--run",
-        s(&out.join("cells/simclr-finetune-10-s3")),
-        "--data",
-        s(&other),
-        "--reports",
-        s(&reports),
-    ]);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(reports.join("report-folder.json")).unwrap())
-            .unwrap();
-    let cross = &cell("simclr-finetune-10-s3")["cross"]["other-source"];
-    assert_eq!(cross["test_images"], 34);
-    assert_eq!(cross["macro_f1"], report["report"]["macro_f1"]);
-    assert_eq!(cross["accuracy"], report["report"]["accuracy"]);
-    // The linear probe was recomputed: the same test-side scores (seeded),
-    // and now a cross-source score.
-    let linear = cell("simclr-linear-10-s4");
-    assert_eq!(linear["macro_f1"], linear_before["macro_f1"]);
-    assert_eq!(linear["cross"]["other-source"]["test_images"], 34);
+    for id in [
+        "simclr-finetune-10-s3",
+        "simclr-linear-10-s4",
+        "supervised-finetune-10-s4",
+        "supervised-linear-10-s3",
+    ] {
+        let c = cell(id);
+        assert_eq!(c["cross"]["other-source"]["test_images"], 34, "{id}");
+        let on_copy = &c["cross"]["test-side-copy"];
+        assert_eq!(on_copy["test_images"], copied, "{id}");
+        assert_eq!(c["test_images"], copied, "{id}");
+        // The same slices in another folder: the same scores, up to one
+        // slice that a different batch make-up could tip.
+        let tolerance = 1.0 / copied as f64 + 1e-9;
+        for metric in ["accuracy", "macro_f1"] {
+            let (a, b) = (
+                c[metric].as_f64().unwrap(),
+                on_copy[metric].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() <= tolerance, "{id} {metric}: {a} vs {b}");
+        }
+    }
+    // The probe was recomputed: the same test-side scores (seeded).
+    assert_eq!(
+        cell("simclr-linear-10-s4")["macro_f1"],
+        linear_before["macro_f1"]
+    );
     assert!(
         stdout.contains("# Label efficiency: ci, tested on other-source"),
         "{stdout}"
     );
-    assert!(stdout.contains("## Tested on other-source"), "{stdout}");
+    assert!(
+        stdout.contains("## On other-source (labelled, never trained on)"),
+        "{stdout}"
+    );
     assert!(out.join("table-other-source.csv").exists());
+}
+
+#[test]
+fn a_cross_test_folder_with_an_unknown_class_is_refused_before_any_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, split) = phantom_split(tmp.path(), 2, 64, 4);
+    let stranger = tmp.path().join("stranger");
+    std::fs::create_dir_all(stranger.join("Lymphoma T1")).unwrap();
+    // Any phantom slice, filed under a class the model does not know.
+    let class_dir = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let slice = std::fs::read_dir(class_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(slice, stranger.join("Lymphoma T1/a.jpg")).unwrap();
+    let out = tmp.path().join("experiment");
+    let output = crate::common::tumorxai(&[
+        "experiment",
+        "--config",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml"),
+        "--data",
+        s(&data),
+        "--split",
+        s(&split),
+        "--out",
+        s(&out),
+        "--cross-test",
+        s(&stranger),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Lymphoma T1"), "{stderr}");
+    assert!(!out.join("pretrain").exists(), "nothing trained");
 }

@@ -52,7 +52,9 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
         args.pretrain_data.as_deref(),
         args.pretrain_split.as_deref(),
     );
-    file.experiment.cross_tests.extend(args.cross_tests);
+    for dir in args.cross_tests {
+        file.add_cross_test(dir);
+    }
     file.validate()?;
     let out = file.experiment.out.clone();
     std::fs::create_dir_all(&out)?;
@@ -80,7 +82,7 @@ pub fn experiment(args: ExperimentArgs) -> Result<ExitCode> {
             let written = table::write_all(&out, &file.experiment.name, &results)?;
             print!("{}\n{}", written.table, written.paired);
             eprintln!(
-                "table: {} (paired.md, .json, .csv, f1.png beside it)",
+                "table: {} (paired.md, table.json, table.csv, table-<cross test>.csv, f1.png beside it)",
                 out.join("table.md").display()
             );
             Ok(ExitCode::SUCCESS)

@@ -2,7 +2,8 @@
 //! supervised-from-scratch} × label fractions × {linear evaluation,
 //! fine-tuning} × seeds on one split. This file reads the experiment file
 //! and lays out the cells and each run's configuration; [`run`] executes
-//! them (pre-training once per method and seed, skipping finished cells),
+//! them (pre-training once per method and seed, or once with
+//! `pretrain_seed`, skipping finished cells),
 //! [`table`] writes the paper-shaped table.
 
 pub mod paired;
@@ -210,18 +211,21 @@ impl ExperimentFile {
                 "experiment.methods, label_percents, protocols and seeds must not repeat an entry"
             );
         }
-        let mut names = Vec::new();
-        for dir in &plan.cross_tests {
-            let name = cross_test_name(dir)?;
-            if names.contains(&name) {
-                bail!("experiment.cross_tests: two folders are named {name:?}");
-            }
-            names.push(name);
+        let names = plan
+            .cross_tests
+            .iter()
+            .map(|dir| cross_test_name(dir))
+            .collect::<Result<Vec<_>>>()?;
+        if has_duplicates(&names) {
+            bail!("experiment.cross_tests: two different folders have the same name ({names:?})");
         }
         for (percent, epochs) in &plan.finetune_epochs {
-            let known = percent
-                .parse::<u8>()
-                .is_ok_and(|p| plan.label_percents.contains(&p));
+            // Exactly as a label fraction prints ("1", not "01"): the cells
+            // look their epochs up by that text.
+            let known = plan
+                .label_percents
+                .iter()
+                .any(|p| p.to_string() == *percent);
             if !known || *epochs == 0 {
                 bail!(
                     "experiment.finetune_epochs: {percent} = {epochs} must name one of label_percents {:?} and at least one epoch",
@@ -247,9 +251,27 @@ impl ExperimentFile {
         Ok(())
     }
 
-    /// Every run's configuration, built and checked before hours are spent.
+    /// Adds a cross-source test set unless the same folder is already one.
+    pub fn add_cross_test(&mut self, dir: PathBuf) {
+        if !self.experiment.cross_tests.contains(&dir) {
+            self.experiment.cross_tests.push(dir);
+        }
+    }
+
+    /// Every run's configuration, built and checked before hours are spent;
+    /// the cross-source folders must exist and hold only known classes.
     pub fn validate(&self) -> Result<()> {
         self.validate_plan()?;
+        if let Some(cell) = self.cells().first() {
+            if !self.experiment.cross_tests.is_empty() {
+                let split = crate::split::SplitFile::load(&self.cell_config(cell)?.data.split)?;
+                for dir in &self.experiment.cross_tests {
+                    let folder = crate::dataset::ImageFolder::scan(dir)
+                        .with_context(|| format!("cross test set {}", dir.display()))?;
+                    crate::train::run_eval::class_map(&folder, &split.classes)?;
+                }
+            }
+        }
         for cell in self.cells() {
             let run = self.cell_config(&cell)?;
             if let Some(method) = cell.arm.method() {

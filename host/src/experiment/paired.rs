@@ -80,9 +80,21 @@ fn percent_list(values: impl Iterator<Item = f64>) -> String {
         .join(", ")
 }
 
-pub fn markdown(pairs: &[Pair]) -> String {
+/// `paired.md`: one heading and explanation, then a table per test set
+/// (`sections`: what it was scored on, its pairs).
+pub fn markdown(sections: &[(&str, &[Pair])]) -> String {
     let mut md = String::from(
-        "# Paired comparison\n\nMacro-F1 in %, per seed (same seed, same labelled subset): each SSL method against training from scratch (fine-tune) or against the linear probe on random-init features (linear). Gain = method − baseline.\n\n| Method | Protocol | Labels | Seeds | Method F1 per seed | Baseline F1 per seed | Gain per seed | Mean gain | Smallest gain | Seed ranges apart |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "# Paired comparison\n\nMacro-F1 in %, per seed (same seed, same labelled subset): each SSL method against training from scratch (fine-tune) or against the linear probe on random-init features (linear). Gain = method − baseline. With a shared pre-training (`pretrain_seed`) the seeds vary the fine-tuning alone, not the pre-training.\n",
+    );
+    for (on, pairs) in sections {
+        md.push_str(&format!("\n## On {on}\n\n{}", table(pairs)));
+    }
+    md
+}
+
+fn table(pairs: &[Pair]) -> String {
+    let mut md = String::from(
+        "| Method | Protocol | Labels | Seeds | Method F1 per seed | Baseline F1 per seed | Gain per seed | Mean gain | Smallest gain | Seed ranges apart |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for p in pairs {
         md.push_str(&format!(
@@ -151,7 +163,7 @@ mod tests {
         assert_eq!(dino.per_seed, vec![(0, 0.15, 0.90)]);
         assert!((dino.mean_gain + 0.75).abs() < 1e-12);
         assert!(!dino.ranges_apart);
-        let md = markdown(&p);
+        let md = markdown(&[("t", &p)]);
         assert!(md.contains("| SimCLR | finetune | 1 % | 0, 1, 2 | 30.0, 26.0, 40.0 | 20.0, 25.0, 21.0 | +10.0, +1.0, +19.0 | +10.0 | +1.0 | yes |"), "{md}");
         assert!(
             md.contains("| DINO | linear | 1 % | 0 | 15.0 | 90.0 | -75.0 | -75.0 | -75.0 | no |"),

@@ -1,7 +1,10 @@
-//! Executes an experiment: each SSL method is pre-trained once per seed (or
-//! once, with `pretrain_seed`) and its backbone reused by all its cells; every finished cell is a JSON file
-//! in `cells/`, so a re-run skips it (and an interrupted pre-training or
-//! fine-tuning resumes from its checkpoint). Ctrl-C stops between steps.
+//! Executes an experiment: each SSL method is pre-trained once per seed
+//! (or once, with `pretrain_seed`) and its backbone reused by all its
+//! cells; every finished cell is a JSON file in `cells/` that records the
+//! pre-training it used, so a re-run skips it (and an interrupted
+//! pre-training or fine-tuning resumes from its checkpoint). Cross-source
+//! test sets added later are scored on finished cells. Ctrl-C stops
+//! between steps.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -46,20 +49,22 @@ impl Scores {
     }
 }
 
-/// The test-side scores of one finished cell.
+/// The scores of one finished cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
     pub cell: Cell,
-    pub accuracy: f64,
-    pub macro_precision: f64,
-    pub macro_recall: f64,
-    pub macro_f1: f64,
-    pub test_images: usize,
+    /// On the split's test side.
+    #[serde(flatten)]
+    pub test: Scores,
     /// Wall time of the cell itself (not its pre-training).
     pub seconds: f64,
     /// The cell's resolved configuration: a re-run reuses the result only
     /// when it is unchanged.
     pub config: TrainConfig,
+    /// The configuration of the pre-training whose backbone the cell used
+    /// (none for the supervised arm): reused only when it is unchanged too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<TrainConfig>,
     /// Scores on the cross-source test sets, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cross: BTreeMap<String, Scores>,
@@ -70,34 +75,8 @@ impl CellResult {
     /// test set by name.
     pub fn scores(&self, test: Option<&str>) -> Option<Scores> {
         match test {
-            None => Some(Scores {
-                accuracy: self.accuracy,
-                macro_precision: self.macro_precision,
-                macro_recall: self.macro_recall,
-                macro_f1: self.macro_f1,
-                test_images: self.test_images,
-            }),
+            None => Some(self.test),
             Some(name) => self.cross.get(name).copied(),
-        }
-    }
-
-    fn new(
-        cell: Cell,
-        report: &metrics::Report,
-        cross: BTreeMap<String, Scores>,
-        seconds: f64,
-        config: TrainConfig,
-    ) -> CellResult {
-        CellResult {
-            cell,
-            config,
-            cross,
-            accuracy: report.accuracy,
-            macro_precision: report.macro_precision,
-            macro_recall: report.macro_recall,
-            macro_f1: report.macro_f1,
-            test_images: report.samples,
-            seconds,
         }
     }
 }
@@ -120,13 +99,16 @@ impl CellResult {
                 label_percent,
                 seed,
             },
-            accuracy: f1 + 0.1,
-            macro_precision: f1,
-            macro_recall: f1,
-            macro_f1: f1,
-            test_images: 100,
+            test: Scores {
+                accuracy: f1 + 0.1,
+                macro_precision: f1,
+                macro_recall: f1,
+                macro_f1: f1,
+                test_images: 100,
+            },
             seconds: 1.0,
             config: TrainConfig::default(),
+            pretrain: None,
             cross: BTreeMap::new(),
         }
     }
@@ -155,8 +137,9 @@ fn load_result(path: &Path) -> Result<Option<CellResult>> {
     ))
 }
 
-/// Jobs: one per (method, seed) pre-training, one per cell.
-fn job_count(file: &ExperimentFile) -> usize {
+/// Jobs: one per pre-training (method and its pre-training seed), one per
+/// cell.
+pub(crate) fn job_count(file: &ExperimentFile) -> usize {
     let cells = file.cells();
     let pretrains: HashSet<(Method, u64)> = cells
         .iter()
@@ -184,7 +167,7 @@ impl Timing {
 }
 
 /// Refuses to reuse work done under another configuration.
-fn same_config(saved: &TrainConfig, now: &TrainConfig, what: &Path) -> Result<()> {
+fn same_config<T: PartialEq>(saved: &T, now: &T, what: &Path) -> Result<()> {
     if saved != now {
         anyhow::bail!(
             "{} was computed with another configuration than the experiment file now gives: delete it to redo it, or choose another --out",
@@ -226,10 +209,12 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             bar.set_position(done as u64);
             bar.set_message(format!("{what}{eta}"));
         };
+        let mut pretrain_config = None;
         let backbone = match cell.arm.method() {
             Some(method) => {
                 let seed = file.pretrain_seed(cell.seed);
                 let config = file.pretrain_config(method, seed)?;
+                pretrain_config = Some(config.clone());
                 let path = backbone_weights(&config.run.out);
                 if pretrained.insert((method, seed)) {
                     if path.exists() {
@@ -259,6 +244,7 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
         let path = result_path(file, cell);
         if let Some(mut result) = load_result(&path)? {
             same_config(&result.config, &config, &path)?;
+            same_config(&result.pretrain, &pretrain_config, &path)?;
             let missing: Vec<(String, PathBuf)> = cross
                 .iter()
                 .filter(|(name, _)| !result.cross.contains_key(name))
@@ -266,7 +252,7 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
                 .collect();
             // A fine-tuned cell keeps its model: only the new test sets are
             // scored. A linear probe is not kept: it is recomputed below
-            // (seeded, so its own test scores come out the same).
+            // (seeded; its own test scores come out the same on a CPU).
             if missing.is_empty() || cell.protocol == Protocol::Finetune {
                 if !missing.is_empty() {
                     announce(
@@ -275,6 +261,13 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
                         pretrained.len(),
                         (pretrain_time, cell_time),
                     );
+                    if !fit::final_weights(&config.run.out).exists() {
+                        anyhow::bail!(
+                            "{} is finished but its model in {} is gone: delete the JSON to train the cell again",
+                            path.display(),
+                            config.run.out.display()
+                        );
+                    }
                     result.cross.extend(score_run(&config.run.out, &missing)?);
                     write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
                 }
@@ -297,14 +290,24 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             (pretrain_time, cell_time),
         );
         let t = Instant::now();
-        let Some((report, cross_scores)) =
-            run_cell(&config, cell, backbone.as_deref(), &cross, interrupt)?
+        let backbone = match (&backbone, &pretrain_config) {
+            (Some(path), Some(pre)) => Some((path.as_path(), pre)),
+            _ => None,
+        };
+        let Some((report, cross_scores)) = run_cell(&config, cell, backbone, &cross, interrupt)?
         else {
             return Ok(Finish::Interrupted);
         };
         let seconds = t.elapsed().as_secs_f64();
         cell_time.add(seconds);
-        let result = CellResult::new(*cell, &report, cross_scores, seconds, config);
+        let result = CellResult {
+            cell: *cell,
+            test: Scores::of(&report),
+            seconds,
+            config,
+            pretrain: pretrain_config,
+            cross: cross_scores,
+        };
         write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
         results.push(result);
         done_jobs += 1;
@@ -338,13 +341,15 @@ fn score_run(out: &Path, tests: &[(String, PathBuf)]) -> Result<BTreeMap<String,
         .collect()
 }
 
-/// Cuts `rows` into consecutive pieces of the given lengths.
-fn split_rows<'a>(mut rows: &'a [Vec<f32>], lengths: &[usize]) -> Result<Vec<&'a [Vec<f32>]>> {
+/// Cuts `rows` into consecutive pieces of the given lengths, which must
+/// add up to all of them.
+fn split_rows<'a, T>(mut rows: &'a [T], lengths: &[usize]) -> Result<Vec<&'a [T]>> {
+    let expected: usize = lengths.iter().sum();
+    if expected != rows.len() {
+        anyhow::bail!("{} logit rows where {expected} were expected", rows.len());
+    }
     let mut pieces = Vec::with_capacity(lengths.len());
     for &n in lengths {
-        if n > rows.len() {
-            anyhow::bail!("{} logit rows where {n} were expected", rows.len());
-        }
         let (piece, rest) = rows.split_at(n);
         pieces.push(piece);
         rows = rest;
@@ -359,10 +364,12 @@ type CellScores = (metrics::Report, BTreeMap<String, Scores>);
 fn run_cell(
     config: &TrainConfig,
     cell: &Cell,
-    backbone: Option<&Path>,
+    backbone: Option<(&Path, &TrainConfig)>,
     cross: &[(String, PathBuf)],
     interrupt: &AtomicBool,
 ) -> Result<Option<CellScores>> {
+    let pretrain = backbone.map(|(_, pre)| pre);
+    let backbone = backbone.map(|(path, _)| path);
     match cell.protocol {
         Protocol::Linear => {
             // Supervised arm: features of a seeded random initialisation.
@@ -370,7 +377,8 @@ fn run_cell(
             let f = frozen_features(config, backbone, &dirs, || {})?;
             // One probe; its logits on the test side, then on each folder
             // (the features are standardised with the training statistics
-            // alone, so what is scored along does not change them).
+            // alone, so what is scored along does not change them, up to
+            // the rounding of a larger matrix product).
             let mut scored = f.test_x.clone();
             let mut lengths = vec![f.test_x.len()];
             for (x, _) in &f.folders {
@@ -405,7 +413,12 @@ fn run_cell(
         }
         Protocol::Finetune => {
             let out = &config.run.out;
+            // An interrupted fine-tuning resumes only on the backbone it began with.
+            let backbone_record = out.join("pretrain.toml");
+            let record = pretrain.map(TrainConfig::to_toml).unwrap_or_default();
             let start = if checkpoint::checkpoint_dir(out).exists() {
+                let began = std::fs::read_to_string(&backbone_record).unwrap_or_default();
+                same_config(&began, &record, out)?;
                 Start::Resume
             } else {
                 match (cell.arm, backbone) {
@@ -418,6 +431,7 @@ fn run_cell(
             let data = fit::load_data(config, device, &ProgressBar::hidden())?;
             std::fs::create_dir_all(out)?;
             std::fs::write(out.join("config.toml"), config.to_toml())?;
+            std::fs::write(&backbone_record, record)?;
             match fit::fit(config, start, &data, interrupt, None, true)? {
                 Outcome::Interrupted(_) => Ok(None),
                 Outcome::Finished(_) => {
@@ -427,5 +441,33 @@ fn run_cell(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_split_into_the_given_lengths_and_must_add_up() {
+        let rows = [1, 2, 3, 4, 5, 6];
+        let pieces = split_rows(&rows, &[1, 3, 2]).unwrap();
+        assert_eq!(pieces, vec![&[1][..], &[2, 3, 4][..], &[5, 6][..]]);
+        assert!(split_rows(&rows, &[1, 3]).is_err(), "rows left over");
+        assert!(split_rows(&rows, &[4, 3]).is_err(), "rows missing");
+    }
+
+    #[test]
+    fn a_shared_pretraining_is_one_job() {
+        let text = |extra: &str| {
+            format!(
+                "[experiment]\nname = \"t\"\nout = \"/tmp/x\"\nmethods = [\"simclr\", \"dino\", \"supervised\"]\nlabel_percents = [1, 100]\nprotocols = [\"linear\", \"finetune\"]\nseeds = [0, 1, 2]\n{extra}\n[common.data]\nroot = \"/d\"\nsplit = \"/s.json\"\n"
+            )
+        };
+        // 3 arms × 2 fractions × 2 protocols × 3 seeds = 36 cells.
+        let per_seed: ExperimentFile = toml::from_str(&text("")).unwrap();
+        assert_eq!(job_count(&per_seed), 36 + 2 * 3);
+        let shared: ExperimentFile = toml::from_str(&text("pretrain_seed = 0")).unwrap();
+        assert_eq!(job_count(&shared), 36 + 2);
     }
 }

@@ -1,8 +1,9 @@
 //! The experiment's table in the paper's shape: per method, protocol and
 //! label fraction, accuracy and macro precision / recall / F1 on the test
-//! side, as mean ± sample standard deviation over seeds; written as
-//! Markdown, JSON (rows, the paired comparison and raw cells), CSV, and a
-//! PNG of macro-F1 against the label fraction.
+//! side and on each cross-source test set, as mean ± sample standard
+//! deviation over seeds; written as Markdown, JSON (rows, the paired
+//! comparison and raw cells), CSV per test set, and a PNG of macro-F1
+//! against the label fraction (test side).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -101,9 +102,11 @@ fn protocol_title(arm: Arm, protocol: Protocol) -> &'static str {
     }
 }
 
-pub fn markdown(name: &str, rows: &[Row]) -> String {
+/// The table under `title`, scored `on` (the split's test side, or a
+/// cross-source test set).
+pub fn markdown(title: &str, on: &str, rows: &[Row]) -> String {
     let mut md = format!(
-        "# Label efficiency: {name}\n\nTest side, macro averages over the classes, in %{}.\n\n",
+        "# Label efficiency: {title}\n\nOn {on}: macro averages over the classes, in %{}.\n\n",
         if rows.iter().any(|r| r.seeds > 1) {
             " (mean ± sample std over seeds; the labelled subsets are the split's, the same for every seed)"
         } else {
@@ -177,10 +180,10 @@ pub struct Written {
 /// Writes table.md, paired.md, table.json, table.csv (and table-<name>.csv
 /// per cross-source test set) and f1.png into `out`.
 pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<Written> {
+    const OWN: &str = "the split's test side";
     let rows = aggregate(results, None);
     let paired = pairs(results, None);
-    let mut table = markdown(name, &rows);
-    let mut paired_md = paired_markdown(&paired);
+    let mut table = markdown(name, OWN, &rows);
     let cross_names: std::collections::BTreeSet<&String> =
         results.iter().flat_map(|r| r.cross.keys()).collect();
     let mut cross = BTreeMap::new();
@@ -189,15 +192,22 @@ pub fn write_all(out: &Path, name: &str, results: &[CellResult]) -> Result<Writt
             rows: aggregate(results, Some(test)),
             paired: pairs(results, Some(test)),
         };
-        let title = format!("{name}, tested on {test}");
-        table.push_str(&format!("\n{}", markdown(&title, &tables.rows)));
-        paired_md.push_str(&format!(
-            "\n## Tested on {test}\n\n{}",
-            paired_markdown(&tables.paired)
+        let on = format!("{test} (labelled, never trained on)");
+        table.push_str(&format!(
+            "\n{}",
+            markdown(&format!("{name}, tested on {test}"), &on, &tables.rows)
         ));
         std::fs::write(out.join(format!("table-{test}.csv")), csv(&tables.rows))?;
-        cross.insert(test.clone(), tables);
+        cross.insert(test.clone(), (on, tables));
     }
+    let mut sections: Vec<(&str, &[Pair])> = vec![(OWN, &paired)];
+    sections.extend(
+        cross
+            .values()
+            .map(|(on, t)| (on.as_str(), t.paired.as_slice())),
+    );
+    let paired_md = paired_markdown(&sections);
+    let cross: BTreeMap<String, TestTables> = cross.into_iter().map(|(k, (_, t))| (k, t)).collect();
     std::fs::write(out.join("table.md"), &table)?;
     std::fs::write(out.join("paired.md"), &paired_md)?;
     std::fs::write(out.join("table.csv"), csv(&rows))?;
@@ -323,7 +333,7 @@ mod tests {
         assert!((byol.f1.mean - 0.6).abs() < 1e-12);
         assert!((byol.f1.std - 0.141_421_356).abs() < 1e-8);
         assert_eq!(rows[0].f1.std, 0.0);
-        let md = markdown("t", &rows);
+        let md = markdown("t", "the split's test side", &rows);
         assert!(
             md.contains("| BYOL | linear eval | 10 % | 2 | 70.00 ± 14.14 | 60.00 ± 14.14 |"),
             "{md}"

@@ -115,8 +115,13 @@ fn one_shared_pretraining_and_epochs_per_label_fraction() {
         .validate()
         .unwrap_err()
         .to_string()
-        .contains("two folders"));
-    for bad in ["{ 3 = 40 }", "{ 1 = 0 }", "{ one = 4 }"] {
+        .contains("same name"));
+    // The same folder twice (file and command line) is one test set.
+    let mut file: ExperimentFile = toml::from_str(FILE).unwrap();
+    file.add_cross_test(PathBuf::from("/a/physics"));
+    file.add_cross_test(PathBuf::from("/a/physics"));
+    assert_eq!(file.experiment.cross_tests.len(), 1);
+    for bad in ["{ 3 = 40 }", "{ 1 = 0 }", "{ one = 4 }", "{ 01 = 4 }"] {
         let text = FILE.replace(
             "seeds = [0, 1]",
             &format!("seeds = [0, 1]\nfinetune_epochs = {bad}"),
