@@ -364,5 +364,19 @@ mod tests {
         assert!(dino.views(64).extra.len() == 1);
         assert_eq!(dino.views(224).extra.len(), 1 + config.ssl.local_crops);
         assert!(config.ssl.out_dim < 65_536);
+        // The views for brain slices (README, DINO at small scale): global
+        // crops of 90–100 %, no intensity jitter, no solarisation; the
+        // local crops keep the reference's 5–40 %.
+        let views = dino.views(224).adjusted(&config.ssl);
+        for global in [&views.first, &views.extra[0].augment] {
+            assert_eq!(global.crop_scale, (0.9, 1.0));
+        }
+        assert_eq!(views.extra[1].augment.crop_scale, (0.05, 0.4));
+        for view in std::iter::once(&views.first).chain(views.extra.iter().map(|v| &v.augment)) {
+            assert_eq!(
+                (view.brightness, view.contrast, view.solarize_p),
+                (0.0, 0.0, 0.0)
+            );
+        }
     }
 }
