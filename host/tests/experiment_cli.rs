@@ -1,8 +1,36 @@
 //! `tumorxai experiment` with the shipped CI configuration on a tiny
 //! phantom set: every cell of the paper-shaped table, sane values, the
-//! four output files, and a re-run that skips every finished cell.
+//! output files, a re-run that skips every finished cell; a pre-training
+//! shared by seeds, cross-source test sets added afterwards, and a bad
+//! cross-source folder refused before anything trains.
+
+use std::path::Path;
 
 use crate::common::{ok, phantom_split, s};
+
+/// `tumorxai experiment` on `config` with the dataset and output given, then
+/// `extra` arguments.
+fn experiment_args<'a>(
+    config: &'a str,
+    data: &'a Path,
+    split: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "experiment",
+        "--config",
+        config,
+        "--data",
+        s(data),
+        "--split",
+        s(split),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
 
 #[test]
 fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
@@ -10,19 +38,7 @@ fn ci_experiment_writes_the_table_and_reruns_skip_finished_cells() {
     let (data, split) = phantom_split(tmp.path(), 6, 80, 4);
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml");
     let out = tmp.path().join("experiment");
-    let args = [
-        "experiment",
-        "--config",
-        config,
-        "--data",
-        s(&data),
-        "--split",
-        s(&split),
-        "--out",
-        s(&out),
-        "--threads",
-        "2",
-    ];
+    let args = experiment_args(config, &data, &split, &out, &["--threads", "2"]);
     let stdout = ok(&args);
     for file in ["table.md", "paired.md", "table.json", "table.csv", "f1.png"] {
         assert!(out.join(file).exists(), "missing {file}");
@@ -151,21 +167,9 @@ fn seeds_share_one_pretraining_with_pretrain_seed() {
     std::fs::write(&config, text).unwrap();
     let out = tmp.path().join("experiment");
     let run = |extra: &[&str]| {
-        let mut args = vec![
-            "experiment",
-            "--config",
-            s(&config),
-            "--data",
-            s(&data),
-            "--split",
-            s(&split),
-            "--out",
-            s(&out),
-            "--threads",
-            "2",
-        ];
-        args.extend_from_slice(extra);
-        ok(&args)
+        let mut all = vec!["--threads", "2"];
+        all.extend_from_slice(extra);
+        ok(&experiment_args(s(&config), &data, &split, &out, &all))
     };
     let stdout = run(&[]);
     let pretrained: Vec<String> = std::fs::read_dir(out.join("pretrain"))
@@ -292,19 +296,13 @@ fn a_cross_test_folder_with_an_unknown_class_is_refused_before_any_training() {
         .path();
     std::fs::copy(slice, stranger.join("Lymphoma T1/a.jpg")).unwrap();
     let out = tmp.path().join("experiment");
-    let output = crate::common::tumorxai(&[
-        "experiment",
-        "--config",
+    let output = crate::common::tumorxai(&experiment_args(
         concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/ci.toml"),
-        "--data",
-        s(&data),
-        "--split",
-        s(&split),
-        "--out",
-        s(&out),
-        "--cross-test",
-        s(&stranger),
-    ]);
+        &data,
+        &split,
+        &out,
+        &["--cross-test", s(&stranger)],
+    ));
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Lymphoma T1"), "{stderr}");
