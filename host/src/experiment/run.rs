@@ -209,12 +209,11 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             bar.set_position(done as u64);
             bar.set_message(format!("{what}{eta}"));
         };
-        let mut pretrain_config = None;
-        let backbone = match cell.arm.method() {
+        // The pre-trained backbone and the configuration that made it.
+        let backbone: Option<(PathBuf, TrainConfig)> = match cell.arm.method() {
             Some(method) => {
                 let seed = file.pretrain_seed(cell.seed);
                 let config = file.pretrain_config(method, seed)?;
-                pretrain_config = Some(config.clone());
                 let path = backbone_weights(&config.run.out);
                 if pretrained.insert((method, seed)) {
                     if path.exists() {
@@ -236,15 +235,16 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
                     }
                     done_jobs += 1;
                 }
-                Some(path)
+                Some((path, config))
             }
             None => None,
         };
+        let pretrain_config = backbone.as_ref().map(|(_, pre)| pre);
         let config = file.cell_config(cell)?;
         let path = result_path(file, cell);
         if let Some(mut result) = load_result(&path)? {
             same_config(&result.config, &config, &path)?;
-            same_config(&result.pretrain, &pretrain_config, &path)?;
+            same_config(&result.pretrain.as_ref(), &pretrain_config, &path)?;
             let missing: Vec<(String, PathBuf)> = cross
                 .iter()
                 .filter(|(name, _)| !result.cross.contains_key(name))
@@ -290,10 +290,7 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             (pretrain_time, cell_time),
         );
         let t = Instant::now();
-        let backbone = match (&backbone, &pretrain_config) {
-            (Some(path), Some(pre)) => Some((path.as_path(), pre)),
-            _ => None,
-        };
+        let backbone = backbone.as_ref().map(|(path, pre)| (path.as_path(), pre));
         let Some((report, cross_scores)) = run_cell(&config, cell, backbone, &cross, interrupt)?
         else {
             return Ok(Finish::Interrupted);
@@ -305,7 +302,7 @@ pub fn run(file: &ExperimentFile, interrupt: &AtomicBool, bar: &ProgressBar) -> 
             test: Scores::of(&report),
             seconds,
             config,
-            pretrain: pretrain_config,
+            pretrain: pretrain_config.cloned(),
             cross: cross_scores,
         };
         write_atomic(&path, serde_json::to_string_pretty(&result)?.as_bytes())?;
