@@ -75,7 +75,7 @@ fn installs_are_verified_atomic_and_never_downgrade() {
     // Nothing installed: the built-in demo runs, and says so.
     assert_eq!(
         triage_version(&state, &out, &[]).unwrap(),
-        "2.2.0 demo=true"
+        "2.3.0 demo=true"
     );
 
     // No trust store provisioned: nothing can be installed.
